@@ -1,0 +1,50 @@
+//! The wrec trace format: see `SPEC.md` beside this crate for every byte.
+//!
+//! - [`TraceWriter`] appends records into a memory-mapped file; its
+//!   [`TraceWriter::append_sample`] is async-signal-safe.
+//! - [`Trace`] maps a trace and iterates its records without copying;
+//!   [`Decoder`] expands delta-encoded samples. Every malformation is a
+//!   [`ReadError`] carrying its byte offset.
+
+mod error;
+mod header;
+mod reader;
+mod records;
+pub mod varint;
+mod writer;
+
+pub use error::{Damage, ReadError};
+pub use header::{Arch, Header, BYTE_ORDER_MARK, HEADER_SIZE, MAGIC, VERSION_MAJOR, VERSION_MINOR};
+pub use reader::{Decoder, Event, RawRecord, RecordIter, Sample, Trace};
+pub use records::{
+    flags, kind, AddressMapEntry, End, ExitKind, FunctionEntry, LossReason, ModuleRecord,
+    RawSample, Record, RunInfo, SamplesLost, ThreadEnd, ThreadStart, TimerClock,
+};
+pub use writer::{
+    frame, frame_payload, Dropped, SampleEncoder, SampleRef, TraceWriter, WriteError,
+    WriterOptions, MAX_FRAMES, MAX_SAMPLE_RECORD,
+};
+
+/// CRC-16/XMODEM, the record check (SPEC.md §1.2). Table-driven, no
+/// allocation: safe in a signal handler.
+pub fn crc16(bytes: &[u8]) -> u16 {
+    const CRC: crc::Crc<u16> = crc::Crc::<u16>::new(&crc::CRC_16_XMODEM);
+    CRC.checksum(bytes)
+}
+
+/// Reads `clock` in ns. Async-signal-safe (`clock_gettime` is).
+#[inline]
+pub fn clock_ns(clock: libc::clockid_t) -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: ts is a valid out-pointer.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,507 @@
+//! Record types (SPEC.md §2), their encoding and their decoding.
+
+use crate::error::{Damage, ReadError};
+use crate::varint;
+
+/// Record kinds (SPEC.md §2).
+pub mod kind {
+    pub const RUN_INFO: u8 = 1;
+    pub const MODULE: u8 = 2;
+    pub const THREAD_START: u8 = 3;
+    pub const THREAD_END: u8 = 4;
+    pub const SAMPLE: u8 = 5;
+    pub const SAMPLES_LOST: u8 = 6;
+    pub const END: u8 = 7;
+}
+
+/// Sample flags (SPEC.md §2.4).
+pub mod flags {
+    /// Time and CPU time are absolute and no frames are kept.
+    pub const KEYFRAME: u8 = 1 << 0;
+    /// The thread was outside wasm code; every stack entry is a return address.
+    pub const HOST: u8 = 1 << 1;
+    /// The stack was deeper than the recorder's limit.
+    pub const TRUNCATED: u8 = 1 << 2;
+    /// The walk stopped at an untrusted frame pointer.
+    pub const BROKEN: u8 = 1 << 3;
+    /// The caller was read from the stack pointer (prologue or epilogue).
+    pub const PROLOGUE: u8 = 1 << 4;
+}
+
+/// Which clock drives the sampling timer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimerClock {
+    /// Wall clock (`CLOCK_MONOTONIC`): samples while blocked, too.
+    Wall,
+    /// Thread CPU time: samples only while the thread runs.
+    Cpu,
+}
+
+/// Kind 1.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunInfo {
+    pub interval_ns: u64,
+    pub clock: TimerClock,
+    pub recorder: String,
+    pub args: Vec<String>,
+}
+
+/// One function of a compiled module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FunctionEntry {
+    /// Index in the module's function index space (imports included).
+    pub index: u32,
+    /// Start offset within the module's compiled code.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+}
+
+/// One entry of a module's address map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddressMapEntry {
+    /// Offset within the compiled code where this entry starts.
+    pub code_offset: u64,
+    /// Whole-file offset of the wasm instruction the code came from.
+    pub wasm_offset: Option<u64>,
+}
+
+/// Kind 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModuleRecord {
+    pub id: u64,
+    pub path: String,
+    pub sha256: [u8; 32],
+    pub text_addr: u64,
+    pub text_len: u64,
+    /// Sorted by `offset`.
+    pub functions: Vec<FunctionEntry>,
+    /// Sorted by `code_offset`.
+    pub address_map: Vec<AddressMapEntry>,
+}
+
+impl ModuleRecord {
+    /// Whether `addr` lies inside this module's compiled code.
+    pub fn contains(&self, addr: u64) -> bool {
+        addr.wrapping_sub(self.text_addr) < self.text_len
+    }
+
+    /// The function whose code holds `code_offset`, if any (trampolines have none).
+    pub fn function_at(&self, code_offset: u64) -> Option<&FunctionEntry> {
+        let i = self.functions.partition_point(|f| f.offset <= code_offset);
+        let f = self.functions.get(i.checked_sub(1)?)?;
+        (code_offset - f.offset < f.len).then_some(f)
+    }
+
+    /// The wasm file offset that `code_offset` came from, if the map says.
+    pub fn wasm_offset(&self, code_offset: u64) -> Option<u64> {
+        let i = self
+            .address_map
+            .partition_point(|e| e.code_offset <= code_offset);
+        self.address_map.get(i.checked_sub(1)?)?.wasm_offset
+    }
+}
+
+/// Kind 3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ThreadStart {
+    pub thread: u32,
+    pub time_ns: u64,
+    pub cpu_ns: u64,
+    pub os_tid: u64,
+    pub name: String,
+}
+
+/// Kind 4.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadEnd {
+    pub thread: u32,
+    pub time_ns: u64,
+    pub cpu_ns: u64,
+}
+
+/// Why samples were lost (SPEC.md §2.5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LossReason {
+    /// The log was full: the next growth step was not ready or the disk is full.
+    LogFull,
+    /// The stack could not be walked.
+    StackWalk,
+    /// Anything else, including reason codes this reader does not know.
+    Other,
+}
+
+/// Kind 6.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SamplesLost {
+    pub thread: u32,
+    pub count: u64,
+    pub reason: LossReason,
+}
+
+/// How the guest's run ended (SPEC.md §2.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitKind {
+    Exited,
+    Trapped,
+    Failed,
+    Signaled,
+}
+
+/// Kind 7.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct End {
+    pub time_ns: u64,
+    pub exit_kind: ExitKind,
+    pub status: i64,
+    pub message: String,
+    pub samples_written: u64,
+    pub samples_lost: u64,
+}
+
+/// A sample as stored: delta-encoded, not yet expanded (see [`crate::Decoder`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawSample<'a> {
+    pub thread: u32,
+    pub flags: u8,
+    pub time: u64,
+    pub cpu: u64,
+    pub keep: u64,
+    pub new: u64,
+    /// The `new` frames' svarints, outermost first.
+    pub frames: &'a [u8],
+}
+
+/// Every record but samples, decoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Record {
+    RunInfo(RunInfo),
+    Module(ModuleRecord),
+    ThreadStart(ThreadStart),
+    ThreadEnd(ThreadEnd),
+    SamplesLost(SamplesLost),
+    End(End),
+}
+
+impl Record {
+    pub fn kind(&self) -> u8 {
+        match self {
+            Record::RunInfo(_) => kind::RUN_INFO,
+            Record::Module(_) => kind::MODULE,
+            Record::ThreadStart(_) => kind::THREAD_START,
+            Record::ThreadEnd(_) => kind::THREAD_END,
+            Record::SamplesLost(_) => kind::SAMPLES_LOST,
+            Record::End(_) => kind::END,
+        }
+    }
+
+    /// Appends this record's payload (without framing) to `out`.
+    pub fn encode_payload(&self, out: &mut Vec<u8>) {
+        use varint::push;
+        match self {
+            Record::RunInfo(r) => {
+                push(out, r.interval_ns);
+                out.push(match r.clock {
+                    TimerClock::Wall => 0,
+                    TimerClock::Cpu => 1,
+                });
+                push_str(out, &r.recorder);
+                push(out, r.args.len() as u64);
+                for a in &r.args {
+                    push_str(out, a);
+                }
+            }
+            Record::Module(m) => {
+                push(out, m.id);
+                push_str(out, &m.path);
+                out.extend_from_slice(&m.sha256);
+                push(out, m.text_addr);
+                push(out, m.text_len);
+                push(out, m.functions.len() as u64);
+                let mut prev = 0u64;
+                for f in &m.functions {
+                    push(out, u64::from(f.index));
+                    push(out, f.offset.wrapping_sub(prev));
+                    push(out, f.len);
+                    prev = f.offset;
+                }
+                push(out, m.address_map.len() as u64);
+                let mut prev = 0u64;
+                for e in &m.address_map {
+                    push(out, e.code_offset.wrapping_sub(prev));
+                    push(out, e.wasm_offset.map_or(0, |w| w + 1));
+                    prev = e.code_offset;
+                }
+            }
+            Record::ThreadStart(t) => {
+                push(out, u64::from(t.thread));
+                push(out, t.time_ns);
+                push(out, t.cpu_ns);
+                push(out, t.os_tid);
+                push_str(out, &t.name);
+            }
+            Record::ThreadEnd(t) => {
+                push(out, u64::from(t.thread));
+                push(out, t.time_ns);
+                push(out, t.cpu_ns);
+            }
+            Record::SamplesLost(l) => {
+                push(out, u64::from(l.thread));
+                push(out, l.count);
+                out.push(match l.reason {
+                    LossReason::LogFull => 1,
+                    LossReason::StackWalk => 2,
+                    LossReason::Other => 3,
+                });
+            }
+            Record::End(e) => {
+                push(out, e.time_ns);
+                out.push(match e.exit_kind {
+                    ExitKind::Exited => 0,
+                    ExitKind::Trapped => 1,
+                    ExitKind::Failed => 2,
+                    ExitKind::Signaled => 3,
+                });
+                push(out, varint::zigzag(e.status));
+                push_str(out, &e.message);
+                push(out, e.samples_written);
+                push(out, e.samples_lost);
+            }
+        }
+    }
+
+    /// Decodes a payload of a known kind other than samples. `offset` is the
+    /// record's offset in the file, for errors.
+    pub fn decode(kind: u8, payload: &[u8], offset: u64) -> Result<Option<Record>, ReadError> {
+        let mut p = Payload::new(payload, offset);
+        let rec = match kind {
+            kind::RUN_INFO => {
+                let interval_ns = p.varint()?;
+                let clock = match p.u8()? {
+                    0 => TimerClock::Wall,
+                    1 => TimerClock::Cpu,
+                    _ => return Err(p.damage(Damage::BadValue("timer clock"))),
+                };
+                let recorder = p.string()?;
+                let n = p.count(1)?;
+                let mut args = Vec::with_capacity(n);
+                for _ in 0..n {
+                    args.push(p.string()?);
+                }
+                Record::RunInfo(RunInfo {
+                    interval_ns,
+                    clock,
+                    recorder,
+                    args,
+                })
+            }
+            kind::MODULE => {
+                let id = p.varint()?;
+                let path = p.string()?;
+                let sha256 = p.array::<32>()?;
+                let text_addr = p.varint()?;
+                let text_len = p.varint()?;
+                let n = p.count(3)?;
+                let mut functions = Vec::with_capacity(n);
+                let mut prev = 0u64;
+                for _ in 0..n {
+                    let index = p.u32()?;
+                    let offset = prev
+                        .checked_add(p.varint()?)
+                        .ok_or_else(|| p.damage(Damage::BadValue("function offset")))?;
+                    let len = p.varint()?;
+                    if offset.checked_add(len).is_none_or(|end| end > text_len) {
+                        return Err(
+                            p.damage(Damage::BadValue("function outside the module's code"))
+                        );
+                    }
+                    functions.push(FunctionEntry { index, offset, len });
+                    prev = offset;
+                }
+                let n = p.count(2)?;
+                let mut address_map = Vec::with_capacity(n);
+                let mut prev = 0u64;
+                for _ in 0..n {
+                    let code_offset = prev
+                        .checked_add(p.varint()?)
+                        .ok_or_else(|| p.damage(Damage::BadValue("address map offset")))?;
+                    let w = p.varint()?;
+                    address_map.push(AddressMapEntry {
+                        code_offset,
+                        wasm_offset: w.checked_sub(1),
+                    });
+                    prev = code_offset;
+                }
+                Record::Module(ModuleRecord {
+                    id,
+                    path,
+                    sha256,
+                    text_addr,
+                    text_len,
+                    functions,
+                    address_map,
+                })
+            }
+            kind::THREAD_START => Record::ThreadStart(ThreadStart {
+                thread: p.u32()?,
+                time_ns: p.varint()?,
+                cpu_ns: p.varint()?,
+                os_tid: p.varint()?,
+                name: p.string()?,
+            }),
+            kind::THREAD_END => Record::ThreadEnd(ThreadEnd {
+                thread: p.u32()?,
+                time_ns: p.varint()?,
+                cpu_ns: p.varint()?,
+            }),
+            kind::SAMPLES_LOST => Record::SamplesLost(SamplesLost {
+                thread: p.u32()?,
+                count: p.varint()?,
+                reason: match p.u8()? {
+                    1 => LossReason::LogFull,
+                    2 => LossReason::StackWalk,
+                    _ => LossReason::Other,
+                },
+            }),
+            kind::END => Record::End(End {
+                time_ns: p.varint()?,
+                exit_kind: match p.u8()? {
+                    0 => ExitKind::Exited,
+                    1 => ExitKind::Trapped,
+                    2 => ExitKind::Failed,
+                    3 => ExitKind::Signaled,
+                    _ => return Err(p.damage(Damage::BadValue("exit kind"))),
+                },
+                status: varint::unzigzag(p.varint()?),
+                message: p.string()?,
+                samples_written: p.varint()?,
+                samples_lost: p.varint()?,
+            }),
+            _ => return Ok(None),
+        };
+        Ok(Some(rec))
+    }
+}
+
+impl<'a> RawSample<'a> {
+    /// Decodes a sample payload. `offset` is the record's offset, for errors.
+    pub fn decode(payload: &'a [u8], offset: u64) -> Result<Self, ReadError> {
+        let mut p = Payload::new(payload, offset);
+        let thread = p.u32()?;
+        let flags = p.u8()?;
+        let time = p.varint()?;
+        let cpu = p.varint()?;
+        let keep = p.varint()?;
+        let new = p.varint()?;
+        let frames = p.rest();
+        // Every frame takes at least one byte.
+        if new > frames.len() as u64 {
+            return Err(p.damage(Damage::CountTooLarge));
+        }
+        if flags & flags::KEYFRAME != 0 && keep != 0 {
+            return Err(p.damage(Damage::BadValue("keyframe keeps frames")));
+        }
+        Ok(RawSample {
+            thread,
+            flags,
+            time,
+            cpu,
+            keep,
+            new,
+            frames,
+        })
+    }
+}
+
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    varint::push(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A cursor over one record's payload that turns every shortfall into a
+/// [`ReadError`] at the record's offset.
+pub(crate) struct Payload<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    offset: u64,
+}
+
+impl<'a> Payload<'a> {
+    pub(crate) fn new(buf: &'a [u8], offset: u64) -> Self {
+        Payload {
+            buf,
+            pos: 0,
+            offset,
+        }
+    }
+
+    pub(crate) fn damage(&self, d: Damage) -> ReadError {
+        ReadError::Damaged {
+            offset: self.offset,
+            damage: d,
+        }
+    }
+
+    pub(crate) fn varint(&mut self) -> Result<u64, ReadError> {
+        varint::get(self.buf, &mut self.pos).map_err(|e| {
+            self.damage(match e {
+                varint::VarintError::Truncated => Damage::FieldPastEnd,
+                varint::VarintError::Overflow => Damage::VarintOverflow,
+            })
+        })
+    }
+
+    fn u32(&mut self) -> Result<u32, ReadError> {
+        let v = self.varint()?;
+        u32::try_from(v).map_err(|_| self.damage(Damage::BadValue("32-bit field")))
+    }
+
+    fn u8(&mut self) -> Result<u8, ReadError> {
+        let b = *self
+            .buf
+            .get(self.pos)
+            .ok_or_else(|| self.damage(Damage::FieldPastEnd))?;
+        self.pos += 1;
+        Ok(b)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], ReadError> {
+        let s = self
+            .buf
+            .get(self.pos..self.pos + N)
+            .ok_or_else(|| self.damage(Damage::FieldPastEnd))?;
+        self.pos += N;
+        Ok(s.try_into().expect("slice of length N"))
+    }
+
+    fn string(&mut self) -> Result<String, ReadError> {
+        let n = self.varint()?;
+        let end = usize::try_from(n)
+            .ok()
+            .and_then(|n| self.pos.checked_add(n))
+            .filter(|&e| e <= self.buf.len())
+            .ok_or_else(|| self.damage(Damage::FieldPastEnd))?;
+        let s = std::str::from_utf8(&self.buf[self.pos..end])
+            .map_err(|_| self.damage(Damage::BadUtf8))?;
+        self.pos = end;
+        Ok(s.to_owned())
+    }
+
+    /// A count of items that take at least `min_bytes` each: refused if the
+    /// rest of the payload could not hold them, so no count makes us allocate
+    /// more than the file's size.
+    fn count(&mut self, min_bytes: usize) -> Result<usize, ReadError> {
+        let n = self.varint()?;
+        let left = (self.buf.len() - self.pos) as u64;
+        if n.saturating_mul(min_bytes as u64) > left {
+            return Err(self.damage(Damage::CountTooLarge));
+        }
+        Ok(n as usize)
+    }
+
+    fn rest(&mut self) -> &'a [u8] {
+        let r = &self.buf[self.pos..];
+        self.pos = self.buf.len();
+        r
+    }
+}

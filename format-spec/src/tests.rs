@@ -1,0 +1,394 @@
+//! Unit tests: round trips of every record, the spec's example, damage.
+
+use super::*;
+use std::path::Path;
+
+pub(crate) fn example_header() -> Header {
+    Header {
+        version_major: VERSION_MAJOR,
+        version_minor: VERSION_MINOR,
+        arch: Arch::X86_64,
+        header_size: HEADER_SIZE as u16,
+        page_size: 4096,
+        monotonic_clock_id: 1,
+        cpu_clock_id: 3,
+        wall_reference_ns: 1_000_000_000,
+        monotonic_reference_ns: 1000,
+        committed_len: 0,
+        layout: 0,
+    }
+}
+
+fn example_module() -> ModuleRecord {
+    ModuleRecord {
+        id: 0,
+        path: "/a.wasm".into(),
+        sha256: std::array::from_fn(|i| i as u8),
+        text_addr: 0x10000,
+        text_len: 256,
+        functions: vec![FunctionEntry {
+            index: 1,
+            offset: 0x10,
+            len: 0x40,
+        }],
+        address_map: vec![
+            AddressMapEntry {
+                code_offset: 0,
+                wasm_offset: None,
+            },
+            AddressMapEntry {
+                code_offset: 0x20,
+                wasm_offset: Some(5),
+            },
+        ],
+    }
+}
+
+/// Writes the trace of SPEC.md §6 with the real writer.
+fn write_example(path: &Path) -> Vec<u8> {
+    let w = TraceWriter::create(path, example_header(), WriterOptions::default()).unwrap();
+    w.write_record(&Record::RunInfo(RunInfo {
+        interval_ns: 1_000_000,
+        clock: TimerClock::Wall,
+        recorder: "wrec 1.0".into(),
+        args: vec![],
+    }))
+    .unwrap();
+    w.write_record(&Record::Module(example_module())).unwrap();
+    w.write_record(&Record::ThreadStart(ThreadStart {
+        thread: 0,
+        time_ns: 1000,
+        cpu_ns: 0,
+        os_tid: 42,
+        name: "main".into(),
+    }))
+    .unwrap();
+    let mut enc = SampleEncoder::new(0);
+    let s1 = [0x10070u64, 0x10050];
+    let s2 = [0x10068u64, 0x10050];
+    w.append_sample(
+        &mut enc,
+        &SampleRef {
+            time_ns: 2000,
+            cpu_ns: 1000,
+            flags: 0,
+            stack: &s1,
+        },
+    )
+    .unwrap();
+    w.append_sample(
+        &mut enc,
+        &SampleRef {
+            time_ns: 3000,
+            cpu_ns: 2000,
+            flags: 0,
+            stack: &s2,
+        },
+    )
+    .unwrap();
+    w.write_record(&Record::End(End {
+        time_ns: 3000,
+        exit_kind: ExitKind::Exited,
+        status: 0,
+        message: String::new(),
+        samples_written: 2,
+        samples_lost: 0,
+    }))
+    .unwrap();
+    w.finish().unwrap();
+    std::fs::read(path).unwrap()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Parses the hex dumps of SPEC.md §6 (every fenced block after the
+/// "## 6. Example" heading; `(...)` comments are skipped, `…` ranges are
+/// the 32 hash bytes 00..1f).
+fn spec_example_bytes() -> Vec<u8> {
+    let spec = include_str!("../SPEC.md");
+    let example = spec.split("## 6. Example").nth(1).expect("SPEC.md has §6");
+    let mut out = Vec::new();
+    let mut in_block = false;
+    for line in example.lines() {
+        if line.trim_start().starts_with("```") {
+            in_block = !in_block;
+            continue;
+        }
+        if !in_block {
+            continue;
+        }
+        let line = line.trim();
+        if line.starts_with("(32 bytes of SHA-256") {
+            out.extend(0u8..32);
+            continue;
+        }
+        for tok in line.split_whitespace() {
+            out.push(
+                u8::from_str_radix(tok, 16)
+                    .unwrap_or_else(|_| panic!("bad hex {tok:?} in SPEC.md §6")),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn spec_example() {
+    let dir = tempfile::tempdir().unwrap();
+    let written = write_example(&dir.path().join("t.wrec"));
+    let spec = spec_example_bytes();
+    assert_eq!(
+        hex(&spec),
+        hex(&written),
+        "SPEC.md §6 and the writer disagree; the writer produced:\n{}",
+        hex(&written)
+    );
+    // And the reader decodes it to the values the spec states.
+    let t = Trace::from_bytes(spec).unwrap();
+    assert_eq!(t.header().arch, Arch::X86_64);
+    assert_eq!(t.header().wall_reference_ns, 1_000_000_000);
+    assert_eq!(t.header().monotonic_reference_ns, 1000);
+    assert_eq!(t.data_end(), t.bytes().len() as u64);
+    let mut d = t.decoder();
+    let mut samples = Vec::new();
+    let mut records = Vec::new();
+    while let Some(e) = d.next() {
+        match e.unwrap() {
+            Event::Sample(s) => samples.push((s.time_ns, s.cpu_ns, s.stack.to_vec(), s.flags)),
+            Event::Record(r) => records.push(r),
+            Event::Unknown { .. } => panic!("unknown record"),
+        }
+    }
+    assert_eq!(
+        samples,
+        vec![
+            (2000, 1000, vec![0x10070, 0x10050], flags::KEYFRAME),
+            (3000, 2000, vec![0x10068, 0x10050], 0)
+        ]
+    );
+    assert_eq!(records[1], Record::Module(example_module()));
+    assert!(
+        matches!(&records[0], Record::RunInfo(r) if r.interval_ns == 1_000_000 && r.recorder == "wrec 1.0")
+    );
+    assert!(matches!(&records[2], Record::ThreadStart(t) if t.os_tid == 42 && t.name == "main"));
+    assert!(
+        matches!(&records[3], Record::End(e) if e.samples_written == 2 && e.exit_kind == ExitKind::Exited)
+    );
+}
+
+#[test]
+fn every_record_round_trips() {
+    let recs = vec![
+        Record::RunInfo(RunInfo {
+            interval_ns: 100_000,
+            clock: TimerClock::Cpu,
+            recorder: "wrec 0.1.0".into(),
+            args: vec!["fib.wasm".into(), "30".into(), "ünïcode".into()],
+        }),
+        Record::Module(example_module()),
+        Record::ThreadStart(ThreadStart {
+            thread: 7,
+            time_ns: u64::MAX,
+            cpu_ns: 0,
+            os_tid: 1234,
+            name: String::new(),
+        }),
+        Record::ThreadEnd(ThreadEnd {
+            thread: 7,
+            time_ns: 5,
+            cpu_ns: 6,
+        }),
+        Record::SamplesLost(SamplesLost {
+            thread: 7,
+            count: 99,
+            reason: LossReason::LogFull,
+        }),
+        Record::SamplesLost(SamplesLost {
+            thread: 1,
+            count: 1,
+            reason: LossReason::StackWalk,
+        }),
+        Record::End(End {
+            time_ns: 1,
+            exit_kind: ExitKind::Trapped,
+            status: -134,
+            message: "wasm trap: unreachable".into(),
+            samples_written: 10,
+            samples_lost: 2,
+        }),
+    ];
+    for r in &recs {
+        let framed = frame(r);
+        let mut it = RecordIter::for_tests(&framed);
+        let raw = it.next().unwrap().unwrap();
+        assert_eq!(raw.kind, r.kind());
+        let back = Record::decode(raw.kind, raw.payload, 0).unwrap().unwrap();
+        assert_eq!(&back, r);
+    }
+}
+
+#[test]
+fn samples_round_trip_with_deltas_and_flags() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.wrec");
+    let w = TraceWriter::create(&path, Header::for_this_host(), WriterOptions::default()).unwrap();
+    let mut enc = SampleEncoder::new(3);
+    let mut enc2 = SampleEncoder::new(4);
+    let stacks: Vec<Vec<u64>> = vec![
+        vec![0x7f00_0000_1000, 0x7f00_0000_0800, 0x7f00_0000_0400],
+        vec![0x7f00_0000_1004, 0x7f00_0000_0800, 0x7f00_0000_0400],
+        vec![0x10, 0x7f00_0000_0400],
+        vec![],
+        vec![u64::MAX, 0, 1, u64::MAX],
+        (0..(MAX_FRAMES as u64 + 10))
+            .map(|i| 0x5000 + (i % 3) * 8)
+            .collect(),
+        vec![0x7f00_0000_0400],
+    ];
+    let mut expect = Vec::new();
+    for (i, s) in stacks.iter().enumerate() {
+        let f = if i == 2 { flags::HOST } else { 0 };
+        let time = 1_000_000 * i as u64 + 17;
+        let cpu = 900_000 * i as u64;
+        let e = if i % 2 == 0 { &mut enc } else { &mut enc2 };
+        w.append_sample(
+            e,
+            &SampleRef {
+                time_ns: time,
+                cpu_ns: cpu,
+                flags: f,
+                stack: s,
+            },
+        )
+        .unwrap();
+        let kept = &s[..s.len().min(MAX_FRAMES)];
+        expect.push((
+            if i % 2 == 0 { 3 } else { 4 },
+            time,
+            cpu,
+            kept.to_vec(),
+            s.len() > MAX_FRAMES,
+            f,
+        ));
+    }
+    assert_eq!(w.samples_written(), stacks.len() as u64);
+    w.finish().unwrap();
+    let t = Trace::open(&path).unwrap();
+    let mut d = t.decoder();
+    let mut got = Vec::new();
+    while let Some(e) = d.next() {
+        if let Event::Sample(s) = e.unwrap() {
+            got.push((
+                s.thread,
+                s.time_ns,
+                s.cpu_ns,
+                s.stack.to_vec(),
+                s.flags & flags::TRUNCATED != 0,
+                s.flags & flags::HOST,
+            ));
+        }
+    }
+    assert_eq!(got, expect);
+}
+
+#[test]
+fn a_sample_record_of_a_steady_stack_is_small() {
+    // A production run at 1 kHz must not write hundreds of bytes a sample.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.wrec");
+    let w = TraceWriter::create(&path, Header::for_this_host(), WriterOptions::default()).unwrap();
+    let mut enc = SampleEncoder::new(0);
+    let base: Vec<u64> = (0..30).map(|i| 0x7f12_3456_0000 + i * 0x40).collect();
+    let before = w.committed_len();
+    for i in 0..1000u64 {
+        let mut s = base.clone();
+        s[0] += i % 7;
+        w.append_sample(
+            &mut enc,
+            &SampleRef {
+                time_ns: 1_000_000 * i + (i * 37 % 5000),
+                cpu_ns: 990_000 * i,
+                flags: 0,
+                stack: &s,
+            },
+        )
+        .unwrap();
+    }
+    let per_sample = (w.committed_len() - before) as f64 / 1000.0;
+    assert!(per_sample < 16.0, "{per_sample} bytes a sample");
+}
+
+#[test]
+fn header_rejects_foreign_files() {
+    assert!(matches!(
+        Trace::from_bytes(b"hello world".to_vec()),
+        Err(ReadError::NotATrace)
+    ));
+    assert!(matches!(
+        Trace::from_bytes(Vec::new()),
+        Err(ReadError::NotATrace)
+    ));
+    let mut h = example_header().encode().to_vec();
+    h.truncate(40);
+    assert!(matches!(
+        Trace::from_bytes(h),
+        Err(ReadError::ShortHeader(40))
+    ));
+    let mut h = example_header().encode().to_vec();
+    h[8] = 2;
+    assert!(matches!(
+        Trace::from_bytes(h),
+        Err(ReadError::UnsupportedVersion { major: 2, .. })
+    ));
+    let mut h = example_header().encode().to_vec();
+    h[12..16].copy_from_slice(&BYTE_ORDER_MARK.to_be_bytes());
+    assert!(matches!(Trace::from_bytes(h), Err(ReadError::BadByteOrder)));
+}
+
+#[test]
+fn unknown_records_are_skipped() {
+    let mut bytes = example_header().encode().to_vec();
+    bytes.extend(frame_payload(200, b"private extension"));
+    bytes.extend(frame(&Record::ThreadEnd(ThreadEnd {
+        thread: 1,
+        time_ns: 2,
+        cpu_ns: 3,
+    })));
+    let len = bytes.len() as u64;
+    bytes[48..56].copy_from_slice(&len.to_le_bytes());
+    let t = Trace::from_bytes(bytes).unwrap();
+    let mut d = t.decoder();
+    assert!(matches!(
+        d.next(),
+        Some(Ok(Event::Unknown {
+            kind: 200,
+            offset: 64
+        }))
+    ));
+    assert!(matches!(
+        d.next(),
+        Some(Ok(Event::Record(Record::ThreadEnd(_))))
+    ));
+    assert!(d.next().is_none());
+}
+
+#[test]
+fn module_lookups() {
+    let m = example_module();
+    assert!(
+        m.contains(0x10000) && m.contains(0x100ff) && !m.contains(0x10100) && !m.contains(0xffff)
+    );
+    assert_eq!(m.function_at(0x10).map(|f| f.index), Some(1));
+    assert_eq!(m.function_at(0x4f).map(|f| f.index), Some(1));
+    assert_eq!(m.function_at(0x50), None);
+    assert_eq!(m.function_at(0x0f), None);
+    assert_eq!(m.wasm_offset(0x1f), None);
+    assert_eq!(m.wasm_offset(0x20), Some(5));
+    assert_eq!(m.wasm_offset(0xff), Some(5));
+}

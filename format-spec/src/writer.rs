@@ -1,0 +1,523 @@
+//! The trace writer: appends records into a memory-mapped file (SPEC.md §3).
+//!
+//! # Signal safety
+//!
+//! [`TraceWriter::append_sample`] is async-signal-safe: it encodes into the
+//! caller's preallocated [`SampleEncoder`], reserves space with a
+//! compare-and-swap on an atomic cursor, copies bytes into memory mapped
+//! before, stores the kind byte and advances the committed length with
+//! atomics. It allocates nothing, takes no lock and makes no system call.
+//! Everything that may block or allocate (growing the file, writing the
+//! large records, finishing) happens in [`TraceWriter::write_record`],
+//! [`TraceWriter::grow`] and [`TraceWriter::finish`], from normal context.
+//!
+//! A sample may be appended by a signal handler that interrupted the same
+//! thread in the middle of `write_record`: reservation gives both records
+//! disjoint space, and the ordered commit (SPEC.md §3) never lets the
+//! committed length pass the unfinished one. No signal needs masking.
+
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::SeqCst};
+use std::sync::Mutex;
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::header::{Header, COMMITTED_OFFSET, HEADER_SIZE};
+use crate::records::{flags, kind, Record};
+use crate::{crc16, varint};
+
+/// The deepest stack a sample holds; deeper stacks keep their innermost
+/// frames and are flagged `TRUNCATED`.
+pub const MAX_FRAMES: usize = 1024;
+/// The largest sample record: framing, fixed fields and `MAX_FRAMES` frames.
+pub const MAX_SAMPLE_RECORD: usize = 1 + 5 + 5 + 1 + 10 * 4 + MAX_FRAMES * 10 + 2;
+
+/// Sizes the writer works with.
+#[derive(Debug, Clone, Copy)]
+pub struct WriterOptions {
+    /// How much the file grows at a time (default 8 MiB).
+    pub growth_step: u64,
+    /// Space at the end of the file that samples may not use, kept for the
+    /// loss, thread-end and end records (default 64 KiB).
+    pub tail_reserve: u64,
+    /// The largest the trace may grow (default 16 GiB); the mapping reserves
+    /// this much address space up front so it never moves.
+    pub max_len: u64,
+}
+
+impl Default for WriterOptions {
+    fn default() -> Self {
+        WriterOptions {
+            growth_step: 8 << 20,
+            tail_reserve: 64 << 10,
+            max_len: 16 << 30,
+        }
+    }
+}
+
+/// An error writing a trace.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("{path}: no space left for a {len}-byte record (disk full or file size limit)")]
+    Full { path: PathBuf, len: u64 },
+    #[error("{path}: the trace is already finished")]
+    Finished { path: PathBuf },
+}
+
+/// Why [`TraceWriter::append_sample`] dropped a sample.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// No room: the next growth step is not ready, or the disk is full.
+    Full,
+}
+
+/// A sample to append, stack innermost first.
+#[derive(Debug, Clone, Copy)]
+pub struct SampleRef<'a> {
+    pub time_ns: u64,
+    pub cpu_ns: u64,
+    /// `HOST`, `TRUNCATED`, `BROKEN`, `PROLOGUE`; `KEYFRAME` is the encoder's business.
+    pub flags: u8,
+    pub stack: &'a [u64],
+}
+
+/// Per-thread delta state and scratch space for [`TraceWriter::append_sample`].
+///
+/// Preallocate one per sampled thread (it is about 20 KiB; box it) and use it
+/// from that thread's signal handler only.
+pub struct SampleEncoder {
+    thread: u32,
+    started: bool,
+    prev_time: u64,
+    prev_cpu: u64,
+    prev_len: usize,
+    prev: [u64; MAX_FRAMES],
+    scratch: [u8; MAX_SAMPLE_RECORD],
+}
+
+impl SampleEncoder {
+    pub fn new(thread: u32) -> Box<SampleEncoder> {
+        Box::new(SampleEncoder {
+            thread,
+            started: false,
+            prev_time: 0,
+            prev_cpu: 0,
+            prev_len: 0,
+            prev: [0; MAX_FRAMES],
+            scratch: [0; MAX_SAMPLE_RECORD],
+        })
+    }
+
+    pub fn thread(&self) -> u32 {
+        self.thread
+    }
+
+    /// Encodes a whole sample record (framing and check included) into the
+    /// scratch space and returns its length. Does not update the delta state.
+    fn encode(&mut self, s: &SampleRef<'_>) -> usize {
+        let stack = &s.stack[..s.stack.len().min(MAX_FRAMES)];
+        let mut sflags = s.flags & !flags::KEYFRAME;
+        if s.stack.len() > MAX_FRAMES {
+            sflags |= flags::TRUNCATED;
+        }
+        let (time, cpu, keep) = if self.started {
+            let prev = &self.prev[..self.prev_len];
+            let max = stack.len().min(prev.len());
+            let mut keep = 0;
+            while keep < max && stack[stack.len() - 1 - keep] == prev[prev.len() - 1 - keep] {
+                keep += 1;
+            }
+            (
+                s.time_ns.saturating_sub(self.prev_time),
+                s.cpu_ns.saturating_sub(self.prev_cpu),
+                keep,
+            )
+        } else {
+            sflags |= flags::KEYFRAME;
+            (s.time_ns, s.cpu_ns, 0)
+        };
+        let new = stack.len() - keep;
+        // Payload first, leaving room in front for the kind and length.
+        const START: usize = 6;
+        let buf = &mut self.scratch;
+        let mut p = START;
+        p = varint::put(buf, p, u64::from(self.thread));
+        buf[p] = sflags;
+        p += 1;
+        p = varint::put(buf, p, time);
+        p = varint::put(buf, p, cpu);
+        p = varint::put(buf, p, keep as u64);
+        p = varint::put(buf, p, new as u64);
+        let mut reference = if keep > 0 { stack[new] } else { 0 };
+        for &addr in stack[..new].iter().rev() {
+            p = varint::put(buf, p, varint::zigzag(addr.wrapping_sub(reference) as i64));
+            reference = addr;
+        }
+        let payload_len = p - START;
+        let len_len = varint::len(payload_len as u64);
+        let begin = START - 1 - len_len;
+        buf[begin] = kind::SAMPLE;
+        varint::put(buf, begin + 1, payload_len as u64);
+        let check = crc16(&buf[begin..p]);
+        buf[p..p + 2].copy_from_slice(&check.to_le_bytes());
+        // Move the record to the start of the scratch space.
+        let total = p + 2 - begin;
+        buf.copy_within(begin..begin + total, 0);
+        total
+    }
+
+    fn commit(&mut self, s: &SampleRef<'_>) {
+        let stack = &s.stack[..s.stack.len().min(MAX_FRAMES)];
+        self.prev[..stack.len()].copy_from_slice(stack);
+        self.prev_len = stack.len();
+        self.prev_time = s.time_ns;
+        self.prev_cpu = s.cpu_ns;
+        self.started = true;
+    }
+}
+
+/// Appends records to a trace file. `Sync`: share it between threads.
+pub struct TraceWriter {
+    path: PathBuf,
+    file: File,
+    map: MmapRaw,
+    opts: WriterOptions,
+    /// Next free byte: everything below is reserved.
+    cursor: AtomicU64,
+    /// Bytes of the file that have disk space behind them.
+    capacity: AtomicU64,
+    finished: AtomicBool,
+    full: AtomicBool,
+    samples_written: AtomicU64,
+    samples_dropped: AtomicU64,
+    grow_lock: Mutex<()>,
+}
+
+impl TraceWriter {
+    /// Creates (or truncates) the trace at `path`, writes its header and
+    /// allocates the first growth step.
+    pub fn create(
+        path: &Path,
+        header: Header,
+        opts: WriterOptions,
+    ) -> Result<TraceWriter, WriteError> {
+        let io_err = |source| WriteError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(io_err)?;
+        Self::from_file(path, file, header, opts)
+    }
+
+    /// Like [`TraceWriter::create`] on a file the caller opened (for read and
+    /// write, empty).
+    pub fn from_file(
+        path: &Path,
+        file: File,
+        header: Header,
+        opts: WriterOptions,
+    ) -> Result<TraceWriter, WriteError> {
+        let io_err = |source| WriteError::Io {
+            path: path.to_owned(),
+            source,
+        };
+        let map = MmapOptions::new()
+            .len(opts.max_len as usize)
+            .map_raw(&file)
+            .map_err(io_err)?;
+        let w = TraceWriter {
+            path: path.to_owned(),
+            file,
+            map,
+            opts,
+            cursor: AtomicU64::new(HEADER_SIZE as u64),
+            capacity: AtomicU64::new(0),
+            finished: AtomicBool::new(false),
+            full: AtomicBool::new(false),
+            samples_written: AtomicU64::new(0),
+            samples_dropped: AtomicU64::new(0),
+            grow_lock: Mutex::new(()),
+        };
+        w.allocate(
+            opts.growth_step
+                .max(HEADER_SIZE as u64 + opts.tail_reserve * 2),
+        )
+        .map_err(io_err)?;
+        let mut h = header;
+        h.committed_len = HEADER_SIZE as u64;
+        // SAFETY: the first step is allocated and nobody else writes yet.
+        unsafe {
+            std::ptr::copy_nonoverlapping(h.encode().as_ptr(), w.map.as_mut_ptr(), HEADER_SIZE)
+        };
+        Ok(w)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Samples appended so far.
+    pub fn samples_written(&self) -> u64 {
+        self.samples_written.load(SeqCst)
+    }
+
+    /// Samples dropped for lack of space so far.
+    pub fn samples_dropped(&self) -> u64 {
+        self.samples_dropped.load(SeqCst)
+    }
+
+    /// Whether a growth step has failed (the disk is full or the file hit a
+    /// size limit); later samples are dropped.
+    pub fn is_full(&self) -> bool {
+        self.full.load(SeqCst)
+    }
+
+    /// The committed length (SPEC.md §3).
+    pub fn committed_len(&self) -> u64 {
+        self.committed().load(SeqCst)
+    }
+
+    fn committed(&self) -> &AtomicU64 {
+        // SAFETY: offset 48 of the mapping is 8-aligned (the mapping is
+        // page-aligned), always allocated, and only ever accessed atomically.
+        unsafe { &*(self.map.as_mut_ptr().add(COMMITTED_OFFSET) as *const AtomicU64) }
+    }
+
+    fn kind_byte(&self, at: u64) -> &AtomicU8 {
+        // SAFETY: callers pass offsets below the cursor, inside allocated space.
+        unsafe { &*(self.map.as_mut_ptr().add(at as usize) as *const AtomicU8) }
+    }
+
+    /// Extends the file's allocated space to at least `len` bytes.
+    fn allocate(&self, len: u64) -> io::Result<()> {
+        let len = len.min(self.opts.max_len);
+        let cap = self.capacity.load(SeqCst);
+        if len <= cap {
+            return Ok(());
+        }
+        use std::os::fd::AsRawFd;
+        // posix_fallocate gives the pages disk blocks now, so a store into the
+        // mapping can never hit a full disk (which would be SIGBUS).
+        let rc =
+            unsafe { libc::posix_fallocate(self.file.as_raw_fd(), cap as i64, (len - cap) as i64) };
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        self.capacity.store(len, SeqCst);
+        Ok(())
+    }
+
+    /// Grows the file by a step if less than half a step is left. Call it
+    /// regularly from a normal thread so the sampler never waits. After a
+    /// failure (disk full, `RLIMIT_FSIZE`) it keeps failing without trying
+    /// again, and samples are dropped from then on.
+    pub fn grow(&self) -> Result<(), WriteError> {
+        if self.full.load(SeqCst) || self.finished.load(SeqCst) {
+            return Ok(());
+        }
+        let _g = self.grow_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let cap = self.capacity.load(SeqCst);
+        let used = self.cursor.load(SeqCst);
+        if cap.saturating_sub(used) > self.opts.growth_step / 2 + self.opts.tail_reserve {
+            return Ok(());
+        }
+        if cap >= self.opts.max_len {
+            self.full.store(true, SeqCst);
+            return Ok(());
+        }
+        self.allocate(cap + self.opts.growth_step)
+            .map_err(|source| {
+                self.full.store(true, SeqCst);
+                WriteError::Io {
+                    path: self.path.clone(),
+                    source,
+                }
+            })
+    }
+
+    /// Reserves `len` bytes; `limit` is how far the record may reach.
+    fn reserve(&self, len: u64, limit: u64) -> Option<u64> {
+        let mut cur = self.cursor.load(SeqCst);
+        loop {
+            let end = cur.checked_add(len)?;
+            if end > limit {
+                return None;
+            }
+            match self.cursor.compare_exchange_weak(cur, end, SeqCst, SeqCst) {
+                Ok(_) => return Some(cur),
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// Copies a framed record into reserved space, publishes it and commits.
+    /// Async-signal-safe.
+    fn publish(&self, at: u64, rec: &[u8]) {
+        // SAFETY: [at, at + len) was reserved by us alone and is allocated.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                rec.as_ptr().add(1),
+                self.map.as_mut_ptr().add(at as usize + 1),
+                rec.len() - 1,
+            );
+        }
+        self.kind_byte(at).store(rec[0], SeqCst);
+        self.advance_commit(at);
+    }
+
+    /// Moves the committed length over every published record from `from`
+    /// on, if the committed length has reached `from` (SPEC.md §3).
+    fn advance_commit(&self, from: u64) {
+        let committed = self.committed();
+        let mut c = from;
+        if committed.load(SeqCst) != c {
+            // An earlier record is still being written; its writer will
+            // advance over ours.
+            return;
+        }
+        loop {
+            if c >= self.cursor.load(SeqCst) || self.kind_byte(c).load(SeqCst) == 0 {
+                return;
+            }
+            // SAFETY: the record at c is published: its bytes are written.
+            let len = unsafe { self.framed_len(c) };
+            if committed
+                .compare_exchange(c, c + len, SeqCst, SeqCst)
+                .is_err()
+            {
+                return;
+            }
+            c += len;
+        }
+    }
+
+    /// Total length of the published record at `at`, read from its framing.
+    unsafe fn framed_len(&self, at: u64) -> u64 {
+        let base = self.map.as_mut_ptr().add(at as usize + 1);
+        let mut v: u64 = 0;
+        let mut i = 0;
+        loop {
+            let b = *base.add(i);
+            v |= u64::from(b & 0x7f) << (7 * i);
+            i += 1;
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        1 + i as u64 + v + 2
+    }
+
+    /// Appends a sample. **Async-signal-safe** (see the module docs).
+    ///
+    /// On success the encoder's delta state moves on to this sample; a
+    /// dropped sample leaves it, so the next one encodes against the last
+    /// sample actually written. The caller counts drops and reports them with
+    /// a [`Record::SamplesLost`] from normal context.
+    pub fn append_sample(&self, enc: &mut SampleEncoder, s: &SampleRef<'_>) -> Result<(), Dropped> {
+        if self.finished.load(SeqCst) {
+            return Err(Dropped::Full);
+        }
+        let len = enc.encode(s);
+        let limit = self
+            .capacity
+            .load(SeqCst)
+            .saturating_sub(self.opts.tail_reserve);
+        let Some(at) = self.reserve(len as u64, limit) else {
+            self.samples_dropped.fetch_add(1, SeqCst);
+            return Err(Dropped::Full);
+        };
+        self.publish(at, &enc.scratch[..len]);
+        enc.commit(s);
+        self.samples_written.fetch_add(1, SeqCst);
+        Ok(())
+    }
+
+    /// Appends any record but a sample (normal context: it allocates, and may
+    /// grow the file). Control records may use the tail reserve.
+    pub fn write_record(&self, rec: &Record) -> Result<(), WriteError> {
+        if self.finished.load(SeqCst) {
+            return Err(WriteError::Finished {
+                path: self.path.clone(),
+            });
+        }
+        let framed = frame(rec);
+        let len = framed.len() as u64;
+        let at = match self.reserve(len, self.capacity.load(SeqCst)) {
+            Some(at) => at,
+            None => {
+                // Large records (modules) may need more than a step.
+                let _g = self.grow_lock.lock().unwrap_or_else(|e| e.into_inner());
+                let want = self.cursor.load(SeqCst) + len + self.opts.growth_step;
+                if !self.full.load(SeqCst) {
+                    if let Err(e) = self.allocate(want) {
+                        if matches!(
+                            rec,
+                            Record::Module(_) | Record::RunInfo(_) | Record::ThreadStart(_)
+                        ) {
+                            self.full.store(true, SeqCst);
+                            return Err(WriteError::Io {
+                                path: self.path.clone(),
+                                source: e,
+                            });
+                        }
+                    }
+                }
+                self.reserve(len, self.capacity.load(SeqCst))
+                    .ok_or_else(|| WriteError::Full {
+                        path: self.path.clone(),
+                        len,
+                    })?
+            }
+        };
+        self.publish(at, &framed);
+        Ok(())
+    }
+
+    /// Stops all appends and truncates the file to its committed length.
+    /// Call it once no sampler can append any more (timers stopped).
+    pub fn finish(&self) -> Result<u64, WriteError> {
+        self.finished.store(true, SeqCst);
+        let _g = self.grow_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let len = self.committed_len();
+        let io_err = |source| WriteError::Io {
+            path: self.path.clone(),
+            source,
+        };
+        self.map.flush().map_err(io_err)?;
+        self.file.set_len(len).map_err(io_err)?;
+        self.capacity.store(len, SeqCst);
+        Ok(len)
+    }
+}
+
+/// Frames a record: kind, length, payload, check.
+pub fn frame(rec: &Record) -> Vec<u8> {
+    let mut payload = Vec::new();
+    rec.encode_payload(&mut payload);
+    frame_payload(rec.kind(), &payload)
+}
+
+/// Frames a payload of any kind (for tests and tools that write extensions).
+pub fn frame_payload(kind: u8, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + 8);
+    out.push(kind);
+    varint::push(&mut out, payload.len() as u64);
+    out.extend_from_slice(payload);
+    let check = crc16(&out);
+    out.extend_from_slice(&check.to_le_bytes());
+    out
+}

@@ -1,0 +1,243 @@
+//! Truncated and corrupted traces: every complete record before the damage is
+//! read, the damage is reported with its offset, nothing panics and no
+//! allocation is larger than the file.
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use common::*;
+use wrec_format::*;
+
+/// Tracks the largest single allocation, to prove no count in a damaged
+/// file makes the reader allocate beyond the file's size.
+/// Per thread, since the tests run in parallel.
+struct Tracking;
+thread_local! {
+    static LARGEST: Cell<usize> = const { Cell::new(0) };
+}
+
+fn note(size: usize) {
+    let _ = LARGEST.try_with(|l| l.set(l.get().max(size)));
+}
+
+fn reset_largest() {
+    LARGEST.with(|l| l.set(0));
+}
+
+fn largest() -> usize {
+    LARGEST.with(|l| l.get())
+}
+
+unsafe impl GlobalAlloc for Tracking {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        note(l.size());
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        System.dealloc(p, l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, n: usize) -> *mut u8 {
+        note(n);
+        System.realloc(p, l, n)
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Tracking = Tracking;
+
+#[test]
+fn truncation_at_every_offset_keeps_every_complete_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, n) = write_sample_trace(&dir.path().join("t.wrec"));
+    let full = read_all(bytes.clone()).unwrap();
+    assert!(full.error.is_none() && full.saw_end && full.samples == n);
+    let bounds = record_bounds(&bytes);
+    // Every offset inside the last 12 records (and then some).
+    let from = bounds[bounds.len() - 13] as usize;
+    for cut in from..bytes.len() {
+        let out = read_all(bytes[..cut].to_vec()).unwrap();
+        let complete = bounds.iter().filter(|&&b| b as usize <= cut).count() - 1;
+        assert_eq!(
+            out.records.len(),
+            complete,
+            "cut at {cut}: expected the {complete} records that end before it"
+        );
+        if bounds.contains(&(cut as u64)) {
+            assert!(
+                out.error.is_none(),
+                "cut at a record boundary {cut}: {:?}",
+                out.error
+            );
+        } else {
+            let e = out.error.expect("a cut inside a record is reported");
+            assert_eq!(e.offset(), Some(bounds[complete]), "cut at {cut}");
+            assert!(e.to_string().contains("cut short"), "{e}");
+        }
+        assert_eq!(out.saw_end, cut == bytes.len());
+    }
+}
+
+#[test]
+fn a_killed_writer_leaves_every_committed_record_readable() {
+    // What SIGKILL leaves: the committed length at a record boundary and
+    // zeros (or a half-written record) after it, in a file grown ahead.
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, _) = write_sample_trace(&dir.path().join("t.wrec"));
+    let bounds = record_bounds(&bytes);
+    for (i, &b) in bounds.iter().enumerate().skip(1) {
+        let mut killed = bytes.clone();
+        killed[48..56].copy_from_slice(&b.to_le_bytes());
+        // Zero the rest of what "was not yet written", keep a tail of space.
+        for x in &mut killed[b as usize..] {
+            *x = 0;
+        }
+        killed.resize(killed.len() + 4096, 0);
+        let out = read_all(killed).unwrap();
+        assert!(out.error.is_none(), "{:?}", out.error);
+        assert_eq!(out.records.len(), i);
+        assert!(!out.saw_end || i == bounds.len() - 1);
+    }
+}
+
+#[test]
+fn every_single_byte_change_is_detected_or_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    let (bytes, _) = write_sample_trace(&dir.path().join("t.wrec"));
+    let bounds = record_bounds(&bytes);
+    reset_largest();
+    for at in 0..bytes.len() {
+        for val in [bytes[at] ^ 0xff, bytes[at] ^ 0x01, 0x00, 0x80, 0x7f] {
+            if val == bytes[at] {
+                continue;
+            }
+            let mut bad = bytes.clone();
+            bad[at] = val;
+            let result = read_all(bad);
+            if at < 48 {
+                // Static header fields are covered by the header check.
+                assert!(result.is_err(), "header byte {at} -> {val:#x} not detected");
+                continue;
+            }
+            if (48..64).contains(&at) {
+                // The committed length and reserved bytes: anything but a
+                // panic is acceptable; a shorter committed length reads fewer
+                // records and the missing end record shows.
+                continue;
+            }
+            let out = result.unwrap();
+            let e = out
+                .error
+                .unwrap_or_else(|| panic!("record byte {at} -> {val:#x} not detected"));
+            // The damage is reported at the record holding the byte, and every
+            // record before it was read.
+            let rec = bounds.iter().rposition(|&b| b as usize <= at).unwrap();
+            assert_eq!(e.offset(), Some(bounds[rec]), "byte {at} -> {val:#x}: {e}");
+            assert_eq!(out.records.len(), rec, "byte {at}");
+        }
+    }
+    let largest = largest();
+    assert!(
+        largest <= bytes.len() + 4096,
+        "an allocation of {largest} bytes for a {}-byte trace",
+        bytes.len()
+    );
+}
+
+#[test]
+fn huge_counts_and_lengths_are_refused_without_allocating() {
+    let mut h = Header::for_this_host();
+    h.committed_len = 0;
+    let base = h.encode().to_vec();
+    let payloads: Vec<(u8, Vec<u8>)> = vec![
+        // Run info claiming 2^62 arguments.
+        (kind::RUN_INFO, {
+            let mut p = vec![1, 0, 0];
+            varint::push(&mut p, 1 << 62);
+            p
+        }),
+        // A module claiming a billion functions.
+        (kind::MODULE, {
+            let mut p = vec![0, 0];
+            p.extend([0u8; 32]);
+            p.extend([1, 1]);
+            varint::push(&mut p, 1_000_000_000);
+            p
+        }),
+        // A sample claiming a million frames.
+        (kind::SAMPLE, {
+            let mut p = vec![0, flags::KEYFRAME, 1, 1, 0];
+            varint::push(&mut p, 1_000_000);
+            p.extend([2, 2, 2]);
+            p
+        }),
+        // A string longer than the record.
+        (kind::THREAD_START, vec![0, 0, 0, 0, 0x7f, b'x']),
+        // A varint with 11 bytes.
+        (kind::THREAD_END, vec![0xff; 11]),
+    ];
+    reset_largest();
+    for (k, p) in payloads {
+        let mut bytes = base.clone();
+        bytes.extend(frame_payload(k, &p));
+        let len = bytes.len() as u64;
+        bytes[48..56].copy_from_slice(&len.to_le_bytes());
+        let out = read_all(bytes).unwrap();
+        let e = out.error.expect("refused");
+        assert_eq!(e.offset(), Some(64), "{e}");
+    }
+    assert!(largest() < 64 << 10);
+    // A record length far beyond the file.
+    let mut bytes = base.clone();
+    bytes.push(kind::SAMPLE);
+    varint::push(&mut bytes, u64::from(u32::MAX));
+    bytes.extend([0; 8]);
+    let len = bytes.len() as u64;
+    bytes[48..56].copy_from_slice(&len.to_le_bytes());
+    let out = read_all(bytes).unwrap();
+    assert!(matches!(
+        out.error,
+        Some(ReadError::Damaged {
+            offset: 64,
+            damage: Damage::PastEnd
+        })
+    ));
+}
+
+#[test]
+fn samples_that_do_not_follow_their_thread_are_damage() {
+    let mut h = Header::for_this_host();
+    h.committed_len = 0;
+    let mut bytes = h.encode().to_vec();
+    // A non-keyframe sample for a thread never seen.
+    bytes.extend(frame_payload(kind::SAMPLE, &[9, 0, 1, 1, 0, 0]));
+    let len = bytes.len() as u64;
+    bytes[48..56].copy_from_slice(&len.to_le_bytes());
+    let e = read_all(bytes.clone()).unwrap().error.unwrap();
+    assert!(matches!(
+        e,
+        ReadError::Damaged {
+            damage: Damage::NoKeyframe(9),
+            ..
+        }
+    ));
+    // Keeping more frames than the previous stack had.
+    let mut bytes = h.encode().to_vec();
+    bytes.extend(frame_payload(
+        kind::SAMPLE,
+        &[1, flags::KEYFRAME, 1, 1, 0, 1, 2],
+    ));
+    bytes.extend(frame_payload(kind::SAMPLE, &[1, 0, 1, 1, 5, 0]));
+    let len = bytes.len() as u64;
+    bytes[48..56].copy_from_slice(&len.to_le_bytes());
+    let out = read_all(bytes).unwrap();
+    assert_eq!(out.samples, 1);
+    assert!(matches!(
+        out.error,
+        Some(ReadError::Damaged {
+            damage: Damage::KeepBeyondStack { keep: 5, prev: 1 },
+            ..
+        })
+    ));
+}

@@ -1,0 +1,1 @@
+//! Placeholder library so the root package (end-to-end tests) is a valid crate.
