@@ -1,0 +1,16 @@
+//! wanalyze: turns a wrec trace into a profile, offline and without Wasmtime.
+//!
+//! - [`symbols`]: a wasm module's names (name section, demangled), imports,
+//!   call targets and DWARF lines, looked up lazily.
+//! - [`resolve`]: native address → module → wasm offset → function, frame
+//!   and stack, building a deduplicated [`model::Profile`].
+//! - [`firefox`], [`folded`], [`text`]: the exporters.
+//! - [`addr2line`]: the symbolizer on its own, like `wasm-tools addr2line`.
+
+pub mod addr2line;
+pub mod firefox;
+pub mod folded;
+pub mod model;
+pub mod resolve;
+pub mod symbols;
+pub mod text;

@@ -1,0 +1,214 @@
+//! `wanalyze`: the command line over the `wanalyze` library.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use wanalyze::{addr2line, firefox, folded, resolve, symbols::WasmSymbols, text};
+
+/// Turn a wrec trace into a profile: Firefox Profiler JSON, folded stacks or a
+/// text report. Needs only the trace and the wasm files that were profiled.
+#[derive(Parser)]
+#[command(
+    name = "wanalyze",
+    version,
+    args_conflicts_with_subcommands = true,
+    after_help = "Examples:\n  \
+        wanalyze fib.wrec --dwarf                      # writes fib.profile.json for https://profiler.firefox.com\n  \
+        wanalyze fib.wrec --dwarf --format text        # top functions and lines, for a CI log\n  \
+        wanalyze fib.wrec --format folded > fib.folded # for inferno / flamegraph.pl / speedscope\n  \
+        wanalyze fib.wrec --module build/fib.wasm      # the wasm file moved since recording\n  \
+        wanalyze addr2line fib.wasm 0x1a2 300          # symbolize wasm file offsets"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    /// The trace written by `wrec`.
+    trace: Option<PathBuf>,
+    /// Add file, line, column and inlined frames from the modules' DWARF.
+    #[arg(long)]
+    dwarf: bool,
+    /// The wasm file that was profiled, when it is no longer at the path the
+    /// trace recorded (matched to the recorded module by its SHA-256).
+    /// Repeat for several modules.
+    #[arg(long = "module", value_name = "PATH")]
+    modules: Vec<PathBuf>,
+    /// Where to write the profile: `-` for stdout; a name ending in `.gz` is
+    /// gzip-compressed. Default: `<trace>.profile.json` for firefox, stdout
+    /// for folded and text.
+    #[arg(short, long, value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Firefox)]
+    format: Format,
+    /// Rows in each table of the text report.
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    top: usize,
+    /// No progress bar and no summary line.
+    #[arg(short, long)]
+    quiet: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print the function and source lines (inlined frames innermost first)
+    /// of wasm whole-file offsets, like `wasm-tools addr2line`.
+    Addr2line {
+        /// The wasm module.
+        wasm: PathBuf,
+        /// Offsets into the file: hex `0x…` or decimal.
+        #[arg(required = true)]
+        offsets: Vec<String>,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// Firefox Profiler processed profile (JSON).
+    Firefox,
+    /// Collapsed stacks, one line per stack with its count.
+    Folded,
+    /// A report for a terminal or CI log.
+    Text,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wanalyze: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Some(Command::Addr2line { wasm, offsets }) = cli.command {
+        let offsets = offsets
+            .iter()
+            .map(|o| addr2line::parse_offset(o).map_err(anyhow::Error::msg))
+            .collect::<anyhow::Result<Vec<u64>>>()?;
+        let symbols = WasmSymbols::open(&wasm)?;
+        let stdout = std::io::stdout();
+        let mut out = stdout.lock();
+        addr2line::run(&symbols, &offsets, &mut out)?;
+        return Ok(());
+    }
+    let Some(trace) = cli.trace else {
+        anyhow::bail!(
+            "no trace given; usage: wanalyze <TRACE> [--dwarf] [--out FILE] (see --help)"
+        );
+    };
+    let opts = resolve::Options {
+        dwarf: cli.dwarf,
+        modules: cli.modules,
+    };
+    let bar = progress_bar(cli.quiet);
+    let profile = resolve::analyze(&trace, &opts, &mut |done, total| {
+        if let Some(b) = &bar {
+            b.set_length(total);
+            b.set_position(done);
+        }
+    })?;
+    if let Some(b) = bar {
+        b.finish_and_clear();
+    }
+    for w in &profile.meta.warnings {
+        eprintln!("wanalyze: warning: {w}");
+    }
+    let out = match (&cli.out, cli.format) {
+        (Some(p), _) if p.as_os_str() == "-" => None,
+        (Some(p), _) => Some(p.clone()),
+        (None, Format::Firefox) => Some(default_out(&trace)),
+        (None, _) => None,
+    };
+    match (&out, cli.format) {
+        (Some(path), Format::Firefox) => firefox::write_file(&profile, path)?,
+        (Some(path), f) => {
+            let file = std::fs::File::create(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let file = std::io::BufWriter::new(file);
+            let written = if path.extension().is_some_and(|e| e == "gz") {
+                let mut gz = flate2::write::GzEncoder::new(file, flate2::Compression::default());
+                write_text_format(&profile, f, cli.top, &mut gz)?;
+                gz.finish().and_then(|mut w| w.flush())
+            } else {
+                let mut w = file;
+                write_text_format(&profile, f, cli.top, &mut w)?;
+                w.flush()
+            };
+            written.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
+        (None, f) => {
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            match f {
+                Format::Firefox => firefox::write(&profile, &mut w)?,
+                f => write_text_format(&profile, f, cli.top, &mut w)?,
+            }
+            w.flush()?;
+        }
+    }
+    if !cli.quiet {
+        if let Some(path) = &out {
+            let hint = if cli.format == Format::Firefox {
+                "; open it at https://profiler.firefox.com (Load a profile from file)"
+            } else {
+                ""
+            };
+            eprintln!(
+                "wanalyze: wrote {} ({} samples, {} threads){hint}",
+                path.display(),
+                profile.sample_count(),
+                profile.threads.len()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn write_text_format(
+    profile: &wanalyze::model::Profile,
+    f: Format,
+    top: usize,
+    w: &mut dyn Write,
+) -> anyhow::Result<()> {
+    match f {
+        Format::Folded => folded::write(profile, w)?,
+        Format::Text => {
+            let opts = text::TextOptions {
+                top,
+                ..Default::default()
+            };
+            text::write(profile, &opts, w)?
+        }
+        Format::Firefox => firefox::write(profile, w)?,
+    }
+    Ok(())
+}
+
+/// `fib.wrec` → `fib.profile.json`, beside the trace.
+fn default_out(trace: &Path) -> PathBuf {
+    let stem = trace
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "trace".into());
+    trace.with_file_name(format!("{stem}.profile.json"))
+}
+
+fn progress_bar(quiet: bool) -> Option<indicatif::ProgressBar> {
+    if quiet || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let b = indicatif::ProgressBar::new(0);
+    b.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} analyzing [{bar:40}] {bytes}/{total_bytes} ({eta})",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    Some(b)
+}

@@ -1,0 +1,667 @@
+//! From a trace to a symbolized [`Profile`].
+//!
+//! Native address → module (by recorded code range) → code offset → wasm file
+//! offset (the recorded address map; return addresses are looked up at
+//! address − 1 so the call itself is found) → function (the recorded
+//! function table) → name (name section) and, with DWARF, file, line, column
+//! and inlined frames.
+//!
+//! Work is proportional to what is *distinct*, not to the number of samples:
+//! each distinct address is resolved once, and a sample whose outer frames
+//! equal its thread's previous sample's reuses the stack nodes built for
+//! them, so only the frames that changed are looked at.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+use wrec_format::{flags, Event, ExitKind, ModuleRecord, ReadError, Record, TimerClock, Trace};
+
+use crate::model::{
+    Category, Frame, FrameId, Func, Interner, Lib, Meta, Profile, RunEnd, Sample, Stack, StackId,
+    Thread,
+};
+use crate::symbols::{CallTarget, WasmSymbols};
+
+/// How to analyze.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Look up file, line, column and inlined frames in the modules' DWARF.
+    pub dwarf: bool,
+    /// Wasm files to use instead of the paths recorded in the trace; each is
+    /// matched to a recorded module by its SHA-256.
+    pub modules: Vec<PathBuf>,
+}
+
+/// Why a trace could not be analyzed at all. Damage *inside* a trace is not
+/// an error: the intact part is analyzed and the damage becomes a warning.
+#[derive(Debug, thiserror::Error)]
+pub enum AnalyzeError {
+    #[error("{path}: {source}")]
+    Trace {
+        path: PathBuf,
+        #[source]
+        source: ReadError,
+    },
+    #[error("{0}")]
+    Symbols(#[from] crate::symbols::SymbolError),
+    #[error(
+        "{path}: the module recorded in the trace is not there; pass the wasm file that was profiled with --module PATH"
+    )]
+    ModuleMissing { path: PathBuf },
+    #[error(
+        "{path}: this is not the module that was profiled (its SHA-256 differs from the one recorded in the trace); pass the original with --module PATH"
+    )]
+    ModuleChanged { path: PathBuf },
+    #[error(
+        "{path}: --module does not match any module recorded in the trace (recorded: {recorded})"
+    )]
+    ModuleUnmatched { path: PathBuf, recorded: String },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A loaded module: what the trace recorded and what the wasm file says.
+struct Module {
+    rec: ModuleRecord,
+    symbols: WasmSymbols,
+    lib: u32,
+    dwarf: bool,
+}
+
+/// Synthetic frame names.
+const UNKNOWN: &str = "[unknown code]";
+const TRUNCATED: &str = "[stack truncated]";
+const HOST: &str = "[host]";
+
+/// What one raw stack entry resolves to.
+#[derive(Clone)]
+struct Resolved {
+    /// Frames, outermost first (an inline chain ends with the innermost
+    /// inlined call). Empty for trampolines, which are skipped.
+    frames: Vec<FrameId>,
+    /// For a host call's caller: the wasm offset of its call instruction.
+    call_site: Option<(usize, u64)>,
+}
+
+struct Resolver {
+    modules: Vec<Module>,
+    profile: Profile,
+    interner: Interner,
+    cache: HashMap<(u64, bool), Resolved>,
+    host_cache: HashMap<Option<(usize, u64)>, FrameId>,
+    synthetic: HashMap<&'static str, FrameId>,
+}
+
+impl Resolver {
+    fn synthetic(&mut self, name: &'static str, category: Category) -> FrameId {
+        if let Some(&f) = self.synthetic.get(name) {
+            return f;
+        }
+        let func = self.interner.func(
+            &mut self.profile,
+            Func {
+                name: name.to_owned(),
+                file: None,
+                line: None,
+                category,
+                lib: None,
+            },
+        );
+        let f = self.interner.frame(
+            &mut self.profile,
+            Frame {
+                func,
+                address: None,
+                line: None,
+                column: None,
+                inline_depth: 0,
+            },
+        );
+        self.synthetic.insert(name, f);
+        f
+    }
+
+    fn module_of(&self, addr: u64) -> Option<usize> {
+        self.modules.iter().position(|m| m.rec.contains(addr))
+    }
+
+    /// Resolves one stack entry (cached).
+    fn resolve(&mut self, addr: u64, is_return: bool) -> Resolved {
+        if let Some(r) = self.cache.get(&(addr, is_return)) {
+            return r.clone();
+        }
+        let r = self.resolve_uncached(addr, is_return);
+        self.cache.insert((addr, is_return), r.clone());
+        r
+    }
+
+    fn resolve_uncached(&mut self, addr: u64, is_return: bool) -> Resolved {
+        let Some(mi) = self.module_of(addr) else {
+            let f = self.synthetic(UNKNOWN, Category::Other);
+            return Resolved {
+                frames: vec![f],
+                call_site: None,
+            };
+        };
+        let m = &self.modules[mi];
+        let mut off = addr - m.rec.text_addr;
+        if is_return && off > 0 {
+            off -= 1;
+        }
+        let Some(func) = m.rec.function_at(off).copied() else {
+            // A trampoline: part of the call into or out of wasm, no frame.
+            return Resolved {
+                frames: Vec::new(),
+                call_site: None,
+            };
+        };
+        let wasm_off = m.rec.wasm_offset(off);
+        let lib = m.lib;
+        let name = m.symbols.function_name(func.index);
+        let source = match wasm_off {
+            Some(w) if m.dwarf => m.symbols.source_frames(w),
+            _ => Vec::new(),
+        };
+        let mut frames = Vec::with_capacity(source.len().max(1));
+        if source.is_empty() {
+            let f = self.interner.func(
+                &mut self.profile,
+                Func {
+                    name,
+                    file: None,
+                    line: None,
+                    category: Category::Wasm,
+                    lib: Some(lib),
+                },
+            );
+            frames.push(self.interner.frame(
+                &mut self.profile,
+                Frame {
+                    func: f,
+                    address: wasm_off,
+                    line: None,
+                    column: None,
+                    inline_depth: 0,
+                },
+            ));
+        } else {
+            // Innermost first from DWARF; the outermost is the real function,
+            // named from the name section like every other frame.
+            let depth = source.len() - 1;
+            for (i, sf) in source.iter().enumerate().rev() {
+                let inline_depth = (depth - i) as u32;
+                let fname = if i == depth {
+                    name.clone()
+                } else {
+                    sf.function
+                        .clone()
+                        .unwrap_or_else(|| "[inlined]".to_owned())
+                };
+                let f = self.interner.func(
+                    &mut self.profile,
+                    Func {
+                        name: fname,
+                        file: sf.file.clone(),
+                        line: sf.decl_line,
+                        category: Category::Wasm,
+                        lib: Some(lib),
+                    },
+                );
+                frames.push(self.interner.frame(
+                    &mut self.profile,
+                    Frame {
+                        func: f,
+                        address: wasm_off,
+                        // 0 means "no line/column" in DWARF.
+                        line: sf.line.filter(|&l| l != 0),
+                        column: sf.column.filter(|&c| c != 0),
+                        inline_depth,
+                    },
+                ));
+            }
+        }
+        Resolved {
+            frames,
+            call_site: wasm_off.filter(|_| is_return).map(|w| (mi, w)),
+        }
+    }
+
+    /// The leaf frame of a host call made at `site`.
+    fn host_frame(&mut self, site: Option<(usize, u64)>) -> FrameId {
+        if let Some(&f) = self.host_cache.get(&site) {
+            return f;
+        }
+        let (name, lib) = match site {
+            Some((mi, w)) => {
+                let m = &self.modules[mi];
+                let name = match m.symbols.call_target(w) {
+                    Some(CallTarget::Direct(i)) if i < m.symbols.num_imported_funcs() => {
+                        m.symbols.function_name(i)
+                    }
+                    Some(CallTarget::Direct(_)) => "[host: runtime]".to_owned(),
+                    Some(CallTarget::Indirect) => "[host: indirect call]".to_owned(),
+                    Some(CallTarget::Other(op)) => format!("[libcall] {op}"),
+                    None => HOST.to_owned(),
+                };
+                (name, Some(m.lib))
+            }
+            None => (HOST.to_owned(), None),
+        };
+        let func = self.interner.func(
+            &mut self.profile,
+            Func {
+                name,
+                file: None,
+                line: None,
+                category: Category::Host,
+                lib,
+            },
+        );
+        let f = self.interner.frame(
+            &mut self.profile,
+            Frame {
+                func,
+                address: None,
+                line: None,
+                column: None,
+                inline_depth: 0,
+            },
+        );
+        self.host_cache.insert(site, f);
+        f
+    }
+
+    fn push(&mut self, parent: Option<StackId>, frames: &[FrameId]) -> Option<StackId> {
+        let mut node = parent;
+        for &frame in frames {
+            node = Some(self.interner.stack(
+                &mut self.profile,
+                Stack {
+                    parent: node,
+                    frame,
+                },
+            ));
+        }
+        node
+    }
+}
+
+/// Per-thread state for reusing the previous sample's stack nodes.
+#[derive(Default)]
+struct ThreadCtx {
+    index: usize,
+    last_time: Option<u64>,
+    prev_raw: Vec<u64>,
+    prev_flags: u8,
+    /// `nodes[j]`: the stack node for raw entries `j..` (outermost at the root).
+    nodes: Vec<Option<StackId>>,
+    /// `sites[j]`: the call site of the innermost function frame in `j..`.
+    sites: Vec<Option<(usize, u64)>>,
+}
+
+/// Reads the trace at `path` and builds the profile. `progress` is called now
+/// and then with (bytes read, bytes in all).
+pub fn analyze(
+    path: &Path,
+    opts: &Options,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Profile, AnalyzeError> {
+    let trace = Trace::open(path).map_err(|source| AnalyzeError::Trace {
+        path: path.to_owned(),
+        source,
+    })?;
+    let overrides = load_overrides(&opts.modules)?;
+    let mut r = Resolver {
+        modules: Vec::new(),
+        profile: Profile::default(),
+        interner: Interner::default(),
+        cache: HashMap::new(),
+        host_cache: HashMap::new(),
+        synthetic: HashMap::new(),
+    };
+    let header = *trace.header();
+    let mut meta = Meta {
+        warnings: trace
+            .warnings()
+            .iter()
+            .map(|w| format!("{}: {w}", path.display()))
+            .collect(),
+        ..Meta::default()
+    };
+    let mut threads: HashMap<u32, ThreadCtx> = HashMap::new();
+    let mut start_ns: Option<u64> = None;
+    let mut used_overrides = vec![false; overrides.len()];
+    let mut samples_read = 0u64;
+    let mut saw_end = false;
+    let total = trace.data_end();
+    let mut decoder = trace.decoder();
+    let mut n = 0u64;
+    let mut damage = None;
+    while let Some(ev) = decoder.next() {
+        let ev = match ev {
+            Ok(ev) => ev,
+            Err(e) => {
+                damage = Some(e);
+                break;
+            }
+        };
+        n += 1;
+        match ev {
+            Event::Sample(s) => {
+                samples_read += 1;
+                if n.is_multiple_of(65536) {
+                    progress(s.offset, total);
+                }
+                let zero = *start_ns.get_or_insert(s.time_ns);
+                let ctx = threads.entry(s.thread).or_insert_with(|| {
+                    r.profile.threads.push(Thread {
+                        name: format!("thread {}", s.thread),
+                        tid: s.thread,
+                        start_ns: s.time_ns.saturating_sub(zero),
+                        ..Thread::default()
+                    });
+                    ThreadCtx {
+                        index: r.profile.threads.len() - 1,
+                        ..ThreadCtx::default()
+                    }
+                });
+                let stack = sample_stack(&mut r, ctx, s.flags, s.stack);
+                ctx.last_time = Some(s.time_ns);
+                r.profile.threads[ctx.index].samples.push(Sample {
+                    time_ns: s.time_ns.saturating_sub(zero),
+                    cpu_delta_ns: s.cpu_delta_ns,
+                    stack,
+                });
+            }
+            Event::Record(Record::RunInfo(ri)) => {
+                meta.interval_ns = ri.interval_ns;
+                meta.clock = match ri.clock {
+                    TimerClock::Wall => "wall",
+                    TimerClock::Cpu => "cpu",
+                }
+                .to_owned();
+                meta.recorder = ri.recorder;
+                meta.args = ri.args;
+            }
+            Event::Record(Record::Module(rec)) => {
+                let m = load_module(
+                    rec,
+                    &overrides,
+                    &mut used_overrides,
+                    opts,
+                    &mut meta,
+                    &mut r.profile,
+                )?;
+                r.modules.push(m);
+            }
+            Event::Record(Record::ThreadStart(ts)) => {
+                let zero = *start_ns.get_or_insert(ts.time_ns);
+                let idx = match threads.get(&ts.thread) {
+                    Some(ctx) => ctx.index,
+                    None => {
+                        r.profile.threads.push(Thread::default());
+                        let index = r.profile.threads.len() - 1;
+                        threads.insert(
+                            ts.thread,
+                            ThreadCtx {
+                                index,
+                                ..ThreadCtx::default()
+                            },
+                        );
+                        index
+                    }
+                };
+                let t = &mut r.profile.threads[idx];
+                t.name = if ts.name.is_empty() {
+                    format!("thread {}", ts.thread)
+                } else {
+                    ts.name
+                };
+                t.tid = ts.thread;
+                t.start_ns = ts.time_ns.saturating_sub(zero);
+            }
+            Event::Record(Record::ThreadEnd(te)) => {
+                if let Some(ctx) = threads.get(&te.thread) {
+                    let zero = start_ns.unwrap_or(te.time_ns);
+                    r.profile.threads[ctx.index].end_ns = Some(te.time_ns.saturating_sub(zero));
+                }
+            }
+            Event::Record(Record::SamplesLost(l)) => {
+                if let Some(ctx) = threads.get(&l.thread) {
+                    r.profile.threads[ctx.index].lost += l.count;
+                }
+            }
+            Event::Record(Record::End(e)) => {
+                saw_end = true;
+                meta.end = Some(RunEnd {
+                    kind: match e.exit_kind {
+                        ExitKind::Exited => "exited",
+                        ExitKind::Trapped => "trapped",
+                        ExitKind::Failed => "failed",
+                        ExitKind::Signaled => "signaled",
+                    }
+                    .to_owned(),
+                    status: e.status,
+                    message: e.message,
+                });
+            }
+            Event::Unknown { .. } => {}
+        }
+    }
+    progress(total, total);
+    if let Some(e) = damage {
+        meta.warnings.push(format!(
+            "{}: {e}; the profile covers the {samples_read} samples before it",
+            path.display()
+        ));
+    } else if !saw_end {
+        meta.warnings.push(format!(
+            "{}: the trace ended without its end record (the recorder was killed or crashed); the profile covers the {samples_read} samples it holds",
+            path.display()
+        ));
+    }
+    for (i, used) in used_overrides.iter().enumerate() {
+        if !used {
+            let recorded: Vec<String> = r.modules.iter().map(|m| m.rec.path.clone()).collect();
+            return Err(AnalyzeError::ModuleUnmatched {
+                path: overrides[i].0.clone(),
+                recorded: if recorded.is_empty() {
+                    "none".to_owned()
+                } else {
+                    recorded.join(", ")
+                },
+            });
+        }
+    }
+    let lost: u64 = r.profile.threads.iter().map(|t| t.lost).sum();
+    if lost > 0 {
+        meta.warnings.push(format!(
+            "the recorder lost {lost} samples (the log was full or the disk ran out)"
+        ));
+    }
+    for m in &r.modules {
+        for w in m.symbols.warnings() {
+            meta.warnings.push(w.clone());
+        }
+    }
+    meta.has_lines = r.modules.iter().any(|m| m.dwarf);
+    meta.product = r
+        .modules
+        .first()
+        .map(|m| file_name(&m.rec.path))
+        .or_else(|| meta.args.first().cloned())
+        .unwrap_or_else(|| "wasm".to_owned());
+    let zero = start_ns.unwrap_or(header.monotonic_reference_ns);
+    let wall_ns =
+        header.wall_reference_ns as f64 + (zero as f64 - header.monotonic_reference_ns as f64);
+    meta.start_unix_ms = wall_ns / 1e6;
+    r.profile.start_ns = zero;
+    r.profile.meta = meta;
+    Ok(r.profile)
+}
+
+/// Builds (or reuses) the stack nodes of one sample; returns its leaf.
+fn sample_stack(r: &mut Resolver, ctx: &mut ThreadCtx, sflags: u8, raw: &[u64]) -> Option<StackId> {
+    let n = raw.len();
+    let host = sflags & flags::HOST != 0;
+    let incomplete = sflags & (flags::TRUNCATED | flags::BROKEN);
+    // How many outermost entries are shared with the previous sample and
+    // were resolved the same way (entry 0 is special: the leaf).
+    let mut shared = 0;
+    if incomplete == ctx.prev_flags & (flags::TRUNCATED | flags::BROKEN)
+        && ctx.nodes.len() == ctx.prev_raw.len() + 1
+    {
+        let m = ctx.prev_raw.len();
+        while shared < n.min(m) && raw[n - 1 - shared] == ctx.prev_raw[m - 1 - shared] {
+            shared += 1;
+        }
+        // Entry 0 of either stack is the leaf, resolved differently.
+        shared = shared.min(n.saturating_sub(1)).min(m.saturating_sub(1));
+    }
+    let m = ctx.prev_raw.len();
+    let mut nodes = vec![None; n + 1];
+    let mut sites = vec![None; n + 1];
+    if shared > 0 {
+        nodes[n - shared..].copy_from_slice(&ctx.nodes[m - shared..]);
+        sites[n - shared..].copy_from_slice(&ctx.sites[m - shared..]);
+    } else {
+        nodes[n] = if incomplete != 0 {
+            let f = r.synthetic(TRUNCATED, Category::Other);
+            r.push(None, &[f])
+        } else {
+            None
+        };
+    }
+    for j in (0..n - shared).rev() {
+        let is_return = j > 0 || host;
+        let res = r.resolve(raw[j], is_return);
+        nodes[j] = r.push(nodes[j + 1], &res.frames);
+        sites[j] = if res.frames.is_empty() {
+            sites[j + 1]
+        } else {
+            res.call_site
+        };
+    }
+    // The leaf: a host call (or a PC in a trampoline, on its way in or out
+    // of the host) ends in a frame naming the callee.
+    let leaf_in_trampoline = n > 0 && !host && r.resolve(raw[0], false).frames.is_empty();
+    let leaf = if host || leaf_in_trampoline || n == 0 {
+        let site = if n > 0 { sites[0] } else { None };
+        let f = r.host_frame(site);
+        r.push(nodes[0], &[f])
+    } else {
+        nodes[0]
+    };
+    ctx.prev_raw.clear();
+    ctx.prev_raw.extend_from_slice(raw);
+    ctx.prev_flags = sflags;
+    ctx.nodes = nodes;
+    ctx.sites = sites;
+    leaf
+}
+
+fn file_name(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.to_owned())
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A `--module` file: its path, bytes and SHA-256.
+type Override = (PathBuf, Vec<u8>, [u8; 32]);
+
+/// `--module` files, read and hashed.
+fn load_overrides(paths: &[PathBuf]) -> Result<Vec<Override>, AnalyzeError> {
+    paths
+        .iter()
+        .map(|p| {
+            let bytes = std::fs::read(p).map_err(|source| AnalyzeError::Io {
+                path: p.clone(),
+                source,
+            })?;
+            let h = sha256(&bytes);
+            Ok((p.clone(), bytes, h))
+        })
+        .collect()
+}
+
+fn load_module(
+    rec: ModuleRecord,
+    overrides: &[Override],
+    used: &mut [bool],
+    opts: &Options,
+    meta: &mut Meta,
+    profile: &mut Profile,
+) -> Result<Module, AnalyzeError> {
+    let (path, bytes) = match overrides.iter().position(|o| o.2 == rec.sha256) {
+        Some(i) => {
+            used[i] = true;
+            (overrides[i].0.clone(), overrides[i].1.clone())
+        }
+        None => {
+            let path = PathBuf::from(&rec.path);
+            // The analyzer reads the recorded path only if its hash matches.
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(AnalyzeError::ModuleMissing { path });
+                }
+                Err(source) => return Err(AnalyzeError::Io { path, source }),
+            };
+            if sha256(&bytes) != rec.sha256 {
+                if let Some((p, _, _)) = overrides.first() {
+                    return Err(AnalyzeError::ModuleUnmatched {
+                        path: p.clone(),
+                        recorded: rec.path.clone(),
+                    });
+                }
+                return Err(AnalyzeError::ModuleChanged { path });
+            }
+            (path, bytes)
+        }
+    };
+    let symbols = WasmSymbols::from_bytes(&path, bytes)?;
+    let dwarf = opts.dwarf && symbols.has_dwarf();
+    if opts.dwarf && !symbols.has_dwarf() {
+        meta.warnings.push(format!(
+            "{}: has no DWARF debug info, so the profile has function names but no source lines (rebuild with -g)",
+            path.display()
+        ));
+    }
+    profile.libs.push(Lib {
+        name: file_name(&path.to_string_lossy()),
+        path: path.to_string_lossy().into_owned(),
+        sha256: hex(&rec.sha256),
+    });
+    Ok(Module {
+        rec,
+        symbols,
+        lib: (profile.libs.len() - 1) as u32,
+        dwarf,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_and_file_name() {
+        assert_eq!(hex(&[0, 0xab, 0x10]), "00ab10");
+        assert_eq!(file_name("/a/b/fib.wasm"), "fib.wasm");
+        assert_eq!(file_name("fib.wasm"), "fib.wasm");
+    }
+}

@@ -1,0 +1,474 @@
+//! A plain-text report for a CI log, and the numbers behind it as data
+//! ([`summarize`] → [`Summary`]).
+//!
+//! The report has the run's facts (program, samples, duration, CPU time,
+//! interval and clock, lost samples, how the run ended, warnings), then the
+//! top functions by self time and by total time, then (with DWARF lines) the
+//! hottest source lines.
+//!
+//! Definitions:
+//! - Functions are aggregated by name (every [`crate::model::Func`] with
+//!   the same name counts as one), inlined functions included.
+//! - *Self* counts the samples whose leaf frame is in the function; *total*
+//!   counts the samples with the function anywhere on the stack, once per
+//!   sample even when it recurses.
+//! - Percentages are of all samples, including those without a stack.
+//! - A hot line is the leaf frame's source position (its function's file
+//!   and the frame's line), with the leaf function's name.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use crate::model::{Profile, RunEnd};
+
+/// Options for [`write()`].
+#[derive(Debug, Clone)]
+pub struct TextOptions {
+    /// How many functions (and lines) each table lists.
+    pub top: usize,
+    /// Whether to list the hottest source lines (only when the profile has lines).
+    pub lines: bool,
+    /// How many warnings to print before summarizing the rest.
+    pub max_warnings: usize,
+}
+
+impl Default for TextOptions {
+    fn default() -> Self {
+        TextOptions {
+            top: 20,
+            lines: true,
+            max_warnings: 20,
+        }
+    }
+}
+
+/// Samples and CPU time of one function (by name).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FuncStat {
+    pub name: String,
+    /// Samples whose leaf frame is in this function.
+    pub self_samples: u64,
+    /// Samples with this function anywhere on the stack (once per sample).
+    pub total_samples: u64,
+    /// Sum of the CPU deltas of the `self_samples`.
+    pub self_cpu_ns: u64,
+    /// Sum of the CPU deltas of the `total_samples`.
+    pub total_cpu_ns: u64,
+}
+
+/// Samples whose leaf frame is at one source line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineStat {
+    pub file: String,
+    pub line: u32,
+    /// The leaf frame's function.
+    pub func: String,
+    pub samples: u64,
+    pub cpu_ns: u64,
+}
+
+/// The numbers of a profile, as [`write()`] reports them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Summary {
+    pub program: String,
+    pub args: Vec<String>,
+    pub recorder: String,
+    pub threads: usize,
+    /// All samples, over all threads.
+    pub samples: u64,
+    /// Samples that have no frame at all.
+    pub samples_without_stack: u64,
+    /// From the first thread's start to the last thread's end (or last
+    /// sample, for a thread without an end).
+    pub duration_ns: u64,
+    /// Sum of all samples' CPU deltas.
+    pub cpu_ns: u64,
+    pub interval_ns: u64,
+    pub clock: String,
+    pub lost: u64,
+    pub end: Option<RunEnd>,
+    pub warnings: Vec<String>,
+    pub has_lines: bool,
+    /// Every function with at least one sample, by self samples (then total
+    /// samples, then name).
+    pub funcs: Vec<FuncStat>,
+    /// Source lines with at least one leaf sample, by samples (then file,
+    /// line); empty without line info.
+    pub lines: Vec<LineStat>,
+}
+
+impl Summary {
+    /// The function with this name.
+    pub fn func(&self, name: &str) -> Option<&FuncStat> {
+        self.funcs.iter().find(|f| f.name == name)
+    }
+
+    /// The `n` functions with the most self samples.
+    pub fn top_self(&self, n: usize) -> Vec<&FuncStat> {
+        self.funcs
+            .iter()
+            .filter(|f| f.self_samples > 0)
+            .take(n)
+            .collect()
+    }
+
+    /// The `n` functions with the most total samples.
+    pub fn top_total(&self, n: usize) -> Vec<&FuncStat> {
+        let mut v: Vec<&FuncStat> = self.funcs.iter().collect();
+        v.sort_by(|a, b| {
+            b.total_samples
+                .cmp(&a.total_samples)
+                .then(b.self_samples.cmp(&a.self_samples))
+                .then_with(|| a.name.cmp(&b.name))
+        });
+        v.truncate(n);
+        v
+    }
+
+    /// `n` as a percentage of all samples (0 when there are none).
+    pub fn percent(&self, n: u64) -> f64 {
+        if self.samples == 0 {
+            0.0
+        } else {
+            n as f64 * 100.0 / self.samples as f64
+        }
+    }
+}
+
+/// Computes the [`Summary`] of a profile.
+///
+/// # Panics
+/// If the model's indices are out of range or its stacks form a cycle (see
+/// [`try_summarize`]).
+pub fn summarize(profile: &Profile) -> Summary {
+    try_summarize(profile).unwrap_or_else(|e| panic!("invalid profile model: {e}"))
+}
+
+/// Computes the [`Summary`] of a profile, or says why the model is invalid.
+pub fn try_summarize(profile: &Profile) -> Result<Summary, String> {
+    crate::firefox::check_model(profile)?;
+    let p = profile;
+    let m = &p.meta;
+
+    // Weights per leaf stack, over all threads.
+    let mut stack_samples = vec![0u64; p.stacks.len()];
+    let mut stack_cpu = vec![0u64; p.stacks.len()];
+    let mut samples = 0u64;
+    let mut without_stack = 0u64;
+    let mut cpu_ns = 0u64;
+    let mut first_ns = u64::MAX;
+    let mut last_ns = 0u64;
+    for t in &p.threads {
+        first_ns = first_ns.min(t.start_ns);
+        let mut end = t.end_ns.unwrap_or(t.start_ns);
+        for s in &t.samples {
+            samples += 1;
+            cpu_ns += s.cpu_delta_ns;
+            end = end.max(s.time_ns);
+            match s.stack {
+                Some(st) => {
+                    stack_samples[st as usize] += 1;
+                    stack_cpu[st as usize] += s.cpu_delta_ns;
+                }
+                None => without_stack += 1,
+            }
+        }
+        last_ns = last_ns.max(end);
+    }
+    let duration_ns = last_ns.saturating_sub(if first_ns == u64::MAX { 0 } else { first_ns });
+
+    // Function names, deduplicated: func id → name id.
+    let mut name_ids: HashMap<&str, u32> = HashMap::new();
+    let mut names: Vec<&str> = Vec::new();
+    let func_name: Vec<u32> = p
+        .funcs
+        .iter()
+        .map(|f| {
+            *name_ids.entry(f.name.as_str()).or_insert_with(|| {
+                names.push(&f.name);
+                (names.len() - 1) as u32
+            })
+        })
+        .collect();
+
+    let mut stats = vec![[0u64; 4]; names.len()]; // self, total, self cpu, total cpu
+    let mut stamp = vec![u32::MAX; names.len()];
+    let mut line_stats: HashMap<(&str, u32, u32), (u64, u64)> = HashMap::new();
+    for (st, (&n, &cpu)) in stack_samples.iter().zip(&stack_cpu).enumerate() {
+        if n == 0 {
+            continue;
+        }
+        let leaf = &p.frames[p.stacks[st].frame as usize];
+        let leaf_name = func_name[leaf.func as usize];
+        stats[leaf_name as usize][0] += n;
+        stats[leaf_name as usize][2] += cpu;
+        for f in p.stack_frames(Some(st as u32)) {
+            let name = func_name[p.frames[f as usize].func as usize] as usize;
+            if stamp[name] != st as u32 {
+                stamp[name] = st as u32;
+                stats[name][1] += n;
+                stats[name][3] += cpu;
+            }
+        }
+        if let (Some(file), Some(line)) = (&p.funcs[leaf.func as usize].file, leaf.line) {
+            let e = line_stats
+                .entry((file.as_str(), line, leaf_name))
+                .or_default();
+            e.0 += n;
+            e.1 += cpu;
+        }
+    }
+
+    let mut funcs: Vec<FuncStat> = stats
+        .iter()
+        .enumerate()
+        .filter(|(_, s)| s[1] > 0)
+        .map(|(i, s)| FuncStat {
+            name: names[i].to_string(),
+            self_samples: s[0],
+            total_samples: s[1],
+            self_cpu_ns: s[2],
+            total_cpu_ns: s[3],
+        })
+        .collect();
+    funcs.sort_by(|a, b| {
+        b.self_samples
+            .cmp(&a.self_samples)
+            .then(b.total_samples.cmp(&a.total_samples))
+            .then_with(|| a.name.cmp(&b.name))
+    });
+
+    let mut lines: Vec<LineStat> = line_stats
+        .into_iter()
+        .map(|((file, line, func), (samples, cpu_ns))| LineStat {
+            file: file.to_string(),
+            line,
+            func: names[func as usize].to_string(),
+            samples,
+            cpu_ns,
+        })
+        .collect();
+    lines.sort_by(|a, b| {
+        b.samples
+            .cmp(&a.samples)
+            .then_with(|| a.file.cmp(&b.file))
+            .then(a.line.cmp(&b.line))
+            .then_with(|| a.func.cmp(&b.func))
+    });
+
+    Ok(Summary {
+        program: m.product.clone(),
+        args: m.args.clone(),
+        recorder: m.recorder.clone(),
+        threads: p.threads.len(),
+        samples,
+        samples_without_stack: without_stack,
+        duration_ns,
+        cpu_ns,
+        interval_ns: m.interval_ns,
+        clock: m.clock.clone(),
+        lost: p.threads.iter().map(|t| t.lost).sum(),
+        end: m.end.clone(),
+        warnings: m.warnings.clone(),
+        has_lines: m.has_lines,
+        funcs,
+        lines,
+    })
+}
+
+/// Writes the text report.
+pub fn write(profile: &Profile, opts: &TextOptions, out: &mut dyn Write) -> io::Result<()> {
+    let s = try_summarize(profile).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    out.write_all(render(&s, opts).as_bytes())?;
+    out.flush()
+}
+
+/// The text report of a summary.
+pub fn render(s: &Summary, opts: &TextOptions) -> String {
+    let mut o = String::new();
+    let _ = render_into(&mut o, s, opts);
+    o
+}
+
+fn render_into(o: &mut String, s: &Summary, opts: &TextOptions) -> std::fmt::Result {
+    writeln!(o, "wrec profile of {}", clean(&s.program))?;
+    let mut facts: Vec<(&str, String)> = Vec::new();
+    if !s.args.is_empty() {
+        facts.push(("arguments", clean(&s.args.join(" "))));
+    }
+    if !s.recorder.is_empty() {
+        facts.push(("recorder", clean(&s.recorder)));
+    }
+    let mut samples = format!(
+        "{} on {} thread{}",
+        s.samples,
+        s.threads,
+        if s.threads == 1 { "" } else { "s" }
+    );
+    if s.samples_without_stack > 0 {
+        let _ = write!(samples, " ({} without a stack)", s.samples_without_stack);
+    }
+    facts.push(("samples", samples));
+    facts.push(("duration", fmt_ns(s.duration_ns)));
+    facts.push(("CPU time", fmt_ns(s.cpu_ns)));
+    let clock = if s.clock.is_empty() {
+        String::new()
+    } else {
+        format!(", {} clock", clean(&s.clock))
+    };
+    facts.push(("interval", format!("{}{clock}", fmt_ns(s.interval_ns))));
+    facts.push(("lost samples", s.lost.to_string()));
+    let end = match &s.end {
+        None => "unknown: no end record (the recorder was killed?)".to_string(),
+        Some(e) if e.message.is_empty() => format!("{}, status {}", e.kind, e.status),
+        Some(e) => clean(&format!("{}, status {}: {}", e.kind, e.status, e.message)),
+    };
+    facts.push(("run ended", end));
+    facts.push((
+        "source lines",
+        if s.has_lines { "yes" } else { "no" }.into(),
+    ));
+    facts.push(("warnings", s.warnings.len().to_string()));
+    let w = facts.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (k, v) in &facts {
+        writeln!(o, "  {k:<w$}  {v}")?;
+    }
+    for warning in s.warnings.iter().take(opts.max_warnings) {
+        writeln!(o, "    - {}", clean(warning))?;
+    }
+    if s.warnings.len() > opts.max_warnings {
+        writeln!(
+            o,
+            "    ... and {} more",
+            s.warnings.len() - opts.max_warnings
+        )?;
+    }
+
+    if opts.top == 0 {
+        return Ok(());
+    }
+    let top_self = s.top_self(opts.top);
+    writeln!(o)?;
+    writeln!(o, "Top {} functions by self time", top_self.len())?;
+    func_table(o, s, &top_self)?;
+    let top_total = s.top_total(opts.top);
+    writeln!(o)?;
+    writeln!(o, "Top {} functions by total time", top_total.len())?;
+    func_table(o, s, &top_total)?;
+
+    if opts.lines && s.has_lines {
+        let lines: Vec<&LineStat> = s.lines.iter().take(opts.top).collect();
+        writeln!(o)?;
+        writeln!(o, "Hottest {} source lines", lines.len())?;
+        let locs: Vec<String> = lines
+            .iter()
+            .map(|l| format!("{}:{}", clean(&l.file), l.line))
+            .collect();
+        let rows: Vec<[String; 3]> = lines
+            .iter()
+            .zip(&locs)
+            .map(|(l, loc)| {
+                [
+                    l.samples.to_string(),
+                    pct(s.percent(l.samples)),
+                    loc.clone(),
+                ]
+            })
+            .collect();
+        let wn = col_width(&rows, 0, "Samples");
+        let wp = col_width(&rows, 1, "%");
+        let wl = col_width(&rows, 2, "Location");
+        writeln!(
+            o,
+            "  {:>wn$}  {:>wp$}  {:<wl$}  Function",
+            "Samples", "%", "Location"
+        )?;
+        for (row, l) in rows.iter().zip(&lines) {
+            writeln!(
+                o,
+                "  {:>wn$}  {:>wp$}  {:<wl$}  {}",
+                row[0],
+                row[1],
+                row[2],
+                clean(&l.func)
+            )?;
+        }
+    }
+    Ok(())
+}
+
+fn func_table(o: &mut String, s: &Summary, funcs: &[&FuncStat]) -> std::fmt::Result {
+    let rows: Vec<[String; 4]> = funcs
+        .iter()
+        .map(|f| {
+            [
+                f.self_samples.to_string(),
+                pct(s.percent(f.self_samples)),
+                f.total_samples.to_string(),
+                pct(s.percent(f.total_samples)),
+            ]
+        })
+        .collect();
+    let w0 = col_width(&rows, 0, "Self");
+    let w1 = col_width(&rows, 1, "Self%");
+    let w2 = col_width(&rows, 2, "Total");
+    let w3 = col_width(&rows, 3, "Total%");
+    writeln!(
+        o,
+        "  {:>w0$}  {:>w1$}  {:>w2$}  {:>w3$}  Function",
+        "Self", "Self%", "Total", "Total%"
+    )?;
+    for (row, f) in rows.iter().zip(funcs) {
+        writeln!(
+            o,
+            "  {:>w0$}  {:>w1$}  {:>w2$}  {:>w3$}  {}",
+            row[0],
+            row[1],
+            row[2],
+            row[3],
+            clean(&f.name)
+        )?;
+    }
+    Ok(())
+}
+
+fn col_width<const N: usize>(rows: &[[String; N]], col: usize, header: &str) -> usize {
+    rows.iter()
+        .map(|r| r[col].chars().count())
+        .chain([header.len()])
+        .max()
+        .unwrap_or(0)
+}
+
+fn pct(p: f64) -> String {
+    format!("{p:.2}%")
+}
+
+/// Control characters (line breaks, tabs) would break the layout.
+fn clean(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// A duration with a unit: `1.5 s`, `250 ms`, `100 us`, `12 ns`.
+pub fn fmt_ns(ns: u64) -> String {
+    let (v, unit) = if ns >= 1_000_000_000 {
+        (ns as f64 / 1e9, "s")
+    } else if ns >= 1_000_000 {
+        (ns as f64 / 1e6, "ms")
+    } else if ns >= 1_000 {
+        (ns as f64 / 1e3, "us")
+    } else {
+        return format!("{ns} ns");
+    };
+    let mut s = format!("{v:.3}");
+    while s.ends_with('0') {
+        s.pop();
+    }
+    if s.ends_with('.') {
+        s.pop();
+    }
+    format!("{s} {unit}")
+}
