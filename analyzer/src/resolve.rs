@@ -15,11 +15,14 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use wrec_format::{flags, Event, ExitKind, ModuleRecord, ReadError, Record, TimerClock, Trace};
+use wrec_format::{
+    flags, Event, ExitKind, FunctionEntry, LossReason, ModuleRecord, ReadError, Record, TimerClock,
+    Trace,
+};
 
 use crate::model::{
-    Category, Frame, FrameId, Func, Interner, Lib, Meta, Profile, RunEnd, Sample, Stack, StackId,
-    Thread,
+    Category, Frame, FrameId, Func, FuncId, Interner, Lib, Meta, Profile, RunEnd, Sample, Stack,
+    StackId, Thread,
 };
 use crate::symbols::{CallTarget, WasmSymbols};
 
@@ -94,6 +97,7 @@ struct Resolver {
     interner: Interner,
     cache: HashMap<(u64, bool), Resolved>,
     host_cache: HashMap<Option<(usize, u64)>, FrameId>,
+    real_funcs: HashMap<(usize, u32), FuncId>,
     synthetic: HashMap<&'static str, FrameId>,
 }
 
@@ -160,29 +164,19 @@ impl Resolver {
                 call_site: None,
             };
         };
-        let wasm_off = m.rec.wasm_offset(off);
+        let wasm_off = nearest_wasm_offset(&m.rec, off, &func);
         let lib = m.lib;
-        let name = m.symbols.function_name(func.index);
         let source = match wasm_off {
             Some(w) if m.dwarf => m.symbols.source_frames(w),
             _ => Vec::new(),
         };
+        let real = self.real_func(mi, func.index);
         let mut frames = Vec::with_capacity(source.len().max(1));
         if source.is_empty() {
-            let f = self.interner.func(
-                &mut self.profile,
-                Func {
-                    name,
-                    file: None,
-                    line: None,
-                    category: Category::Wasm,
-                    lib: Some(lib),
-                },
-            );
             frames.push(self.interner.frame(
                 &mut self.profile,
                 Frame {
-                    func: f,
+                    func: real,
                     address: wasm_off,
                     line: None,
                     column: None,
@@ -195,23 +189,23 @@ impl Resolver {
             let depth = source.len() - 1;
             for (i, sf) in source.iter().enumerate().rev() {
                 let inline_depth = (depth - i) as u32;
-                let fname = if i == depth {
-                    name.clone()
+                let f = if i == depth {
+                    real
                 } else {
-                    sf.function
-                        .clone()
-                        .unwrap_or_else(|| "[inlined]".to_owned())
+                    self.interner.func(
+                        &mut self.profile,
+                        Func {
+                            name: sf
+                                .function
+                                .clone()
+                                .unwrap_or_else(|| "[inlined]".to_owned()),
+                            file: sf.file.clone(),
+                            line: sf.decl_line,
+                            category: Category::Wasm,
+                            lib: Some(lib),
+                        },
+                    )
                 };
-                let f = self.interner.func(
-                    &mut self.profile,
-                    Func {
-                        name: fname,
-                        file: sf.file.clone(),
-                        line: sf.decl_line,
-                        category: Category::Wasm,
-                        lib: Some(lib),
-                    },
-                );
                 frames.push(self.interner.frame(
                     &mut self.profile,
                     Frame {
@@ -229,6 +223,34 @@ impl Resolver {
             frames,
             call_site: wasm_off.filter(|_| is_return).map(|w| (mi, w)),
         }
+    }
+
+    /// The function a wasm function index names: one per (module, index),
+    /// named from the name section, with its file and declaration line from
+    /// the DWARF at its body's start.
+    fn real_func(&mut self, mi: usize, index: u32) -> FuncId {
+        if let Some(&f) = self.real_funcs.get(&(mi, index)) {
+            return f;
+        }
+        let m = &self.modules[mi];
+        let name = m.symbols.function_name(index);
+        let outer = match m.symbols.function_body(index) {
+            Some(body) if m.dwarf => m.symbols.source_frames(body.start).pop(),
+            _ => None,
+        };
+        let lib = m.lib;
+        let f = self.interner.func(
+            &mut self.profile,
+            Func {
+                name,
+                file: outer.as_ref().and_then(|o| o.file.clone()),
+                line: outer.and_then(|o| o.decl_line),
+                category: Category::Wasm,
+                lib: Some(lib),
+            },
+        );
+        self.real_funcs.insert((mi, index), f);
+        f
     }
 
     /// The leaf frame of a host call made at `site`.
@@ -322,6 +344,7 @@ pub fn analyze(
         interner: Interner::default(),
         cache: HashMap::new(),
         host_cache: HashMap::new(),
+        real_funcs: HashMap::new(),
         synthetic: HashMap::new(),
     };
     let header = *trace.header();
@@ -338,6 +361,7 @@ pub fn analyze(
     let mut used_overrides = vec![false; overrides.len()];
     let mut samples_read = 0u64;
     let mut saw_end = false;
+    let mut lost_by_reason: std::collections::BTreeMap<u8, u64> = Default::default();
     let total = trace.data_end();
     let mut decoder = trace.decoder();
     let mut n = 0u64;
@@ -435,6 +459,7 @@ pub fn analyze(
                 if let Some(ctx) = threads.get(&l.thread) {
                     r.profile.threads[ctx.index].lost += l.count;
                 }
+                *lost_by_reason.entry(l.reason as u8).or_insert(0) += l.count;
             }
             Event::Record(Record::End(e)) => {
                 saw_end = true;
@@ -478,11 +503,16 @@ pub fn analyze(
             });
         }
     }
-    let lost: u64 = r.profile.threads.iter().map(|t| t.lost).sum();
-    if lost > 0 {
-        meta.warnings.push(format!(
-            "the recorder lost {lost} samples (the log was full or the disk ran out)"
-        ));
+    for (reason, lost) in lost_by_reason {
+        let why = match reason {
+            r if r == LossReason::LogFull as u8 => {
+                "the trace file was full: the disk ran out or growth fell behind"
+            }
+            r if r == LossReason::StackWalk as u8 => "their stacks could not be walked",
+            _ => "other reasons",
+        };
+        meta.warnings
+            .push(format!("the recorder lost {lost} samples: {why}"));
     }
     for m in &r.modules {
         for w in m.symbols.warnings() {
@@ -563,6 +593,27 @@ fn sample_stack(r: &mut Resolver, ctx: &mut ThreadCtx, sflags: u8, raw: &[u64]) 
     ctx.nodes = nodes;
     ctx.sites = sites;
     leaf
+}
+
+/// The wasm offset of code offset `off`. Cranelift leaves some instructions
+/// without a wasm offset (code its optimizer moved or merged); those take the
+/// offset of the nearest mapped instruction before them in the same function,
+/// as a line-based profiler attributes unmapped code to the preceding line.
+/// Code before a function's first mapped instruction (its prologue) takes
+/// that instruction's offset.
+fn nearest_wasm_offset(rec: &ModuleRecord, off: u64, func: &FunctionEntry) -> Option<u64> {
+    let i = rec.address_map.partition_point(|e| e.code_offset <= off);
+    let before = rec.address_map[..i]
+        .iter()
+        .rev()
+        .take_while(|e| e.code_offset >= func.offset)
+        .find_map(|e| e.wasm_offset);
+    before.or_else(|| {
+        rec.address_map[i..]
+            .iter()
+            .take_while(|e| e.code_offset < func.offset + func.len)
+            .find_map(|e| e.wasm_offset)
+    })
 }
 
 fn file_name(path: &str) -> String {

@@ -19,7 +19,10 @@ pub fn fixture(name: &str) -> PathBuf {
 /// the binaries of every package whose integration tests it runs).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>");
     let p = dir.join(name);
     assert!(
         p.exists(),
@@ -44,7 +47,11 @@ pub fn stdout(o: &Output) -> String {
 
 /// Records `fixture` with `args`, in a fresh directory that is also the
 /// guest's preopened `.`; returns the directory and the trace's path.
-pub fn record(fixture_name: &str, wrec_opts: &[&str], args: &[&str]) -> (tempfile::TempDir, PathBuf, Output) {
+pub fn record(
+    fixture_name: &str,
+    wrec_opts: &[&str],
+    args: &[&str],
+) -> (tempfile::TempDir, PathBuf, Output) {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("t.wrec");
     let out = run(Command::new(bin("wrec"))
@@ -57,7 +64,11 @@ pub fn record(fixture_name: &str, wrec_opts: &[&str], args: &[&str]) -> (tempfil
     (dir, trace, out)
 }
 
-pub fn record_ok(fixture_name: &str, wrec_opts: &[&str], args: &[&str]) -> (tempfile::TempDir, PathBuf) {
+pub fn record_ok(
+    fixture_name: &str,
+    wrec_opts: &[&str],
+    args: &[&str],
+) -> (tempfile::TempDir, PathBuf) {
     let (dir, trace, out) = record(fixture_name, wrec_opts, args);
     assert!(out.status.success(), "wrec failed: {}", stderr(&out));
     (dir, trace)
@@ -84,7 +95,10 @@ pub fn folded(trace: &Path, extra: &[&str]) -> Vec<(Vec<String>, u64)> {
         .lines()
         .map(|l| {
             let (stack, n) = l.rsplit_once(' ').expect("folded line");
-            (stack.split(';').map(str::to_owned).collect(), n.parse().expect("count"))
+            (
+                stack.split(';').map(str::to_owned).collect(),
+                n.parse().expect("count"),
+            )
         })
         .collect()
 }
@@ -94,7 +108,8 @@ pub fn self_shares(f: &[(Vec<String>, u64)]) -> HashMap<String, f64> {
     let total: u64 = f.iter().map(|(_, n)| n).sum();
     let mut m = HashMap::new();
     for (s, n) in f {
-        *m.entry(s.last().cloned().unwrap_or_default()).or_insert(0.0) += *n as f64 / total as f64;
+        *m.entry(s.last().cloned().unwrap_or_default())
+            .or_insert(0.0) += *n as f64 / total as f64;
     }
     m
 }
@@ -138,7 +153,10 @@ impl FxProfile {
             .map(|s| s.as_str().unwrap())
             .collect();
         let col = |table: &str, c: &str| -> Vec<serde_json::Value> {
-            th[table][c].as_array().unwrap_or_else(|| panic!("{table}.{c}")).clone()
+            th[table][c]
+                .as_array()
+                .unwrap_or_else(|| panic!("{table}.{c}"))
+                .clone()
         };
         let (st_frame, st_prefix) = (col("stackTable", "frame"), col("stackTable", "prefix"));
         let (fr_func, fr_line, fr_col, fr_depth, fr_addr, fr_cat) = (
@@ -154,7 +172,9 @@ impl FxProfile {
             let func = fr_func[f].as_u64().unwrap() as usize;
             FxFrame {
                 func: strings[fn_name[func].as_u64().unwrap() as usize].to_owned(),
-                file: fn_file[func].as_u64().map(|i| strings[i as usize].to_owned()),
+                file: fn_file[func]
+                    .as_u64()
+                    .map(|i| strings[i as usize].to_owned()),
                 line: fr_line[f].as_u64(),
                 column: fr_col[f].as_u64(),
                 inline_depth: fr_depth[f].as_u64().unwrap(),
@@ -185,10 +205,16 @@ pub fn function_lines(source: &str, name: &str) -> (u64, u64) {
     let start = lines
         .iter()
         .position(|l| {
-            !l.starts_with(' ') && !l.starts_with('\t') && !l.starts_with('*') && !l.starts_with("/*")
-                && l.contains(&format!("{name}(")) && !l.trim_end().ends_with(';')
+            !l.starts_with(' ')
+                && !l.starts_with('\t')
+                && !l.starts_with('*')
+                && !l.starts_with("/*")
+                && l.contains(&format!("{name}("))
+                && !l.trim_end().ends_with(';')
         })
         .unwrap_or_else(|| panic!("no definition of {name} in {source}"));
-    let end = (start..lines.len()).find(|&i| lines[i].starts_with('}')).expect("closing brace");
+    let end = (start..lines.len())
+        .find(|&i| lines[i].starts_with('}'))
+        .expect("closing brace");
     (start as u64 + 1, end as u64 + 1)
 }
