@@ -509,6 +509,9 @@ pub fn analyze(
                 "the trace file was full: the disk ran out or growth fell behind"
             }
             r if r == LossReason::StackWalk as u8 => "their stacks could not be walked",
+            r if r == LossReason::TimerOverrun as u8 => {
+                "the timer fired while the thread waited for a CPU (a busy machine), and those expirations merged"
+            }
             _ => "other reasons",
         };
         meta.warnings

@@ -4,7 +4,7 @@ use crate::error::ReadError;
 
 pub const MAGIC: [u8; 8] = *b"WRECTRC\0";
 pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 0;
+pub const VERSION_MINOR: u16 = 1;
 pub const BYTE_ORDER_MARK: u32 = 0x0A0B_0C0D;
 pub const HEADER_SIZE: usize = 64;
 /// Offset of the committed-length word.

@@ -127,6 +127,9 @@ pub enum LossReason {
     LogFull,
     /// The stack could not be walked.
     StackWalk,
+    /// Timer expirations merged because the thread was not running when the
+    /// timer fired (a busy machine); the next sample's time delta spans them.
+    TimerOverrun,
     /// Anything else, including reason codes this reader does not know.
     Other,
 }
@@ -252,6 +255,7 @@ impl Record {
                     LossReason::LogFull => 1,
                     LossReason::StackWalk => 2,
                     LossReason::Other => 3,
+                    LossReason::TimerOverrun => 4,
                 });
             }
             Record::End(e) => {
@@ -360,6 +364,7 @@ impl Record {
                 reason: match p.u8()? {
                     1 => LossReason::LogFull,
                     2 => LossReason::StackWalk,
+                    4 => LossReason::TimerOverrun,
                     _ => LossReason::Other,
                 },
             }),

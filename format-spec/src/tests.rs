@@ -214,6 +214,11 @@ fn every_record_round_trips() {
             count: 1,
             reason: LossReason::StackWalk,
         }),
+        Record::SamplesLost(SamplesLost {
+            thread: 1,
+            count: 5,
+            reason: LossReason::TimerOverrun,
+        }),
         Record::End(End {
             time_ns: 1,
             exit_kind: ExitKind::Trapped,
