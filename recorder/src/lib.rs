@@ -1,0 +1,619 @@
+//! `wrec`: record WebAssembly programs running on Wasmtime with an
+//! async-signal-safe stack sampler, into a trace in the wrec format
+//! (`format-spec/SPEC.md`), for `wanalyze` to symbolize offline.
+//!
+//! The `wrec` binary is a thin command line over this library; an embedder
+//! with its own Wasmtime host uses it the same way:
+//!
+//! ```no_run
+//! use std::path::Path;
+//! use wrec::{ExitInfo, ExitKind, Recorder, RecorderOptions};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // 1. The engine: default Wasmtime plus what the sampler needs.
+//! let mut config = wasmtime::Config::new();
+//! wrec::configure(&mut config);
+//! let engine = wasmtime::Engine::new(&config)?;
+//!
+//! // 2. Compile, then describe the module in the trace before it runs.
+//! let bytes = std::fs::read("guest.wasm")?;
+//! let module = wasmtime::Module::new(&engine, &bytes)?;
+//! let recorder = Recorder::create(Path::new("guest.wrec"), RecorderOptions::default())?;
+//! recorder.add_module(&module, Path::new("guest.wasm"), &bytes)?;
+//!
+//! // 3. Sample the thread that runs the store's calls.
+//! let mut store = wasmtime::Store::new(&engine, ());
+//! let mut sampler = recorder.thread_sampler("main")?;
+//! sampler.install_call_hook(&mut store);
+//! sampler.start()?;
+//! let instance = wasmtime::Instance::new(&mut store, &module, &[])?;
+//! let result = instance.get_typed_func::<(), ()>(&mut store, "run")?.call(&mut store, ());
+//! sampler.stop()?;
+//! drop(sampler); // writes the thread's end record
+//!
+//! // 4. Finish: the end record, then the file is truncated to its data.
+//! let summary = recorder.finish(match &result {
+//!     Ok(()) => ExitInfo::exited(0),
+//!     Err(e) => ExitInfo { kind: ExitKind::Trapped, status: 134, message: format!("{e:?}") },
+//! })?;
+//! eprintln!("{} samples, {} lost", summary.samples, summary.lost);
+//! # Ok(()) }
+//! ```
+//!
+//! Process-wide effects: the recorder installs a `SIGPROF` handler (kept for
+//! the life of the process; stray `SIGPROF`s that are not its timers' go to
+//! the previous handler, or are ignored instead of killing the process) and
+//! sets `SIGXFSZ` to ignored if it was at its default, so that a trace
+//! reaching `RLIMIT_FSIZE` makes growing it fail (samples are then counted
+//! as lost) instead of killing the process.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use sha2::{Digest, Sha256};
+use wrec_format::{
+    clock_ns, AddressMapEntry, End, FunctionEntry, Header, LossReason, ModuleRecord, Record,
+    RunInfo, SamplesLost, ThreadEnd, ThreadStart, TraceWriter, WriteError,
+};
+
+mod arch;
+mod interval;
+mod output;
+pub mod run;
+mod sampler;
+
+pub use interval::{format_interval, parse_interval, MAX_INTERVAL, MIN_INTERVAL};
+pub use sampler::{ThreadSampler, MAX_MODULES, MAX_THREADS};
+pub use wrec_format::{ExitKind, TimerClock, WriterOptions};
+
+use sampler::{TextRanges, ThreadState};
+
+/// The recorder's name and version, as written in the trace's run-info record.
+pub const RECORDER: &str = concat!("wrec ", env!("CARGO_PKG_VERSION"));
+
+/// How often the background thread grows the trace and reports losses.
+const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(10);
+
+/// Applies what the sampler needs to a Wasmtime configuration, leaving
+/// everything that affects the generated code at Wasmtime's defaults:
+///
+/// - `generate_address_map(true)` (the default, made explicit): the module
+///   record carries the map from machine code to wasm offsets;
+/// - no epoch interruption and no fuel: the guest runs exactly the code plain
+///   Wasmtime runs;
+/// - guest debugging stays off (this build of Wasmtime does not even have the
+///   `debug` feature): with it, code is copied per store and sampled PCs no
+///   longer fall inside `Module::text()`;
+/// - wasm-level inlining stays at the default.
+///
+/// Cranelift always keeps frame pointers in Wasmtime, which is what the
+/// sampler walks. The code cache is left alone (see [`run::RunOptions::cache`]).
+pub fn configure(config: &mut wasmtime::Config) -> &mut wasmtime::Config {
+    config.generate_address_map(true);
+    config.epoch_interruption(false);
+    config.consume_fuel(false);
+    config
+}
+
+/// Options for [`Recorder::create`].
+#[derive(Debug, Clone)]
+pub struct RecorderOptions {
+    /// Sampling interval (see [`MIN_INTERVAL`], [`MAX_INTERVAL`]).
+    pub interval: Duration,
+    /// Which clock drives the timers.
+    pub clock: TimerClock,
+    /// The guest's arguments, `argv[0]` first, for the run-info record.
+    pub args: Vec<String>,
+    /// Write through a symlink at the output path and overwrite a file that is
+    /// not a trace. Without it, both are refused; an existing trace is always
+    /// overwritten.
+    pub force: bool,
+    /// Trace growth sizes.
+    pub writer: WriterOptions,
+}
+
+impl Default for RecorderOptions {
+    fn default() -> Self {
+        RecorderOptions {
+            interval: Duration::from_millis(1),
+            clock: TimerClock::Wall,
+            args: Vec::new(),
+            force: false,
+            writer: WriterOptions::default(),
+        }
+    }
+}
+
+/// An error from the recorder.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The output path cannot or may not be written.
+    #[error("{}: {msg}", path.display())]
+    Output { path: PathBuf, msg: String },
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// Setting up a timer or the signal handler failed.
+    #[error("cannot start the sampler: {0}")]
+    Sampler(#[source] io::Error),
+    #[error("too many modules (a recorder holds at most {MAX_MODULES})")]
+    TooManyModules,
+    #[error(
+        "the sampling interval must be between {} and {}",
+        format_interval(MIN_INTERVAL),
+        format_interval(MAX_INTERVAL)
+    )]
+    Interval,
+}
+
+/// How the recorded program ended, for the end record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub kind: ExitKind,
+    /// The process exit code the embedder uses (wrec: the guest's status,
+    /// 134 for a trap, 1 for its own errors).
+    pub status: i64,
+    /// The trap or error text; empty for a clean exit.
+    pub message: String,
+}
+
+impl ExitInfo {
+    /// A normal exit with `status`.
+    pub fn exited(status: i64) -> ExitInfo {
+        ExitInfo {
+            kind: ExitKind::Exited,
+            status,
+            message: String::new(),
+        }
+    }
+}
+
+/// What a finished recording holds.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub path: PathBuf,
+    /// Samples written.
+    pub samples: u64,
+    /// Samples lost: dropped for lack of room, plus timer expirations the
+    /// kernel merged (overruns).
+    pub lost: u64,
+    /// Of `lost`, how many were dropped because the trace could not grow.
+    pub dropped: u64,
+    /// Final size of the trace in bytes.
+    pub bytes: u64,
+    /// Why the trace stopped growing, if it did (disk full, file size limit).
+    pub full: Option<String>,
+    pub stats: SamplerStats,
+}
+
+/// Sampler diagnostics over all threads.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SamplerStats {
+    /// Samples taken outside wasm code (`HOST`).
+    pub host: u64,
+    /// Samples whose walk stopped at an untrusted frame (`BROKEN`).
+    pub broken: u64,
+    /// Samples in a prologue or epilogue (`PROLOGUE`).
+    pub prologue: u64,
+    /// Samples cut at the frame limit (`TRUNCATED`).
+    pub truncated: u64,
+    /// Total time spent in the signal handler, in ns (wall-clock timers only).
+    pub handler_ns: u64,
+    /// The longest handler run, in ns (wall-clock timers only).
+    pub handler_max_ns: u64,
+    /// Handler runs over 50 µs (preempted, or waiting on a page fault).
+    pub handler_slow: u64,
+    /// Samples the handler wrote.
+    pub handled: u64,
+}
+
+/// A live thread's loss counters as already reported in the trace.
+struct LossEntry {
+    state: Arc<ThreadState>,
+    reported_dropped: u64,
+    reported_overruns: u64,
+}
+
+/// State shared by the recorder, its background thread and the signal
+/// handlers.
+pub(crate) struct Shared {
+    pub(crate) writer: TraceWriter,
+    pub(crate) ranges: TextRanges,
+    pub(crate) clock: TimerClock,
+    pub(crate) interval_ns: u64,
+    /// Set by `finish`: handlers take no more samples.
+    pub(crate) closing: AtomicBool,
+    /// Handlers between their `closing` check and their last write.
+    pub(crate) inflight: AtomicUsize,
+    threads: Mutex<Vec<LossEntry>>,
+    /// Losses and stats of threads that have ended.
+    ended_dropped: AtomicU64,
+    ended_overruns: AtomicU64,
+    ended_stats: Mutex<SamplerStats>,
+    full: Mutex<Option<String>>,
+}
+
+impl Shared {
+    /// Writes loss records for every live thread (or just `only`) whose
+    /// counters moved since the last report. Normal context.
+    fn flush_losses(&self, only: Option<u32>) {
+        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        for e in threads.iter_mut() {
+            if only.is_some_and(|t| t != e.state.thread) {
+                continue;
+            }
+            report_losses(&self.writer, e);
+        }
+    }
+
+    /// Called by a thread sampler when it ends (on its own thread).
+    pub(crate) fn thread_ended(&self, state: &ThreadState) {
+        let mut threads = self.threads.lock().unwrap_or_else(|e| e.into_inner());
+        let Some(i) = threads.iter().position(|e| e.state.thread == state.thread) else {
+            // `finish` already ended it.
+            return;
+        };
+        let mut e = threads.swap_remove(i);
+        drop(threads);
+        self.end_thread(&mut e, clock_ns(libc::CLOCK_THREAD_CPUTIME_ID));
+    }
+
+    /// Reports a thread's last losses, writes its end record and folds its
+    /// counters into the totals.
+    fn end_thread(&self, e: &mut LossEntry, cpu_ns: u64) {
+        report_losses(&self.writer, e);
+        let _ = self.writer.write_record(&Record::ThreadEnd(ThreadEnd {
+            thread: e.state.thread,
+            time_ns: clock_ns(libc::CLOCK_MONOTONIC),
+            cpu_ns,
+        }));
+        self.ended_dropped
+            .fetch_add(e.state.dropped.load(Ordering::Relaxed), Ordering::Relaxed);
+        self.ended_overruns
+            .fetch_add(e.state.overruns.load(Ordering::Relaxed), Ordering::Relaxed);
+        let mut s = self.ended_stats.lock().unwrap_or_else(|e| e.into_inner());
+        add_stats(&mut s, &e.state);
+    }
+
+    fn note_full(&self, e: &WriteError) {
+        let mut full = self.full.lock().unwrap_or_else(|e| e.into_inner());
+        if full.is_none() {
+            *full = Some(e.to_string());
+        }
+    }
+}
+
+fn add_stats(s: &mut SamplerStats, st: &ThreadState) {
+    let t = &st.stats;
+    s.host += t.host.load(Ordering::Relaxed);
+    s.broken += t.broken.load(Ordering::Relaxed);
+    s.prologue += t.prologue.load(Ordering::Relaxed);
+    s.truncated += t.truncated.load(Ordering::Relaxed);
+    s.handler_ns += t.handler_ns.load(Ordering::Relaxed);
+    s.handler_max_ns = s
+        .handler_max_ns
+        .max(t.handler_max_ns.load(Ordering::Relaxed));
+    s.handler_slow += t.handler_slow.load(Ordering::Relaxed);
+    s.handled += t.samples.load(Ordering::Relaxed);
+}
+
+fn report_losses(writer: &TraceWriter, e: &mut LossEntry) {
+    let dropped = e.state.dropped.load(Ordering::Relaxed);
+    if dropped > e.reported_dropped {
+        let rec = Record::SamplesLost(SamplesLost {
+            thread: e.state.thread,
+            count: dropped - e.reported_dropped,
+            reason: LossReason::LogFull,
+        });
+        if writer.write_record(&rec).is_ok() {
+            e.reported_dropped = dropped;
+        }
+    }
+    let overruns = e.state.overruns.load(Ordering::Relaxed);
+    if overruns > e.reported_overruns {
+        let rec = Record::SamplesLost(SamplesLost {
+            thread: e.state.thread,
+            count: overruns - e.reported_overruns,
+            reason: LossReason::TimerOverrun,
+        });
+        if writer.write_record(&rec).is_ok() {
+            e.reported_overruns = overruns;
+        }
+    }
+}
+
+/// Records one run into a trace file.
+///
+/// Create it, [`add_module`](Recorder::add_module) every module before it
+/// runs, get a [`ThreadSampler`] for each thread that runs wasm, and
+/// [`finish`](Recorder::finish) at the end. A background thread grows the
+/// trace ahead of the samplers (every 10 ms) and reports losses.
+pub struct Recorder {
+    shared: Arc<Shared>,
+    path: PathBuf,
+    housekeeper: Option<JoinHandle<()>>,
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    modules: Mutex<Vec<wasmtime::Module>>,
+    next_thread: AtomicU32,
+    finished: bool,
+}
+
+impl Recorder {
+    /// Creates the trace at `path` and writes its run-info record.
+    ///
+    /// The file is created with default permissions. A symlink at `path` is
+    /// refused, and so is an existing file that is not a wrec trace, unless
+    /// [`RecorderOptions::force`]; anything but a regular file is always
+    /// refused.
+    pub fn create(path: &Path, opts: RecorderOptions) -> Result<Recorder, Error> {
+        let file = output::open_output(path, opts.force)?;
+        Recorder::from_file(path, file, opts)
+    }
+
+    /// Like [`Recorder::create`] on a file the caller opened (read and
+    /// write, empty).
+    pub fn from_file(path: &Path, file: File, opts: RecorderOptions) -> Result<Recorder, Error> {
+        if opts.interval < MIN_INTERVAL || opts.interval > MAX_INTERVAL {
+            return Err(Error::Interval);
+        }
+        ignore_sigxfsz();
+        let writer = TraceWriter::from_file(path, file, Header::for_this_host(), opts.writer)?;
+        let interval_ns = opts.interval.as_nanos() as u64;
+        writer.write_record(&Record::RunInfo(RunInfo {
+            interval_ns,
+            clock: opts.clock,
+            recorder: RECORDER.to_owned(),
+            args: opts.args.clone(),
+        }))?;
+        let shared = Arc::new(Shared {
+            writer,
+            ranges: TextRanges::new(),
+            clock: opts.clock,
+            interval_ns,
+            closing: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
+            threads: Mutex::new(Vec::new()),
+            ended_dropped: AtomicU64::new(0),
+            ended_overruns: AtomicU64::new(0),
+            ended_stats: Mutex::new(SamplerStats::default()),
+            full: Mutex::new(None),
+        });
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let housekeeper = {
+            let shared = shared.clone();
+            let stop = stop.clone();
+            std::thread::Builder::new()
+                .name("wrec-housekeeper".into())
+                .spawn(move || housekeeping(&shared, &stop))
+                .map_err(Error::Sampler)?
+        };
+        Ok(Recorder {
+            shared,
+            path: path.to_owned(),
+            housekeeper: Some(housekeeper),
+            stop,
+            modules: Mutex::new(Vec::new()),
+            next_thread: AtomicU32::new(0),
+            finished: false,
+        })
+    }
+
+    /// The trace's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the module record for a compiled module and registers its code
+    /// with the samplers; call it before the module runs. `path` is the wasm
+    /// file (made absolute for the record) and `bytes` its content (hashed).
+    /// The recorder keeps a reference to the module so its code stays
+    /// mapped. Returns the module's id in the trace; adding the same module
+    /// again returns the first id.
+    pub fn add_module(
+        &self,
+        module: &wasmtime::Module,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<u64, Error> {
+        let mut modules = self.modules.lock().unwrap_or_else(|e| e.into_inner());
+        let text = module.text();
+        let text_addr = text.as_ptr() as u64;
+        if let Some(i) = modules
+            .iter()
+            .position(|m| m.text().as_ptr() as u64 == text_addr)
+        {
+            return Ok(i as u64);
+        }
+        if modules.len() >= MAX_MODULES {
+            return Err(Error::TooManyModules);
+        }
+        let id = modules.len() as u64;
+        let mut functions: Vec<FunctionEntry> = module
+            .functions()
+            .map(|f| FunctionEntry {
+                index: f.index.as_u32(),
+                offset: f.offset as u64,
+                len: f.len as u64,
+            })
+            .collect();
+        functions.sort_by_key(|f| f.offset);
+        let address_map = module
+            .address_map()
+            .map(|map| {
+                map.map(|(offset, wasm)| AddressMapEntry {
+                    code_offset: offset as u64,
+                    wasm_offset: wasm.map(u64::from),
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        let abs = std::fs::canonicalize(path).unwrap_or_else(|_| {
+            std::env::current_dir()
+                .map(|d| d.join(path))
+                .unwrap_or_else(|_| path.to_owned())
+        });
+        let rec = ModuleRecord {
+            id,
+            path: abs.to_string_lossy().into_owned(),
+            sha256: Sha256::digest(bytes).into(),
+            text_addr,
+            text_len: text.len() as u64,
+            functions,
+            address_map,
+        };
+        // The record goes out before any sampler may point into the code.
+        self.shared.writer.write_record(&Record::Module(rec))?;
+        if !self.shared.ranges.push(text_addr, text.len() as u64) {
+            return Err(Error::TooManyModules);
+        }
+        modules.push(module.clone());
+        Ok(id)
+    }
+
+    /// A sampler for the calling thread, named `name` in the trace. Writes
+    /// the thread-start record; the timer is armed by
+    /// [`ThreadSampler::start`].
+    pub fn thread_sampler(&self, name: &str) -> Result<ThreadSampler, Error> {
+        let thread = self.next_thread.fetch_add(1, Ordering::Relaxed);
+        let sampler = ThreadSampler::new(self.shared.clone(), thread).map_err(Error::Sampler)?;
+        self.shared
+            .writer
+            .write_record(&Record::ThreadStart(ThreadStart {
+                thread,
+                time_ns: clock_ns(libc::CLOCK_MONOTONIC),
+                cpu_ns: clock_ns(libc::CLOCK_THREAD_CPUTIME_ID),
+                // SAFETY: gettid has no preconditions.
+                os_tid: unsafe { libc::gettid() } as u64,
+                name: name.to_owned(),
+            }))?;
+        self.shared
+            .threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(LossEntry {
+                state: sampler.state().clone(),
+                reported_dropped: 0,
+                reported_overruns: 0,
+            });
+        Ok(sampler)
+    }
+
+    /// Samples written so far.
+    pub fn samples_written(&self) -> u64 {
+        self.shared.writer.samples_written()
+    }
+
+    /// Ends the recording: stops all sampling, writes the remaining loss
+    /// records, end records for threads whose samplers are still alive, and
+    /// the end record, and truncates the file to its data.
+    pub fn finish(mut self, exit: ExitInfo) -> Result<Summary, Error> {
+        self.finish_inner(exit)
+    }
+
+    fn finish_inner(&mut self, exit: ExitInfo) -> Result<Summary, Error> {
+        self.finished = true;
+        let shared = &*self.shared;
+        // No handler starts a sample after this; wait for those in flight.
+        shared.closing.store(true, Ordering::SeqCst);
+        while shared.inflight.load(Ordering::SeqCst) != 0 {
+            std::thread::yield_now();
+        }
+        {
+            let (m, cv) = &*self.stop;
+            *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            cv.notify_all();
+        }
+        if let Some(h) = self.housekeeper.take() {
+            let _ = h.join();
+        }
+        // Threads whose samplers are still alive end here.
+        let live: Vec<LossEntry> =
+            std::mem::take(&mut *shared.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for mut e in live {
+            let cpu = e.state.thread_cpu_ns();
+            shared.end_thread(&mut e, cpu);
+        }
+        let dropped = shared.ended_dropped.load(Ordering::Relaxed);
+        let lost = dropped + shared.ended_overruns.load(Ordering::Relaxed);
+        let samples = shared.writer.samples_written();
+        let end = shared.writer.write_record(&Record::End(End {
+            time_ns: clock_ns(libc::CLOCK_MONOTONIC),
+            exit_kind: exit.kind,
+            status: exit.status,
+            message: exit.message,
+            samples_written: samples,
+            samples_lost: lost,
+        }));
+        let bytes = shared.writer.finish();
+        end?;
+        let bytes = bytes?;
+        let full = shared
+            .full
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let stats = *shared.ended_stats.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(Summary {
+            path: self.path.clone(),
+            samples,
+            lost,
+            dropped,
+            bytes,
+            full,
+            stats,
+        })
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.finish_inner(ExitInfo {
+                kind: ExitKind::Failed,
+                status: 1,
+                message: "the recorder was dropped without finish()".into(),
+            });
+        }
+    }
+}
+
+/// The background thread: grows the trace ahead of the samplers and reports
+/// losses while there is room for them (when the trace is full, losses are
+/// reported once at the end, in the space kept back for that).
+fn housekeeping(shared: &Shared, stop: &(Mutex<bool>, Condvar)) {
+    let (m, cv) = stop;
+    let mut stopped = m.lock().unwrap_or_else(|e| e.into_inner());
+    loop {
+        let (g, _) = cv
+            .wait_timeout_while(stopped, HOUSEKEEPING_PERIOD, |s| !*s)
+            .unwrap_or_else(|e| e.into_inner());
+        stopped = g;
+        if *stopped {
+            return;
+        }
+        if let Err(e) = shared.writer.grow() {
+            shared.note_full(&e);
+        }
+        if !shared.writer.is_full() {
+            shared.flush_losses(None);
+        }
+    }
+}
+
+/// Sets `SIGXFSZ` to ignored if it is at its default (terminate), so that a
+/// file size limit makes the trace's growth fail instead of killing us.
+fn ignore_sigxfsz() {
+    // SAFETY: plain sigaction calls.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGXFSZ, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_DFL
+        {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        }
+    }
+}

@@ -1,0 +1,201 @@
+//! `wrec`: run a WASI program on Wasmtime and record a sampling profile.
+//! A thin command line over the `wrec` library (see `wrec::run`).
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, ValueEnum};
+use wrec::run::{self, DirMapping, EnvVar, RunOptions, UnknownImports};
+use wrec::TimerClock;
+
+const AFTER_HELP: &str = "\
+Examples:
+  wrec app.wasm                          record app.wasm, write app.wrec
+  wrec -o run1.wrec app.wasm input.txt   pass input.txt to the guest
+  wrec --interval 100us app.wasm         sample 10 000 times a second
+  wrec --dir data::/data --env LANG=C app.wasm /data/in.csv
+  wanalyze app.wrec --dwarf              look at the profile
+
+Everything after the module goes to the guest, options included
+(`wrec app.wasm --help` passes --help to app.wasm). The guest sees argv[0] =
+the module's file name, the inherited stdin/stdout/stderr, only the variables
+given with --env and only the directories given with --dir.
+
+Exit status: the guest's own exit status; 134 (128 + SIGABRT, as `wasmtime
+run`) if the guest trapped, after printing the trap and its wasm backtrace;
+1 if wrec itself failed (cannot read or compile the module, missing import,
+cannot write the trace: no trace is left behind then) or the host failed
+while running the guest; 2 for a command-line error. Whatever the status, a
+trace that was started is finished and readable, and wrec prints one line
+saying where it is and how many samples it holds.
+
+Output file: created with default permissions; an existing wrec trace is
+overwritten. Without --force, wrec refuses to write through a symbolic link
+and to overwrite a file that is not a wrec trace.";
+
+/// Run a WASI program on Wasmtime and record a sampling profile of it.
+///
+/// A timer interrupts the guest's thread every --interval and records the
+/// raw wasm stack (frame-pointer walk, no instrumentation, the guest's code
+/// is exactly what `wasmtime run` runs). `wanalyze` turns the trace into
+/// function names, source lines and Firefox Profiler profiles.
+#[derive(Parser, Debug)]
+#[command(name = "wrec", version, after_help = AFTER_HELP)]
+struct Cli {
+    /// Where to write the trace [default: <WASM file stem>.wrec in the current directory]
+    #[arg(short, long, value_name = "PATH")]
+    output: Option<PathBuf>,
+
+    /// Sampling interval: a number and a unit (ns, us, ms, s), between 10us
+    /// and 10s, e.g. 100us, 250us, 0.5ms, 10ms
+    #[arg(long, value_name = "DURATION", default_value = "1ms", value_parser = wrec::parse_interval)]
+    interval: Duration,
+
+    /// Which clock drives sampling: `wall` samples at regular real-time
+    /// intervals, whether the guest computes or waits (in a WASI call, say);
+    /// `cpu` samples only while the guest's thread uses CPU (such timers fire
+    /// on the kernel's scheduler tick, often every 4 ms, so short intervals are
+    /// coarser than asked). Every sample carries both clocks either way.
+    #[arg(long, value_enum, default_value_t = ClockArg::Wall)]
+    clock: ClockArg,
+
+    /// Set an environment variable for the guest (KEY=VALUE), or pass on
+    /// wrec's own value of KEY (KEY alone; skipped if wrec has none).
+    /// Repeatable. The guest sees no other variables.
+    #[arg(long = "env", value_name = "KEY[=VALUE]", value_parser = EnvVar::parse)]
+    env: Vec<EnvVar>,
+
+    /// Give the guest a host directory, read-write, under the name GUEST
+    /// (default: the same as HOST). Repeatable. Without it the guest has no
+    /// filesystem access.
+    #[arg(long = "dir", value_name = "HOST[::GUEST]", value_parser = DirMapping::parse)]
+    dirs: Vec<DirMapping>,
+
+    /// Define imports that WASI does not provide as functions that trap when called
+    #[arg(long, conflicts_with = "default_values_unknown_imports")]
+    trap_unknown_imports: bool,
+
+    /// Define imports that WASI does not provide as functions returning zeros
+    #[arg(long)]
+    default_values_unknown_imports: bool,
+
+    /// Do not use Wasmtime's compiled-code cache (by default a module compiled
+    /// once starts without recompiling, as with `wasmtime run`)
+    #[arg(long)]
+    no_cache: bool,
+
+    /// Write through a symbolic link at the output path, and overwrite a file
+    /// that is not a wrec trace
+    #[arg(long)]
+    force: bool,
+
+    /// Do not print the summary line at the end
+    #[arg(short, long)]
+    quiet: bool,
+
+    /// Print sampler diagnostics at the end (handler cost, flag counts)
+    #[arg(long, hide = true)]
+    stats: bool,
+
+    /// Do not install the call hook (only for measuring what it costs)
+    #[arg(long, hide = true)]
+    no_call_hook: bool,
+
+    /// Grow the trace file in steps of this many bytes (default 8 MiB; for
+    /// testing the full-disk path)
+    #[arg(long, hide = true, value_name = "BYTES")]
+    trace_growth_step: Option<u64>,
+
+    /// The WASI command module to run (.wasm, or .wat text)
+    #[arg(value_name = "WASM")]
+    wasm: PathBuf,
+
+    /// Arguments for the guest
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    args: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, ValueEnum)]
+enum ClockArg {
+    Wall,
+    Cpu,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let mut opts = RunOptions::new(&cli.wasm);
+    if let Some(o) = cli.output {
+        opts.output = o;
+    }
+    opts.args = cli.args;
+    opts.env = cli.env;
+    opts.dirs = cli.dirs;
+    opts.unknown_imports = if cli.trap_unknown_imports {
+        UnknownImports::Trap
+    } else if cli.default_values_unknown_imports {
+        UnknownImports::DefaultValues
+    } else {
+        UnknownImports::Error
+    };
+    opts.cache = !cli.no_cache;
+    opts.call_hook = !cli.no_call_hook;
+    opts.interval = cli.interval;
+    opts.clock = match cli.clock {
+        ClockArg::Wall => TimerClock::Wall,
+        ClockArg::Cpu => TimerClock::Cpu,
+    };
+    opts.force = cli.force;
+    if let Some(step) = cli.trace_growth_step {
+        opts.writer.growth_step = step.max(4096);
+    }
+
+    let outcome = match run::run(&opts) {
+        Ok(o) => o,
+        Err(e) => {
+            say(format_args!("wrec: error: {e}"));
+            return ExitCode::from(run::ERROR_EXIT_CODE as u8);
+        }
+    };
+    if let Some(err) = &outcome.error {
+        say(format_args!("{err}"));
+    }
+    match &outcome.summary {
+        Ok(s) => {
+            if cli.stats {
+                let st = &s.stats;
+                say(format_args!(
+                    "wrec: stats: {} samples: {} host, {} broken, {} prologue, {} truncated; \
+                     handler {:.2} us/sample, max {:.1} us, {} over 50 us",
+                    st.handled,
+                    st.host,
+                    st.broken,
+                    st.prologue,
+                    st.truncated,
+                    st.handler_ns as f64 / st.handled.max(1) as f64 / 1e3,
+                    st.handler_max_ns as f64 / 1e3,
+                    st.handler_slow,
+                ));
+            }
+            if !cli.quiet {
+                say(format_args!("{}", run::summary_line(s)));
+            }
+        }
+        Err(e) => say(format_args!(
+            "wrec: error: the trace could not be finished: {e}"
+        )),
+    }
+    // Like `wasmtime run`: the guest's status goes to the OS as is (the OS
+    // keeps its low 8 bits).
+    std::process::exit(outcome.exit_code)
+}
+
+/// Prints a line on stderr; a closed stderr is not worth a panic.
+fn say(line: std::fmt::Arguments<'_>) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}

@@ -1,0 +1,413 @@
+//! Running a WASI preview1 command module under the recorder, the way
+//! `wasmtime run` runs it.
+//!
+//! - The guest gets inherited stdin, stdout and stderr, its arguments
+//!   (`argv[0]` is the module's file name), only the environment variables
+//!   given with `--env`, and only the directories given with `--dir`.
+//! - Blocking WASI calls (file I/O) run on the guest's thread, as
+//!   `wasmtime run` does without a timeout (`allow_blocking_current_thread`):
+//!   the time they take shows up in the guest thread's samples, wall-clock and
+//!   CPU, instead of on a helper thread nobody samples.
+//! - Exit status: the guest's own (`proc_exit` or 0 when `_start` returns),
+//!   134 (128 + SIGABRT, like `wasmtime run` on Unix) for a trap, and 1 for a
+//!   host error while running; the trap or error is printed as `wasmtime
+//!   run` prints it (`Error: ` and the error chain with the wasm backtrace).
+//!   Failures before the guest starts (unreadable or invalid module, bad
+//!   `--dir`, missing imports, trace not writable) are [`RunError`]s and
+//!   leave no trace behind.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use wasmtime::{Config, Engine, Linker, Module, Store};
+use wasmtime_wasi::p1::{self, WasiP1Ctx};
+use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
+
+use crate::{ExitInfo, ExitKind, Recorder, RecorderOptions, Summary, TimerClock};
+
+/// The exit code for a trap: 128 + SIGABRT, as `wasmtime run` uses on Unix.
+pub const TRAP_EXIT_CODE: i32 = 128 + libc::SIGABRT;
+/// The exit code for wrec's own errors and for host errors.
+pub const ERROR_EXIT_CODE: i32 = 1;
+
+/// What to do with imports the WASI linker does not provide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum UnknownImports {
+    /// Refuse to run (the default, like `wasmtime run`).
+    #[default]
+    Error,
+    /// Define unknown functions as functions that trap when called.
+    Trap,
+    /// Define unknown functions as functions returning default values (zeros).
+    DefaultValues,
+}
+
+/// An environment variable for the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnvVar {
+    pub key: String,
+    /// `None`: inherit the value from wrec's environment (skipped if unset).
+    pub value: Option<String>,
+}
+
+impl EnvVar {
+    /// Parses `KEY=VALUE` or `KEY`.
+    pub fn parse(s: &str) -> Result<EnvVar, String> {
+        let (key, value) = match s.split_once('=') {
+            Some((k, v)) => (k, Some(v.to_owned())),
+            None => (s, None),
+        };
+        if key.is_empty() {
+            return Err(format!("`{s}`: expected KEY=VALUE or KEY"));
+        }
+        Ok(EnvVar {
+            key: key.to_owned(),
+            value,
+        })
+    }
+}
+
+/// A host directory preopened for the guest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DirMapping {
+    pub host: PathBuf,
+    /// The name the guest sees.
+    pub guest: String,
+}
+
+impl DirMapping {
+    /// Parses `HOST` (seen under the same name by the guest) or `HOST::GUEST`.
+    pub fn parse(s: &str) -> Result<DirMapping, String> {
+        let (host, guest) = match s.split_once("::") {
+            Some((h, g)) => (h, g),
+            None => (s, s),
+        };
+        if host.is_empty() || guest.is_empty() {
+            return Err(format!("`{s}`: expected HOST or HOST::GUEST"));
+        }
+        Ok(DirMapping {
+            host: PathBuf::from(host),
+            guest: guest.to_owned(),
+        })
+    }
+}
+
+/// Everything [`run`] needs.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The WASI command module (binary or text format).
+    pub wasm: PathBuf,
+    /// The guest's arguments after `argv[0]`.
+    pub args: Vec<String>,
+    pub env: Vec<EnvVar>,
+    pub dirs: Vec<DirMapping>,
+    pub unknown_imports: UnknownImports,
+    /// Use Wasmtime's code cache (on by default, like `wasmtime run`): a
+    /// module compiled once starts without recompiling. The cache uses
+    /// Wasmtime's usual configuration (`$HOME/.config/wasmtime/config.toml`
+    /// if present, else the default directory); its key includes the engine
+    /// configuration, so wrec's entries never mix with differently
+    /// configured ones. If the cache cannot be set up, compilation goes on
+    /// without it.
+    pub cache: bool,
+    /// Install the call hook that records the wasm/host boundary at every
+    /// host call (on by default; off only to measure its cost).
+    pub call_hook: bool,
+    /// The trace to write.
+    pub output: PathBuf,
+    pub interval: Duration,
+    pub clock: TimerClock,
+    /// See [`RecorderOptions::force`].
+    pub force: bool,
+    /// Trace growth sizes (defaults: 8 MiB steps).
+    pub writer: crate::WriterOptions,
+}
+
+impl RunOptions {
+    /// Options with wrec's defaults for `wasm`, writing `<stem>.wrec` in the
+    /// current directory.
+    pub fn new(wasm: impl Into<PathBuf>) -> RunOptions {
+        let wasm = wasm.into();
+        let output = default_output(&wasm);
+        RunOptions {
+            wasm,
+            args: Vec::new(),
+            env: Vec::new(),
+            dirs: Vec::new(),
+            unknown_imports: UnknownImports::Error,
+            cache: true,
+            call_hook: true,
+            output,
+            interval: Duration::from_millis(1),
+            clock: TimerClock::Wall,
+            force: false,
+            writer: crate::WriterOptions::default(),
+        }
+    }
+
+    /// `argv` as the guest sees it.
+    pub fn guest_argv(&self) -> Vec<String> {
+        let argv0 = self
+            .wasm
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| self.wasm.to_string_lossy().into_owned());
+        std::iter::once(argv0)
+            .chain(self.args.iter().cloned())
+            .collect()
+    }
+}
+
+/// `<wasm file stem>.wrec` in the current directory.
+pub fn default_output(wasm: &Path) -> PathBuf {
+    let stem = wasm
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "trace".into());
+    PathBuf::from(format!("{stem}.wrec"))
+}
+
+/// A failure before the guest started: one line, no trace written.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct RunError(pub String);
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// The exit code to use: the guest's status, [`TRAP_EXIT_CODE`] or
+    /// [`ERROR_EXIT_CODE`].
+    pub exit_code: i32,
+    /// The trap or host error, formatted like `wasmtime run` (to print on
+    /// stderr as is).
+    pub error: Option<String>,
+    /// The finished trace, or why finishing it failed.
+    pub summary: Result<Summary, crate::Error>,
+}
+
+struct Host {
+    wasi: WasiP1Ctx,
+}
+
+/// Compiles and runs the module in `opts` while recording it.
+pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
+    let wasm_name = opts.wasm.display().to_string();
+    let bytes =
+        std::fs::read(&opts.wasm).map_err(|e| RunError(format!("cannot read {wasm_name}: {e}")))?;
+
+    let mut config = Config::new();
+    crate::configure(&mut config);
+    if opts.cache {
+        if let Ok(cache) = wasmtime::Cache::from_file(None) {
+            config.cache(Some(cache));
+        }
+    }
+    let engine =
+        Engine::new(&config).map_err(|e| RunError(format!("cannot set up Wasmtime: {e:#}")))?;
+    let module = Module::new(&engine, &bytes).map_err(|e| {
+        RunError(format!(
+            "{wasm_name}: not a valid WebAssembly module: {}",
+            one_line(&e)
+        ))
+    })?;
+    match module.get_export("_start") {
+        Some(wasmtime::ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
+        _ => {
+            return Err(RunError(format!(
+                "{wasm_name}: not a WASI command: it exports no `_start` function taking and returning nothing"
+            )))
+        }
+    }
+
+    let argv = opts.guest_argv();
+    let mut wasi = WasiCtxBuilder::new();
+    wasi.inherit_stdio()
+        .allow_blocking_current_thread(true)
+        .args(&argv);
+    for var in &opts.env {
+        match &var.value {
+            Some(v) => {
+                wasi.env(&var.key, v);
+            }
+            None => {
+                if let Ok(v) = std::env::var(&var.key) {
+                    wasi.env(&var.key, v);
+                }
+            }
+        }
+    }
+    for dir in &opts.dirs {
+        wasi.preopened_dir(&dir.host, &dir.guest, FsPerms::ReadWrite)
+            .map_err(|e| {
+                RunError(format!(
+                    "--dir {}: cannot open {}: {}",
+                    dir.guest,
+                    dir.host.display(),
+                    one_line(&e)
+                ))
+            })?;
+    }
+    let mut store = Store::new(
+        &engine,
+        Host {
+            wasi: wasi.build_p1(),
+        },
+    );
+    let mut linker: Linker<Host> = Linker::new(&engine);
+    p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)
+        .map_err(|e| RunError(format!("cannot set up WASI: {}", one_line(&e))))?;
+    match opts.unknown_imports {
+        UnknownImports::Error => {}
+        UnknownImports::Trap => linker
+            .define_unknown_imports_as_traps(&module)
+            .map_err(|e| RunError(format!("{wasm_name}: {}", one_line(&e))))?,
+        UnknownImports::DefaultValues => linker
+            .define_unknown_imports_as_default_values(&mut store, &module)
+            .map_err(|e| RunError(format!("{wasm_name}: {}", one_line(&e))))?,
+    }
+    // Resolves every import now, so a missing one is reported before a
+    // trace exists.
+    let pre = linker
+        .instantiate_pre(&module)
+        .map_err(|e| RunError(format!("{wasm_name}: {}", one_line(&e))))?;
+
+    let recorder = Recorder::create(
+        &opts.output,
+        RecorderOptions {
+            interval: opts.interval,
+            clock: opts.clock,
+            args: argv,
+            force: opts.force,
+            writer: opts.writer,
+        },
+    )
+    .map_err(|e| RunError(e.to_string()))?;
+    recorder
+        .add_module(&module, &opts.wasm, &bytes)
+        .map_err(|e| RunError(e.to_string()))?;
+    let mut sampler = recorder
+        .thread_sampler("main")
+        .map_err(|e| RunError(e.to_string()))?;
+    if opts.call_hook {
+        sampler.install_call_hook(&mut store);
+    }
+    sampler
+        .start()
+        .map_err(|e| RunError(format!("cannot start the sampler: {e}")))?;
+
+    let result = pre
+        .instantiate(&mut store)
+        .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
+        .and_then(|start| start.call(&mut store, ()));
+
+    let _ = sampler.stop();
+    drop(sampler);
+
+    let (exit, error) = match result {
+        Ok(()) => (ExitInfo::exited(0), None),
+        Err(e) => classify(e, &wasm_name),
+    };
+    let exit_code = exit.status as i32;
+    // The store (and WASI's open files) go before the trace is finished.
+    drop(store);
+    let summary = recorder.finish(exit);
+    Ok(RunOutcome {
+        exit_code,
+        error,
+        summary,
+    })
+}
+
+/// Turns a failed run into an exit record and the text `wasmtime run` prints.
+fn classify(e: wasmtime::Error, wasm_name: &str) -> (ExitInfo, Option<String>) {
+    if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        return (ExitInfo::exited(i64::from(exit.0)), None);
+    }
+    let trapped = e.is::<wasmtime::Trap>();
+    let e = e.context(format!("failed to run main module `{wasm_name}`"));
+    let text = format!("{e:?}");
+    let (kind, status) = if trapped {
+        (ExitKind::Trapped, TRAP_EXIT_CODE)
+    } else {
+        (ExitKind::Failed, ERROR_EXIT_CODE)
+    };
+    (
+        ExitInfo {
+            kind,
+            status: i64::from(status),
+            message: text.clone(),
+        },
+        Some(format!("Error: {text}")),
+    )
+}
+
+/// An error chain on one line (`a: b: c`).
+fn one_line(e: &wasmtime::Error) -> String {
+    format!("{e:#}").replace('\n', " ")
+}
+
+/// Quotes `s` for a POSIX shell if it needs it.
+pub fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./,:=+@%".contains(c));
+    if plain {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+/// The one line wrec prints at the end.
+pub fn summary_line(s: &Summary) -> String {
+    let path = s.path.display().to_string();
+    let mut line = format!("wrec: trace {path}: {} samples, {} lost", s.samples, s.lost);
+    if let Some(full) = &s.full {
+        line.push_str(&format!(" (the trace stopped growing: {full})"));
+    }
+    line.push_str(&format!(
+        "; analyze with: wanalyze {} --dwarf",
+        shell_quote(&path)
+    ));
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_env_and_dirs() {
+        assert_eq!(
+            EnvVar::parse("A=b=c").unwrap(),
+            EnvVar {
+                key: "A".into(),
+                value: Some("b=c".into())
+            }
+        );
+        assert_eq!(EnvVar::parse("HOME").unwrap().value, None);
+        assert!(EnvVar::parse("=x").is_err());
+        let d = DirMapping::parse("/tmp/x::/data").unwrap();
+        assert_eq!(
+            (d.host, d.guest.as_str()),
+            (PathBuf::from("/tmp/x"), "/data")
+        );
+        let d = DirMapping::parse(".").unwrap();
+        assert_eq!((d.host, d.guest.as_str()), (PathBuf::from("."), "."));
+        assert!(DirMapping::parse("::x").is_err());
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(
+            default_output(Path::new("/a/b/fib-O2.wasm")),
+            PathBuf::from("fib-O2.wrec")
+        );
+        let o = RunOptions::new("dir/prog.wasm");
+        assert_eq!(o.guest_argv(), vec!["prog.wasm".to_string()]);
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("fib.wrec"), "fib.wrec");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+}

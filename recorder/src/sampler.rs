@@ -1,0 +1,1278 @@
+//! The signal-driven stack sampler: per-thread POSIX timers, the `SIGPROF`
+//! handler, the frame-pointer walk, and the call hook that remembers where
+//! wasm called into the host.
+//!
+//! # How a sample is taken
+//!
+//! Every sampled thread owns a timer (`timer_create` with
+//! `SIGEV_THREAD_ID`, so the signal goes to exactly that thread) whose
+//! `sigev_value.sival_ptr` points at the thread's [`ThreadState`]. The
+//! handler reads the interrupted registers from the `ucontext`, both clocks,
+//! walks the frame-pointer chain and appends the raw return addresses with
+//! [`TraceWriter::append_sample`](wrec_format::TraceWriter::append_sample).
+//! Symbolization happens offline, in the analyzer.
+//!
+//! # Which frames are recorded
+//!
+//! Only addresses inside a registered module's compiled code (`Module::text()`):
+//!
+//! - PC in module code: the PC, then each return address while it is inside
+//!   module code; the first return address outside is the host that called
+//!   into wasm, and the walk stops there.
+//! - PC outside module code (a WASI call, a libcall such as `memory.grow`, or
+//!   the runtime): the sample is flagged `HOST`, host frames are skipped by
+//!   walking frame pointers up to the first return address inside module code,
+//!   and the walk goes on from there. Where the host frames cannot be walked
+//!   (glibc is built without frame pointers), the boundary that the call hook
+//!   recorded when wasm called the host is used instead (see
+//!   [`ThreadState::on_call_hook`]).
+//!
+//! # Prologues and epilogues (x86_64)
+//!
+//! Cranelift's code, checked by disassembling `Module::text()` of the
+//! fixtures (see `examples/dump_text.rs`), looks like this for every wasm
+//! function and every trampoline:
+//!
+//! ```text
+//! 55                push rbp            <- PC here: caller's return address at [rsp]
+//! 48 89 e5          mov rbp, rsp        <- PC here: return address at [rsp+8]
+//! 4c 8b 57 08 ...   stack-limit check   (rbp is this frame's from here on)
+//! 48 83 ec 10       sub rsp, N
+//! 48 89 1c 24 ...   callee-saved spills with mov, never push
+//!   ... body ...
+//! 48 8b 1c 24 ...   callee-saved reloads
+//! 48 83 c4 10       add rsp, N
+//! 48 89 ec          mov rsp, rbp
+//! 5d                pop rbp             (rsp == rbp: still a normal frame)
+//! c3                ret                 <- PC here: rbp is the caller's again, return address at [rsp]
+//! ```
+//!
+//! No `leave`, no pushes besides `push rbp`, and the stack check comes after
+//! `mov rbp, rsp`. So a PC on `push rbp` or `ret` finds the caller's return
+//! address at `[rsp]`, a PC on `mov rbp, rsp` finds it at `[rsp+8]`, and in
+//! every other instruction the frame-pointer walk is right. Without this fix
+//! the plain walk skips the direct caller in those three instructions (one
+//! sample in eight in call-heavy code).
+
+use std::cell::UnsafeCell;
+use std::io;
+use std::marker::PhantomData;
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use wrec_format::{clock_ns, flags, SampleEncoder, SampleRef, TimerClock, MAX_FRAMES};
+
+use crate::arch::{
+    current_fp, frame_state, regs_from, strip_pac, Direct, FrameState, Memory, Regs,
+};
+use crate::Shared;
+
+/// The most modules a recorder can register (the handler checks addresses
+/// against a fixed array so it never allocates or locks).
+pub const MAX_MODULES: usize = 64;
+
+/// The most threads that can be sampled at once in a process.
+pub const MAX_THREADS: usize = 256;
+
+/// How many nested host calls the call hook remembers a boundary for.
+const BOUNDARY_SLOTS: usize = 16;
+
+/// How many host frames the handler walks through looking for wasm.
+const MAX_HOST_FRAMES: usize = 256;
+
+/// How many frames the call hook walks from itself looking for wasm.
+const MAX_HOOK_FRAMES: usize = 64;
+
+// ---------------------------------------------------------------------------
+// Text ranges
+// ---------------------------------------------------------------------------
+
+/// One module's compiled code, `[start, end)`.
+pub(crate) struct TextRange {
+    start: AtomicU64,
+    end: AtomicU64,
+}
+
+/// The registered modules' code ranges, readable from a signal handler.
+pub(crate) struct TextRanges {
+    ranges: [TextRange; MAX_MODULES],
+    len: AtomicUsize,
+}
+
+impl TextRanges {
+    pub(crate) fn new() -> TextRanges {
+        TextRanges {
+            ranges: [const {
+                TextRange {
+                    start: AtomicU64::new(0),
+                    end: AtomicU64::new(0),
+                }
+            }; MAX_MODULES],
+            len: AtomicUsize::new(0),
+        }
+    }
+
+    /// Adds a range (normal context, serialized by the caller). The range is
+    /// written before the length is published, so a handler never sees a
+    /// half-written entry.
+    pub(crate) fn push(&self, start: u64, len: u64) -> bool {
+        let i = self.len.load(Ordering::Acquire);
+        if i >= MAX_MODULES {
+            return false;
+        }
+        self.ranges[i].start.store(start, Ordering::Relaxed);
+        self.ranges[i]
+            .end
+            .store(start.saturating_add(len), Ordering::Relaxed);
+        self.len.store(i + 1, Ordering::Release);
+        true
+    }
+}
+
+/// Address classification for the walk: which addresses are module code.
+pub(crate) trait Code {
+    /// The `[start, end)` of the module code holding `addr`, if any.
+    fn range_of(&self, addr: u64) -> Option<(u64, u64)>;
+
+    fn contains(&self, addr: u64) -> bool {
+        self.range_of(addr).is_some()
+    }
+}
+
+impl Code for TextRanges {
+    #[inline]
+    fn range_of(&self, addr: u64) -> Option<(u64, u64)> {
+        let n = self.len.load(Ordering::Acquire).min(MAX_MODULES);
+        for r in &self.ranges[..n] {
+            let start = r.start.load(Ordering::Relaxed);
+            let end = r.end.load(Ordering::Relaxed);
+            if addr >= start && addr < end {
+                return Some((start, end));
+            }
+        }
+        None
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The walk (pure: memory access goes through `Memory`, so tests can fake it)
+// ---------------------------------------------------------------------------
+
+/// The registers and thread facts a walk starts from.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct WalkInput {
+    pub pc: u64,
+    pub fp: u64,
+    pub sp: u64,
+    /// Link register (aarch64); unused on x86_64.
+    #[allow(dead_code)]
+    pub lr: u64,
+    /// Lowest and one past the highest address of the thread's stack.
+    pub stack_lo: u64,
+    pub stack_hi: u64,
+    /// The call hook's record of the innermost wasm→host boundary: the host
+    /// frame's fp and the return address into module code stored at fp+8.
+    pub boundary: Option<(u64, u64)>,
+    /// Whether wasm is on the stack at all, if the call hook tells us.
+    pub wasm_active: Option<bool>,
+    /// Whether the thread is inside a host call made by wasm (so wasm frames
+    /// are certainly on the stack), if the call hook tells us.
+    pub in_host_call: Option<bool>,
+    /// Whether wasm was called again from inside the innermost host call
+    /// (then wasm frames may lie below the hook's boundary).
+    pub nested_wasm: bool,
+}
+
+/// Walks the interrupted stack into `out` (innermost first) and returns the
+/// frame count and the sample flags (`HOST`, `PROLOGUE`, `BROKEN`,
+/// `TRUNCATED`). Async-signal-safe: no allocation, no locks, no calls but
+/// `mem` and `code`, and every memory read is checked first:
+///
+/// - stack words: 8-byte aligned, at or above the interrupted stack pointer
+///   (everything there is the live, mapped stack) and below the stack top;
+///   frame pointers strictly increase, so the walk ends;
+/// - code bytes: only inside the module code range holding the PC.
+pub(crate) fn walk<M: Memory, C: Code>(
+    mem: &M,
+    code: &C,
+    inp: &WalkInput,
+    out: &mut [u64],
+) -> (usize, u8) {
+    let hi = inp.stack_hi;
+    // The live stack is [sp, hi). An sp outside the thread's stack (a signal
+    // handler running on an alternate stack, say) leaves nothing readable
+    // from the registers.
+    let sp_ok = inp.sp >= inp.stack_lo && inp.sp < hi;
+    let lo = if sp_ok { inp.sp } else { hi };
+    // A frame record [fp, fp+16) that can be read.
+    let frame_ok = |fp: u64, prev: u64, lo: u64| {
+        fp & 7 == 0 && fp > prev && fp >= lo && fp <= hi.saturating_sub(16)
+    };
+    let slot_ok = |a: u64| a & 7 == 0 && a >= lo && a <= hi.saturating_sub(8);
+    let cap = out.len();
+    let mut n = 0usize;
+    let mut fl = 0u8;
+    if cap == 0 {
+        return (0, fl);
+    }
+
+    // Where the frame-record walk starts: `fp` is the frame whose return
+    // address comes next, `prev` the last frame read (or 0).
+    let mut fp;
+    let mut prev = 0u64;
+    let mut walk_lo = lo;
+
+    if let Some((clo, chi)) = code.range_of(inp.pc) {
+        out[n] = inp.pc;
+        n += 1;
+        match frame_state(mem, inp.pc, clo, chi, inp.sp) {
+            FrameState::Normal => {}
+            FrameState::ReturnAddressAt(slot) => {
+                fl |= flags::PROLOGUE;
+                if !slot_ok(slot) {
+                    return (n, fl | flags::BROKEN);
+                }
+                let ra = strip_pac(mem.word(slot));
+                if !code.contains(ra) {
+                    // Called straight from the host: nothing more of wasm.
+                    return (n, fl);
+                }
+                out[n] = ra;
+                n += 1;
+            }
+            FrameState::ReturnAddressInLr => {
+                fl |= flags::PROLOGUE;
+                let ra = strip_pac(inp.lr);
+                if !code.contains(ra) {
+                    return (n, fl);
+                }
+                out[n] = ra;
+                n += 1;
+            }
+        }
+        fp = inp.fp;
+    } else {
+        fl |= flags::HOST;
+        if inp.wasm_active == Some(false) {
+            // No wasm call in progress on this thread: an empty host sample.
+            return (0, fl);
+        }
+        // Skip host frames up to the first return address into module code.
+        let mut found = None;
+        let mut hfp = inp.fp;
+        let mut hprev = 0u64;
+        let mut clean_end = false;
+        for _ in 0..MAX_HOST_FRAMES {
+            if !frame_ok(hfp, hprev, lo) {
+                clean_end = hfp == 0;
+                break;
+            }
+            let ra = strip_pac(mem.word(hfp + 8));
+            if code.contains(ra) {
+                found = Some((hfp, ra));
+                break;
+            }
+            hprev = hfp;
+            hfp = mem.word(hfp);
+        }
+        // The hook's boundary, if its frame is inside the stack (above the
+        // interrupted sp when that is known: the host frames lie below it),
+        // and still holds the return address the hook saw. The frame was
+        // live when the hook ran and its host call has not returned, so it
+        // is mapped.
+        let bound = inp.boundary.filter(|&(bfp, bra)| {
+            bfp & 7 == 0
+                && bfp >= if sp_ok { lo } else { inp.stack_lo }
+                && bfp <= hi.saturating_sub(16)
+                && code.contains(bra)
+                && strip_pac(mem.word(bfp + 8)) == bra
+        });
+        let start = match (found, bound) {
+            // The hook's record is exact. A walk that disagrees followed a
+            // frame pointer that was not one (glibc uses rbp as a plain
+            // register), unless the host called back into wasm, which is
+            // then below (more recent than) the boundary.
+            (Some(f), Some(b)) => {
+                if f.0 == b.0 || (inp.nested_wasm && f.0 < b.0) {
+                    f
+                } else {
+                    b
+                }
+            }
+            (Some(f), None) => f,
+            (None, Some(b)) => b,
+            (None, None) => {
+                // Inside a host call wasm frames are certainly there: the
+                // walk failed. Otherwise the thread is in the runtime
+                // between the call hook and the entry trampoline (or
+                // unwinding a trap or exit), with no wasm frame to find;
+                // without the hook's word, only a chain that ended cleanly
+                // says so.
+                let broken = match inp.in_host_call {
+                    Some(in_call) => in_call,
+                    None => !clean_end,
+                };
+                if broken {
+                    fl |= flags::BROKEN;
+                }
+                return (0, fl);
+            }
+        };
+        out[n] = start.1;
+        n += 1;
+        prev = start.0;
+        fp = mem.word(start.0);
+        // Frames above the boundary are live even when sp was unusable.
+        walk_lo = walk_lo.min(start.0);
+    }
+
+    // The frame-record walk: [fp] = caller's fp, [fp+8] = return address.
+    loop {
+        if !frame_ok(fp, prev, walk_lo) {
+            // Still inside wasm (the last recorded frame is module code) and
+            // no trustworthy frame: the outermost frames are missing.
+            fl |= flags::BROKEN;
+            break;
+        }
+        let ra = strip_pac(mem.word(fp + 8));
+        if !code.contains(ra) {
+            // The host that called into wasm: done.
+            break;
+        }
+        if n == cap {
+            fl |= flags::TRUNCATED;
+            break;
+        }
+        out[n] = ra;
+        n += 1;
+        prev = fp;
+        fp = mem.word(fp);
+    }
+    (n, fl)
+}
+
+// ---------------------------------------------------------------------------
+// Per-thread state
+// ---------------------------------------------------------------------------
+
+/// A host-call boundary: the host frame's fp and the return address into
+/// module code at fp+8.
+struct Boundary {
+    fp: AtomicU64,
+    ra: AtomicU64,
+}
+
+/// Scratch space only the signal handler touches.
+struct Scratch {
+    encoder: Box<SampleEncoder>,
+    frames: Box<[u64; MAX_FRAMES]>,
+}
+
+/// Everything the signal handler needs for one thread, allocated before its
+/// timer starts.
+pub(crate) struct ThreadState {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) thread: u32,
+    /// OS thread id.
+    tid: libc::pid_t,
+    stack_lo: u64,
+    stack_hi: u64,
+    clock: TimerClock,
+    /// Checked first by the handler: samples are taken only while set.
+    active: AtomicBool,
+    /// Set while the handler runs (guards the scratch space).
+    busy: AtomicBool,
+    /// Whether the call hook is installed (then `wasm_depth` is meaningful).
+    hooked: AtomicBool,
+    wasm_depth: AtomicU32,
+    host_depth: AtomicU32,
+    boundaries: [Boundary; BOUNDARY_SLOTS],
+    /// Samples the writer had no room for.
+    pub(crate) dropped: AtomicU64,
+    /// Timer expirations the kernel merged into one signal (`si_overrun`).
+    pub(crate) overruns: AtomicU64,
+    /// Samples written, and how many of them were HOST / BROKEN / PROLOGUE /
+    /// TRUNCATED or used the hook's boundary (diagnostics).
+    pub(crate) stats: Stats,
+    scratch: UnsafeCell<Scratch>,
+}
+
+/// Counters kept by the handler (relaxed atomics).
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub(crate) samples: AtomicU64,
+    pub(crate) host: AtomicU64,
+    pub(crate) broken: AtomicU64,
+    pub(crate) prologue: AtomicU64,
+    pub(crate) truncated: AtomicU64,
+    pub(crate) handler_ns: AtomicU64,
+    pub(crate) handler_max_ns: AtomicU64,
+    /// Handler runs that took over 50 µs of wall time (preempted, or a page
+    /// fault on the trace that had to wait).
+    pub(crate) handler_slow: AtomicU64,
+}
+
+// SAFETY: `scratch` is touched only by the signal handler, on the thread the
+// state belongs to, and `busy` keeps two runs of it apart; everything else is
+// atomics or immutable after construction.
+unsafe impl Sync for ThreadState {}
+unsafe impl Send for ThreadState {}
+
+impl ThreadState {
+    /// Call-hook body: keeps track of whether wasm is running and, on every
+    /// call from wasm into the host, remembers where the host frames end.
+    ///
+    /// Cost: a walk of our own frame pointers from here up to the first
+    /// return address in module code (about ten frames of Wasmtime's host-call
+    /// path, all built with frame pointers) plus a few relaxed stores.
+    #[inline]
+    pub(crate) fn on_call_hook(&self, kind: wasmtime::CallHook) {
+        use wasmtime::CallHook::*;
+        match kind {
+            CallingHost => {
+                let d = self.host_depth.load(Ordering::Relaxed);
+                if (d as usize) < BOUNDARY_SLOTS {
+                    let (fp, ra) = self.find_boundary().unwrap_or((0, 0));
+                    let slot = &self.boundaries[d as usize];
+                    slot.fp.store(fp, Ordering::Relaxed);
+                    slot.ra.store(ra, Ordering::Relaxed);
+                }
+                // Release: the slot is written before the handler can see the
+                // new depth (the handler runs on this thread, so this is
+                // about compiler ordering).
+                self.host_depth.store(d + 1, Ordering::Release);
+            }
+            ReturningFromHost => {
+                let d = self.host_depth.load(Ordering::Relaxed);
+                self.host_depth
+                    .store(d.saturating_sub(1), Ordering::Release);
+            }
+            CallingWasm => {
+                self.wasm_depth.fetch_add(1, Ordering::Release);
+            }
+            ReturningFromWasm => {
+                let d = self.wasm_depth.load(Ordering::Relaxed).saturating_sub(1);
+                if d == 0 {
+                    // A host call that unwound (panic) leaves no stale depth.
+                    self.host_depth.store(0, Ordering::Release);
+                }
+                self.wasm_depth.store(d, Ordering::Release);
+            }
+        }
+    }
+
+    /// The thread's CPU time in ns, read from any thread (0 if it is gone).
+    pub(crate) fn thread_cpu_ns(&self) -> u64 {
+        // The kernel's per-thread CPU clock id, as glibc's
+        // pthread_getcpuclockid builds it: ~tid << 3 | CPUCLOCK_PERTHREAD | CPUCLOCK_SCHED.
+        let clock = ((!self.tid) << 3) | 4 | 2;
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: valid out-pointer; an unknown clock just fails.
+        if unsafe { libc::clock_gettime(clock as libc::clockid_t, &mut ts) } != 0 {
+            return 0;
+        }
+        (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
+    }
+
+    /// Walks this thread's frame pointers from the caller up to the first
+    /// return address in module code.
+    #[inline(never)]
+    fn find_boundary(&self) -> Option<(u64, u64)> {
+        let mut fp = current_fp();
+        let lo = fp;
+        let hi = self.stack_hi;
+        if lo < self.stack_lo || lo >= hi {
+            // Not on this sampler's thread.
+            return None;
+        }
+        let code = &self.shared.ranges;
+        let mut prev = 0u64;
+        for _ in 0..MAX_HOOK_FRAMES {
+            if fp & 7 != 0 || fp <= prev || fp < lo || fp > hi.saturating_sub(16) {
+                return None;
+            }
+            // SAFETY: fp is 8-aligned and inside the live part of our own
+            // stack (between our frame and the stack top).
+            let ra = strip_pac(unsafe { ptr::read(((fp + 8) as usize) as *const u64) });
+            if code.contains(ra) {
+                return Some((fp, ra));
+            }
+            prev = fp;
+            // SAFETY: as above.
+            fp = unsafe { ptr::read(fp as usize as *const u64) };
+        }
+        None
+    }
+
+    fn walk_input(&self, regs: Regs) -> WalkInput {
+        let hooked = self.hooked.load(Ordering::Relaxed);
+        let wasm_active = hooked.then(|| self.wasm_depth.load(Ordering::Acquire) > 0);
+        let d = self.host_depth.load(Ordering::Acquire) as usize;
+        let nested_wasm = hooked && self.wasm_depth.load(Ordering::Relaxed) as usize > d.max(1);
+        let boundary = if hooked && d > 0 && d <= BOUNDARY_SLOTS {
+            let b = &self.boundaries[d - 1];
+            let fp = b.fp.load(Ordering::Relaxed);
+            let ra = b.ra.load(Ordering::Relaxed);
+            (fp != 0).then_some((fp, ra))
+        } else {
+            None
+        };
+        WalkInput {
+            pc: regs.pc,
+            fp: regs.fp,
+            sp: regs.sp,
+            lr: regs.lr,
+            stack_lo: self.stack_lo,
+            stack_hi: self.stack_hi,
+            boundary,
+            wasm_active,
+            in_host_call: hooked.then_some(d > 0),
+            nested_wasm,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Registry of live thread states (lets the handler reject stale or foreign
+// signal values before dereferencing them)
+// ---------------------------------------------------------------------------
+
+static REGISTRY: [AtomicPtr<ThreadState>; MAX_THREADS] =
+    [const { AtomicPtr::new(ptr::null_mut()) }; MAX_THREADS];
+/// One past the highest slot ever used, so the handler scans only that far.
+static REGISTRY_HIGH: AtomicUsize = AtomicUsize::new(0);
+
+fn register(p: *const ThreadState) -> Option<usize> {
+    for (i, slot) in REGISTRY.iter().enumerate() {
+        if slot
+            .compare_exchange(
+                ptr::null_mut(),
+                p as *mut _,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            )
+            .is_ok()
+        {
+            REGISTRY_HIGH.fetch_max(i + 1, Ordering::SeqCst);
+            return Some(i);
+        }
+    }
+    None
+}
+
+fn unregister(slot: usize) {
+    REGISTRY[slot].store(ptr::null_mut(), Ordering::SeqCst);
+}
+
+#[inline]
+fn registered(p: *const ThreadState) -> bool {
+    if p.is_null() {
+        return false;
+    }
+    let high = REGISTRY_HIGH.load(Ordering::Acquire).min(MAX_THREADS);
+    REGISTRY[..high]
+        .iter()
+        .any(|s| std::ptr::eq(s.load(Ordering::Acquire), p))
+}
+
+// ---------------------------------------------------------------------------
+// The signal handler
+// ---------------------------------------------------------------------------
+
+/// The kernel's `siginfo_t` for timer signals (`_sifields._timer`), the same
+/// on x86_64 and aarch64: the union starts at offset 16.
+#[repr(C)]
+struct TimerSigInfo {
+    signo: libc::c_int,
+    errno: libc::c_int,
+    code: libc::c_int,
+    _pad: libc::c_int,
+    tid: libc::c_int,
+    overrun: libc::c_int,
+    value: *mut libc::c_void,
+}
+
+/// The `SIGPROF` handler.
+///
+/// Why it is async-signal-safe:
+/// - **No allocation**: the stack buffer and the encoder were allocated with
+///   the thread state; `append_sample` encodes into that encoder's scratch
+///   and copies into the already-mapped, already-allocated trace.
+/// - **No locks**: the registry, the state flags, the text ranges and the
+///   writer's cursor are atomics; `busy` is a try-flag, never waited on.
+/// - **No system calls but `clock_gettime`** (two of them; the thread CPU
+///   clock is a real syscall on Linux, the monotonic one goes through the
+///   vDSO). `__errno_location` only computes a thread-local address.
+/// - **errno unchanged**: saved on entry, restored on exit.
+/// - **No fault**: every stack read is checked against the live stack
+///   `[interrupted sp, stack top)`, 8-byte alignment and strictly increasing
+///   frame pointers; code bytes are read only inside module code (see
+///   [`walk`]). A fault here while wasm is on the stack would reach
+///   Wasmtime's SIGSEGV handler, which would find no wasm trap and kill the
+///   process.
+/// - **Small stack**: a few hundred bytes of locals (`Regs`, `WalkInput`,
+///   `SampleRef`); the frames live in the thread state. It may run on
+///   Wasmtime's 256 KiB alternate signal stack (`SA_ONSTACK`).
+/// - **No stale state**: the signal value is used only if it is a registered,
+///   live thread state, and `active` is checked before anything else;
+///   [`ThreadSampler`] deletes the timer on its own thread (so a pending
+///   signal is delivered before the syscall returns) before unregistering.
+extern "C" fn on_sigprof(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    // SAFETY: __errno_location returns this thread's errno slot.
+    let errno = unsafe { *libc::__errno_location() };
+    // SAFETY: the kernel passes a valid siginfo and ucontext.
+    unsafe { handle(sig, info, uc) };
+    // SAFETY: as above.
+    unsafe { *libc::__errno_location() = errno };
+}
+
+unsafe fn handle(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    if info.is_null() || uc.is_null() {
+        return;
+    }
+    let ti = &*(info as *const TimerSigInfo);
+    if ti.code != libc::SI_TIMER {
+        chain_foreign(sig, info, uc);
+        return;
+    }
+    let st = ti.value as *const ThreadState;
+    if !registered(st) {
+        chain_foreign(sig, info, uc);
+        return;
+    }
+    let st = &*st;
+    if !st.active.load(Ordering::Acquire) {
+        return;
+    }
+    if st.busy.swap(true, Ordering::Acquire) {
+        return;
+    }
+    let shared = &*st.shared;
+    shared.inflight.fetch_add(1, Ordering::SeqCst);
+    if !shared.closing.load(Ordering::SeqCst) {
+        if ti.overrun > 0 {
+            st.overruns.fetch_add(ti.overrun as u64, Ordering::Relaxed);
+        }
+        let time_ns = clock_ns(libc::CLOCK_MONOTONIC);
+        let cpu_ns = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+        let regs = regs_from(uc);
+        let inp = st.walk_input(regs);
+        // SAFETY: only this handler touches the scratch space, and `busy`
+        // keeps two runs apart.
+        let scratch = &mut *st.scratch.get();
+        let (n, fl) = walk(&Direct, &shared.ranges, &inp, &mut scratch.frames[..]);
+        let sample = SampleRef {
+            time_ns,
+            cpu_ns,
+            flags: fl,
+            stack: &scratch.frames[..n],
+        };
+        match shared.writer.append_sample(&mut scratch.encoder, &sample) {
+            Ok(()) => {
+                let s = &st.stats;
+                s.samples.fetch_add(1, Ordering::Relaxed);
+                if fl & flags::HOST != 0 {
+                    s.host.fetch_add(1, Ordering::Relaxed);
+                }
+                if fl & flags::BROKEN != 0 {
+                    s.broken.fetch_add(1, Ordering::Relaxed);
+                }
+                if fl & flags::PROLOGUE != 0 {
+                    s.prologue.fetch_add(1, Ordering::Relaxed);
+                }
+                if fl & flags::TRUNCATED != 0 {
+                    s.truncated.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Err(_) => {
+                st.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if st.clock == TimerClock::Wall {
+            // The handler's own cost (one more vDSO clock read).
+            let took = clock_ns(libc::CLOCK_MONOTONIC).saturating_sub(time_ns);
+            st.stats.handler_ns.fetch_add(took, Ordering::Relaxed);
+            st.stats.handler_max_ns.fetch_max(took, Ordering::Relaxed);
+            if took > 50_000 {
+                st.stats.handler_slow.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    shared.inflight.fetch_sub(1, Ordering::SeqCst);
+    st.busy.store(false, Ordering::Release);
+}
+
+/// The `SIGPROF` disposition found when ours was installed, for signals that
+/// are not our timers' (0: none, or default/ignore).
+static PREVIOUS: AtomicUsize = AtomicUsize::new(0);
+static PREVIOUS_SIGINFO: AtomicBool = AtomicBool::new(false);
+
+unsafe fn chain_foreign(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_void) {
+    let prev = PREVIOUS.load(Ordering::Acquire);
+    if prev == 0 {
+        // The default action (terminate) is not what anyone profiling wants;
+        // a stray SIGPROF is ignored.
+        return;
+    }
+    if PREVIOUS_SIGINFO.load(Ordering::Acquire) {
+        let f: extern "C" fn(libc::c_int, *mut libc::siginfo_t, *mut libc::c_void) =
+            std::mem::transmute(prev);
+        f(sig, info, uc);
+    } else {
+        let f: extern "C" fn(libc::c_int) = std::mem::transmute(prev);
+        f(sig);
+    }
+}
+
+fn install_handler() -> io::Result<()> {
+    static INSTALLED: std::sync::OnceLock<Result<(), i32>> = std::sync::OnceLock::new();
+    let r = INSTALLED.get_or_init(|| {
+        // SAFETY: plain sigaction calls with zeroed, then filled, structs.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_sigprof as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO | libc::SA_RESTART | libc::SA_ONSTACK;
+            libc::sigemptyset(&mut sa.sa_mask);
+            let mut old: libc::sigaction = std::mem::zeroed();
+            if libc::sigaction(libc::SIGPROF, &sa, &mut old) != 0 {
+                return Err(io::Error::last_os_error()
+                    .raw_os_error()
+                    .unwrap_or(libc::EINVAL));
+            }
+            if old.sa_sigaction != libc::SIG_DFL && old.sa_sigaction != libc::SIG_IGN {
+                PREVIOUS_SIGINFO.store(old.sa_flags & libc::SA_SIGINFO != 0, Ordering::Release);
+                PREVIOUS.store(old.sa_sigaction, Ordering::Release);
+            }
+        }
+        Ok(())
+    });
+    r.map_err(io::Error::from_raw_os_error)
+}
+
+// ---------------------------------------------------------------------------
+// ThreadSampler
+// ---------------------------------------------------------------------------
+
+/// Samples one thread: its timer, its preallocated state, and the call hook
+/// to install on the [`wasmtime::Store`] that runs wasm on this thread.
+///
+/// Create it on the thread that will run wasm (with
+/// [`Recorder::thread_sampler`](crate::Recorder::thread_sampler)), install
+/// [`ThreadSampler::call_hook`] on the store, and bracket the store's calls
+/// with [`start`](ThreadSampler::start) and [`stop`](ThreadSampler::stop)
+/// (as often as you like). Dropping it (or [`end`](ThreadSampler::end))
+/// deletes the timer and writes the thread's end record. It is not `Send`:
+/// the timer and the stack bounds belong to the creating thread.
+pub struct ThreadSampler {
+    state: Arc<ThreadState>,
+    slot: usize,
+    timer: libc::timer_t,
+    interval: Duration,
+    running: bool,
+    ended: bool,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl ThreadSampler {
+    pub(crate) fn new(shared: Arc<Shared>, thread: u32) -> io::Result<ThreadSampler> {
+        install_handler()?;
+        let (stack_lo, stack_hi) = current_stack_bounds()?;
+        let clock = shared.clock;
+        let state = Arc::new(ThreadState {
+            shared: shared.clone(),
+            thread,
+            // SAFETY: gettid has no preconditions.
+            tid: unsafe { libc::gettid() },
+            stack_lo,
+            stack_hi,
+            clock,
+            active: AtomicBool::new(false),
+            busy: AtomicBool::new(false),
+            hooked: AtomicBool::new(false),
+            wasm_depth: AtomicU32::new(0),
+            host_depth: AtomicU32::new(0),
+            boundaries: [const {
+                Boundary {
+                    fp: AtomicU64::new(0),
+                    ra: AtomicU64::new(0),
+                }
+            }; BOUNDARY_SLOTS],
+            dropped: AtomicU64::new(0),
+            overruns: AtomicU64::new(0),
+            stats: Stats::default(),
+            scratch: UnsafeCell::new(Scratch {
+                encoder: SampleEncoder::new(thread),
+                frames: vec![0u64; MAX_FRAMES]
+                    .into_boxed_slice()
+                    .try_into()
+                    .map_err(|_| io::Error::other("frame buffer"))?,
+            }),
+        });
+        let p = Arc::as_ptr(&state);
+        let slot = register(p).ok_or_else(|| {
+            io::Error::other(format!(
+                "too many sampled threads (at most {MAX_THREADS} at once)"
+            ))
+        })?;
+        // SAFETY: sigevent is plain data; zeroed then filled.
+        let mut sev: libc::sigevent = unsafe { std::mem::zeroed() };
+        sev.sigev_notify = libc::SIGEV_THREAD_ID;
+        sev.sigev_signo = libc::SIGPROF;
+        sev.sigev_value = libc::sigval {
+            sival_ptr: p as *mut libc::c_void,
+        };
+        sev.sigev_notify_thread_id = state.tid;
+        let clockid = match clock {
+            TimerClock::Wall => libc::CLOCK_MONOTONIC,
+            TimerClock::Cpu => libc::CLOCK_THREAD_CPUTIME_ID,
+        };
+        let mut timer: libc::timer_t = ptr::null_mut();
+        // SAFETY: valid pointers to a filled sigevent and an out-parameter.
+        if unsafe { libc::timer_create(clockid, &mut sev, &mut timer) } != 0 {
+            let e = io::Error::last_os_error();
+            unregister(slot);
+            return Err(e);
+        }
+        Ok(ThreadSampler {
+            state,
+            slot,
+            timer,
+            interval: Duration::from_nanos(shared.interval_ns),
+            running: false,
+            ended: false,
+            _not_send: PhantomData,
+        })
+    }
+
+    /// The thread id used in the trace.
+    pub fn thread_id(&self) -> u32 {
+        self.state.thread
+    }
+
+    /// A closure for [`wasmtime::Store::call_hook`]. It tracks whether wasm is
+    /// running on this thread and records, at every call from wasm into the
+    /// host, where the wasm frames resume, so that samples taken inside host
+    /// code without frame pointers (glibc) still carry their wasm callers.
+    /// It returns `Ok(())` always. Install it on the store whose calls run on
+    /// this thread, before the store's first call into wasm.
+    pub fn call_hook<T>(
+        &self,
+    ) -> impl FnMut(wasmtime::StoreContextMut<'_, T>, wasmtime::CallHook) -> wasmtime::Result<()>
+           + Send
+           + Sync
+           + 'static {
+        let st = self.state.clone();
+        // From now on the hook's depths are trusted: install the closure
+        // before the store's first call.
+        st.hooked.store(true, Ordering::Release);
+        move |_, kind| {
+            st.on_call_hook(kind);
+            Ok(())
+        }
+    }
+
+    /// Installs [`ThreadSampler::call_hook`] on `store`.
+    pub fn install_call_hook<T: 'static>(&self, store: &mut wasmtime::Store<T>) {
+        store.call_hook(self.call_hook());
+    }
+
+    /// Arms the timer: samples are taken from now on. Unblocks `SIGPROF` on
+    /// this thread.
+    pub fn start(&mut self) -> io::Result<()> {
+        if self.ended {
+            return Err(io::Error::other("this thread sampler has ended"));
+        }
+        if self.running {
+            return Ok(());
+        }
+        // SAFETY: plain signal-mask calls.
+        unsafe {
+            let mut set: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut set);
+            libc::sigaddset(&mut set, libc::SIGPROF);
+            libc::pthread_sigmask(libc::SIG_UNBLOCK, &set, ptr::null_mut());
+        }
+        self.state.active.store(true, Ordering::Release);
+        let ts = timespec(self.interval);
+        let spec = libc::itimerspec {
+            it_interval: ts,
+            it_value: ts,
+        };
+        // SAFETY: the timer is ours and alive.
+        if unsafe { libc::timer_settime(self.timer, 0, &spec, ptr::null_mut()) } != 0 {
+            self.state.active.store(false, Ordering::Release);
+            return Err(io::Error::last_os_error());
+        }
+        self.running = true;
+        Ok(())
+    }
+
+    /// Disarms the timer. A signal already pending is delivered before this
+    /// returns and ignored.
+    pub fn stop(&mut self) -> io::Result<()> {
+        if !self.running {
+            return Ok(());
+        }
+        self.running = false;
+        self.state.active.store(false, Ordering::Release);
+        let zero = libc::itimerspec {
+            it_interval: timespec(Duration::ZERO),
+            it_value: timespec(Duration::ZERO),
+        };
+        // SAFETY: the timer is ours and alive.
+        if unsafe { libc::timer_settime(self.timer, 0, &zero, ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Stops sampling, deletes the timer and writes the thread's losses and
+    /// its end record. Also done on drop.
+    pub fn end(mut self) -> io::Result<()> {
+        self.end_inner()
+    }
+
+    fn end_inner(&mut self) -> io::Result<()> {
+        if self.ended {
+            return Ok(());
+        }
+        self.ended = true;
+        let r = self.stop();
+        self.state.active.store(false, Ordering::Release);
+        // SAFETY: the timer is ours; deleted once. The syscall returns to
+        // this thread, so a signal it had pending is delivered (and ignored,
+        // `active` being false) before we go on.
+        unsafe { libc::timer_delete(self.timer) };
+        // Any SIGPROF still pending here is blocked on this thread; a
+        // pending one would carry a pointer we are about to unregister,
+        // which the handler rejects.
+        unregister(self.slot);
+        self.state.shared.thread_ended(&self.state);
+        r
+    }
+
+    pub(crate) fn state(&self) -> &Arc<ThreadState> {
+        &self.state
+    }
+}
+
+impl Drop for ThreadSampler {
+    fn drop(&mut self) {
+        let _ = self.end_inner();
+    }
+}
+
+fn timespec(d: Duration) -> libc::timespec {
+    libc::timespec {
+        tv_sec: d.as_secs() as libc::time_t,
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    }
+}
+
+/// The calling thread's stack `[lo, hi)`.
+fn current_stack_bounds() -> io::Result<(u64, u64)> {
+    // SAFETY: pthread_getattr_np fills attr for the calling thread; the attr
+    // is destroyed after use.
+    unsafe {
+        let mut attr: libc::pthread_attr_t = std::mem::zeroed();
+        let rc = libc::pthread_getattr_np(libc::pthread_self(), &mut attr);
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        let mut addr: *mut libc::c_void = ptr::null_mut();
+        let mut size: libc::size_t = 0;
+        let rc = libc::pthread_attr_getstack(&attr, &mut addr, &mut size);
+        libc::pthread_attr_destroy(&mut attr);
+        if rc != 0 {
+            return Err(io::Error::from_raw_os_error(rc));
+        }
+        let lo = addr as u64;
+        Ok((lo, lo + size as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct FakeMem {
+        words: HashMap<u64, u64>,
+        code: HashMap<u64, u8>,
+    }
+
+    impl Memory for FakeMem {
+        fn word(&self, addr: u64) -> u64 {
+            assert_eq!(addr & 7, 0, "unaligned read at {addr:#x}");
+            *self
+                .words
+                .get(&addr)
+                .unwrap_or_else(|| panic!("read outside the fake stack at {addr:#x}"))
+        }
+        fn byte(&self, addr: u64) -> u8 {
+            *self.code.get(&addr).unwrap_or(&0x90)
+        }
+    }
+
+    struct FakeCode(u64, u64);
+    impl Code for FakeCode {
+        fn range_of(&self, addr: u64) -> Option<(u64, u64)> {
+            (addr >= self.0 && addr < self.1).then_some((self.0, self.1))
+        }
+    }
+
+    const TEXT: FakeCode = FakeCode(0x1000, 0x2000);
+    const HOST_RA: u64 = 0x9000;
+
+    /// A stack with frames at 0x100, 0x120, 0x140 (fp chain), return
+    /// addresses 0x1100, 0x1200 (wasm) and HOST_RA.
+    fn stack() -> FakeMem {
+        let mut words = HashMap::new();
+        for a in (0xf0..0x200).step_by(8) {
+            words.insert(a, 0xdead_0000 + a);
+        }
+        words.insert(0x100, 0x120);
+        words.insert(0x108, 0x1100);
+        words.insert(0x120, 0x140);
+        words.insert(0x128, 0x1200);
+        words.insert(0x140, 0x160);
+        words.insert(0x148, HOST_RA);
+        FakeMem {
+            words,
+            code: HashMap::new(),
+        }
+    }
+
+    fn input(pc: u64, fp: u64, sp: u64) -> WalkInput {
+        WalkInput {
+            pc,
+            fp,
+            sp,
+            lr: 0,
+            stack_lo: 0x0,
+            stack_hi: 0x200,
+            boundary: None,
+            wasm_active: None,
+            in_host_call: None,
+            nested_wasm: false,
+        }
+    }
+
+    #[test]
+    fn plain_walk_stops_at_host() {
+        let mem = stack();
+        let mut out = [0u64; 16];
+        let (n, fl) = walk(&mem, &TEXT, &input(0x1050, 0x100, 0xf0), &mut out);
+        assert_eq!(&out[..n], &[0x1050, 0x1100, 0x1200]);
+        assert_eq!(fl, 0);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn prologue_and_epilogue() {
+        let mut mem = stack();
+        // push rbp at 0x1050: return address at [rsp] = 0x1180, rbp is the caller's (0x100).
+        mem.code.insert(0x1050, 0x55);
+        mem.words.insert(0xf0, 0x1180);
+        let mut out = [0u64; 16];
+        let (n, fl) = walk(&mem, &TEXT, &input(0x1050, 0x100, 0xf0), &mut out);
+        assert_eq!(&out[..n], &[0x1050, 0x1180, 0x1100, 0x1200]);
+        assert_eq!(fl, flags::PROLOGUE);
+        // ret
+        mem.code.insert(0x1050, 0xc3);
+        let (n, _) = walk(&mem, &TEXT, &input(0x1050, 0x100, 0xf0), &mut out);
+        assert_eq!(&out[..n], &[0x1050, 0x1180, 0x1100, 0x1200]);
+        // mov rbp, rsp after push rbp: return address at [rsp+8]
+        mem.code.insert(0x1050, 0x48);
+        mem.code.insert(0x1051, 0x89);
+        mem.code.insert(0x1052, 0xe5);
+        mem.code.insert(0x104f, 0x55);
+        mem.words.insert(0xf0, 0x100); // the pushed rbp
+        mem.words.insert(0xf8, 0x1190);
+        let (n, fl) = walk(&mem, &TEXT, &input(0x1050, 0x100, 0xf0), &mut out);
+        assert_eq!(&out[..n], &[0x1050, 0x1190, 0x1100, 0x1200]);
+        assert_eq!(fl, flags::PROLOGUE);
+        // mov rbp, rsp NOT preceded by push rbp: normal walk.
+        mem.code.insert(0x104f, 0x00);
+        let (n, fl) = walk(&mem, &TEXT, &input(0x1050, 0x100, 0xf0), &mut out);
+        assert_eq!(&out[..n], &[0x1050, 0x1100, 0x1200]);
+        assert_eq!(fl, 0);
+    }
+
+    #[test]
+    fn host_sample_walks_to_wasm() {
+        let mut mem = stack();
+        // Host frames at 0xe0 -> 0xf0 -> 0x100 (whose RA is wasm).
+        for a in (0xc0..0xf0).step_by(8) {
+            mem.words.insert(a, 0);
+        }
+        mem.words.insert(0xe0, 0xf0);
+        mem.words.insert(0xe8, 0x7777);
+        mem.words.insert(0xf0, 0x100);
+        mem.words.insert(0xf8, 0x8888);
+        let mut inp = input(0x5000, 0xe0, 0xd0);
+        let mut out = [0u64; 16];
+        let (n, fl) = walk(&mem, &TEXT, &inp, &mut out);
+        assert_eq!(&out[..n], &[0x1100, 0x1200]);
+        assert_eq!(fl, flags::HOST);
+        // Broken host chain (glibc): the hook's boundary takes over.
+        inp.fp = 0x12345; // garbage
+        let (n, fl) = walk(&mem, &TEXT, &inp, &mut out);
+        assert_eq!(n, 0);
+        assert_eq!(fl, flags::HOST | flags::BROKEN);
+        // ... known to be in a host call: broken; known not to be: in the runtime.
+        inp.in_host_call = Some(true);
+        assert_eq!(
+            walk(&mem, &TEXT, &inp, &mut out),
+            (0, flags::HOST | flags::BROKEN)
+        );
+        inp.in_host_call = Some(false);
+        assert_eq!(walk(&mem, &TEXT, &inp, &mut out), (0, flags::HOST));
+        inp.in_host_call = Some(true);
+        inp.boundary = Some((0x100, 0x1100));
+        let (n, fl) = walk(&mem, &TEXT, &inp, &mut out);
+        assert_eq!(&out[..n], &[0x1100, 0x1200]);
+        assert_eq!(fl, flags::HOST);
+        // A walk that went astray (garbage rbp) loses to the hook's boundary,
+        // unless wasm was called again from the host call.
+        mem.words.insert(0xe0, 0x120); // skips the frame at 0x100
+        inp.fp = 0xe0;
+        let (n, _) = walk(&mem, &TEXT, &inp, &mut out);
+        assert_eq!(&out[..n], &[0x1100, 0x1200]);
+        inp.boundary = Some((0x120, 0x1200));
+        inp.fp = 0xf0;
+        mem.words.insert(0xe0, 0xf0);
+        let (n, _) = walk(&mem, &TEXT, &inp, &mut out);
+        assert_eq!(
+            &out[..n],
+            &[0x1200],
+            "boundary preferred over a deeper walk"
+        );
+        inp.nested_wasm = true;
+        let (n, _) = walk(&mem, &TEXT, &inp, &mut out);
+        assert_eq!(
+            &out[..n],
+            &[0x1100, 0x1200],
+            "nested wasm below the boundary"
+        );
+        inp.nested_wasm = false;
+        inp.fp = 0x12345;
+        // A stale boundary (its slot no longer holds the return address) is ignored.
+        inp.boundary = Some((0x100, 0x1104));
+        let (_, fl) = walk(&mem, &TEXT, &inp, &mut out);
+        assert_eq!(fl, flags::HOST | flags::BROKEN);
+        // No wasm running: an empty host sample, not broken.
+        inp.wasm_active = Some(false);
+        let (n, fl) = walk(&mem, &TEXT, &inp, &mut out);
+        assert_eq!((n, fl), (0, flags::HOST));
+    }
+
+    #[test]
+    fn bounded_and_checked() {
+        let mut mem = stack();
+        let mut out = [0u64; 2];
+        let (n, fl) = walk(&mem, &TEXT, &input(0x1050, 0x100, 0xf0), &mut out);
+        assert_eq!(n, 2);
+        assert_eq!(fl, flags::TRUNCATED);
+        // A loop in the chain ends as BROKEN (fps must increase).
+        mem.words.insert(0x120, 0x100);
+        let mut out = [0u64; 16];
+        let (n, fl) = walk(&mem, &TEXT, &input(0x1050, 0x100, 0xf0), &mut out);
+        assert_eq!(&out[..n], &[0x1050, 0x1100, 0x1200]);
+        assert_eq!(fl, flags::BROKEN);
+        // fp below sp or past the stack top is never read.
+        let (n, fl) = walk(&mem, &TEXT, &input(0x1050, 0x80, 0xf0), &mut out);
+        assert_eq!((n, fl), (1, flags::BROKEN));
+        let (n, fl) = walk(&mem, &TEXT, &input(0x1050, 0x1f8, 0xf0), &mut out);
+        assert_eq!((n, fl), (1, flags::BROKEN));
+        // sp outside the stack (alternate signal stack): nothing is read.
+        let (n, fl) = walk(&mem, &TEXT, &input(0x1050, 0x100, 0x5000), &mut out);
+        assert_eq!((n, fl), (1, flags::BROKEN));
+    }
+}
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+
+    /// Warm cost of the handler's work without the signal: a 32-frame walk
+    /// over a real stack image plus `append_sample` into a real trace.
+    /// `cargo test --release -p wrec --lib -- --ignored --nocapture handler_work`
+    #[test]
+    #[ignore]
+    fn handler_work() {
+        let ranges = TextRanges::new();
+        let text = vec![0x90u8; 4096];
+        let t0 = text.as_ptr() as u64;
+        ranges.push(t0, text.len() as u64);
+        // A stack image: 32 frames of 32 bytes, each [fp] -> next, [fp+8] -> text.
+        let mut stack = vec![0u64; 32 * 4 + 8];
+        let base = stack.as_ptr() as u64;
+        for i in 0..32 {
+            let fp = base + (i as u64) * 32 + 32;
+            let slot = (fp - base) as usize / 8;
+            stack[slot] = fp + 32;
+            stack[slot + 1] = t0 + 100 + i as u64 * 7;
+        }
+        let last = (base + 33 * 32 - base) as usize / 8;
+        stack[last + 1] = 0x1234; // host
+        let inp = WalkInput {
+            pc: t0 + 10,
+            fp: base + 32,
+            sp: base,
+            lr: 0,
+            stack_lo: base,
+            stack_hi: base + stack.len() as u64 * 8,
+            boundary: None,
+            wasm_active: Some(true),
+            in_host_call: Some(false),
+            nested_wasm: false,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let w = wrec_format::TraceWriter::create(
+            &dir.path().join("b.wrec"),
+            wrec_format::Header::for_this_host(),
+            wrec_format::WriterOptions::default(),
+        )
+        .unwrap();
+        let mut enc = SampleEncoder::new(0);
+        let mut frames = vec![0u64; MAX_FRAMES];
+        let n_iter = 200_000u64;
+        let (mut t_walk, mut t_append, mut t_clocks) = (0u64, 0u64, 0u64);
+        for i in 0..n_iter {
+            let a = clock_ns(libc::CLOCK_MONOTONIC);
+            let cpu = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+            let b = clock_ns(libc::CLOCK_MONOTONIC);
+            let (n, fl) = walk(&Direct, &ranges, &inp, &mut frames);
+            assert_eq!(n, 33);
+            // Vary the leaf so every sample writes a frame.
+            frames[0] = t0 + 10 + (i % 50);
+            let c = clock_ns(libc::CLOCK_MONOTONIC);
+            let s = SampleRef {
+                time_ns: a,
+                cpu_ns: cpu,
+                flags: fl,
+                stack: &frames[..n],
+            };
+            w.append_sample(&mut enc, &s).unwrap();
+            let d = clock_ns(libc::CLOCK_MONOTONIC);
+            if i % 1000 == 0 {
+                w.grow().unwrap();
+            }
+            t_clocks += b - a;
+            t_walk += c - b;
+            t_append += d - c;
+        }
+        eprintln!(
+            "per sample: clocks (monotonic + thread CPU) {:.0} ns, 33-frame walk {:.0} ns, append {:.0} ns",
+            t_clocks as f64 / n_iter as f64,
+            t_walk as f64 / n_iter as f64,
+            t_append as f64 / n_iter as f64
+        );
+    }
+}
