@@ -33,8 +33,7 @@ pub fn bin(name: &str) -> PathBuf {
 }
 
 pub fn run(cmd: &mut Command) -> Output {
-    let out = cmd.output().expect("run");
-    out
+    cmd.output().expect("run")
 }
 
 pub fn stderr(o: &Output) -> String {
