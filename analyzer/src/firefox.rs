@@ -743,9 +743,10 @@ impl Serialize for Samples<'_, '_> {
                 let mut total_ns = 0u64;
                 let mut total_us = 0u64;
                 tt.samples(t).map(move |s| {
-                    total_ns += s.cpu_delta_ns;
-                    let us = (total_ns + 500) / 1000;
-                    let d = us - total_us;
+                    // Saturating: a damaged trace may claim absurd CPU times.
+                    total_ns = total_ns.saturating_add(s.cpu_delta_ns);
+                    let us = total_ns.saturating_add(500) / 1000;
+                    let d = us.saturating_sub(total_us);
                     total_us = us;
                     d
                 })

@@ -457,9 +457,11 @@ pub fn analyze(
             }
             Event::Record(Record::SamplesLost(l)) => {
                 if let Some(ctx) = threads.get(&l.thread) {
-                    r.profile.threads[ctx.index].lost += l.count;
+                    let t = &mut r.profile.threads[ctx.index];
+                    t.lost = t.lost.saturating_add(l.count);
                 }
-                *lost_by_reason.entry(l.reason as u8).or_insert(0) += l.count;
+                let n = lost_by_reason.entry(l.reason as u8).or_insert(0);
+                *n = n.saturating_add(l.count);
             }
             Event::Record(Record::End(e)) => {
                 saw_end = true;
