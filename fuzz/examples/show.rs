@@ -1,0 +1,20 @@
+//! Triage helper: prints what the analyzer makes of an `analyze` fuzz input
+//! (warnings, then folded stacks).
+//! `cargo run --example show -- corpus/analyze/rec00-fib-O2.dwarf`
+
+use wrec_fuzz::harness::{run_analyzer, AnalyzeInput};
+
+fn main() {
+    let path = std::env::args().nth(1).expect("usage: show INPUT");
+    let data = std::fs::read(&path).unwrap();
+    let input = AnalyzeInput::decode(&data).expect("empty input");
+    match run_analyzer(&input) {
+        Ok(p) => {
+            for w in &p.meta.warnings {
+                eprintln!("warning: {w}");
+            }
+            wanalyze::folded::write(&p, &mut std::io::stdout()).unwrap();
+        }
+        Err(()) => eprintln!("the analyzer returned an error"),
+    }
+}
