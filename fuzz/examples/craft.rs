@@ -71,6 +71,24 @@ fn main() {
             lost(0, u64::MAX),
             lost(7, u64::MAX),
         ])),
+        // Lost counts that overflow only when the threads' totals are added.
+        ("lost-two-threads", trace(&[
+            module(0, base as u64, 0x100),
+            sample(0, key, 10, 10, 0, &[base + 0x20]),
+            sample(1, key, 10, 10, 0, &[base + 0x20]),
+            lost(0, u64::MAX),
+            lost(1, u64::MAX),
+        ])),
+        // CPU deltas that overflow when summed over samples, in one thread
+        // and over two.
+        ("cpu-deltas", trace(&[
+            module(0, base as u64, 0x100),
+            sample(0, key, 10, 10, 0, &[base + 0x20]),
+            sample(0, 0, 1, u64::MAX, 1, &[]),
+            sample(0, 0, 1, u64::MAX, 1, &[]),
+            sample(1, key, 10, 10, 0, &[base + 0x30]),
+            sample(1, 0, 1, u64::MAX, 1, &[]),
+        ])),
         // Times and CPU times at the extremes; a second sample wrapping them.
         ("time-extremes", trace(&[
             module(0, base as u64, 0x100),
