@@ -13,6 +13,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 use wrec_format::{
@@ -71,10 +72,16 @@ pub enum AnalyzeError {
 /// A loaded module: what the trace recorded and what the wasm file says.
 struct Module {
     rec: ModuleRecord,
-    symbols: WasmSymbols,
+    /// Shared by every module record with the same SHA-256.
+    symbols: Arc<WasmSymbols>,
     lib: u32,
     dwarf: bool,
 }
+
+/// The most CPU time, and the most lost samples, a profile adds up (about 146
+/// years of ns): a hostile trace can claim any count, and this keeps every
+/// sum an exporter takes over samples or threads far from overflowing.
+const MAX_TOTAL: u64 = u64::MAX / 4;
 
 /// Synthetic frame names.
 const UNKNOWN: &str = "[unknown code]";
@@ -98,6 +105,9 @@ struct Resolver {
     cache: HashMap<(u64, bool), Resolved>,
     host_cache: HashMap<Option<(usize, u64)>, FrameId>,
     real_funcs: HashMap<(usize, u32), FuncId>,
+    /// Per module (built on first use): the indices of its address-map
+    /// entries that carry a wasm offset, for [`nearest_wasm_offset`].
+    mapped: HashMap<usize, Vec<usize>>,
     synthetic: HashMap<&'static str, FrameId>,
 }
 
@@ -164,7 +174,11 @@ impl Resolver {
                 call_site: None,
             };
         };
-        let wasm_off = nearest_wasm_offset(&m.rec, off, &func);
+        let mapped = self
+            .mapped
+            .entry(mi)
+            .or_insert_with(|| mapped_entries(&m.rec));
+        let wasm_off = nearest_wasm_offset(&m.rec, mapped, off, &func);
         let lib = m.lib;
         let source = match wasm_off {
             Some(w) if m.dwarf => m.symbols.source_frames(w),
@@ -345,6 +359,7 @@ pub fn analyze(
         cache: HashMap::new(),
         host_cache: HashMap::new(),
         real_funcs: HashMap::new(),
+        mapped: HashMap::new(),
         synthetic: HashMap::new(),
     };
     let header = *trace.header();
@@ -357,7 +372,10 @@ pub fn analyze(
         ..Meta::default()
     };
     let mut threads: HashMap<u32, ThreadCtx> = HashMap::new();
+    // Index in `r.modules` of the first module with each hash.
+    let mut by_hash: HashMap<[u8; 32], usize> = HashMap::new();
     let mut start_ns: Option<u64> = None;
+    let (mut cpu_total, mut lost_total) = (0u64, 0u64);
     let mut used_overrides = vec![false; overrides.len()];
     let mut samples_read = 0u64;
     let mut saw_end = false;
@@ -398,7 +416,11 @@ pub fn analyze(
                 ctx.last_time = Some(s.time_ns);
                 r.profile.threads[ctx.index].samples.push(Sample {
                     time_ns: s.time_ns.saturating_sub(zero),
-                    cpu_delta_ns: s.cpu_delta_ns,
+                    cpu_delta_ns: {
+                        let d = s.cpu_delta_ns.min(MAX_TOTAL - cpu_total);
+                        cpu_total += d;
+                        d
+                    },
                     stack,
                 });
             }
@@ -413,14 +435,32 @@ pub fn analyze(
                 meta.args = ri.args;
             }
             Event::Record(Record::Module(rec)) => {
-                let m = load_module(
-                    rec,
-                    &overrides,
-                    &mut used_overrides,
-                    opts,
-                    &mut meta,
-                    &mut r.profile,
-                )?;
+                // A module recorded more than once is read and indexed once:
+                // memory stays proportional to the files, not to the number
+                // of module records times the module's size.
+                let m = match by_hash.get(&rec.sha256) {
+                    Some(&i) => {
+                        let first = &r.modules[i];
+                        let (symbols, lib, dwarf) = (first.symbols.clone(), first.lib, first.dwarf);
+                        Module {
+                            rec,
+                            symbols,
+                            lib,
+                            dwarf,
+                        }
+                    }
+                    None => {
+                        by_hash.insert(rec.sha256, r.modules.len());
+                        load_module(
+                            rec,
+                            &overrides,
+                            &mut used_overrides,
+                            opts,
+                            &mut meta,
+                            &mut r.profile,
+                        )?
+                    }
+                };
                 r.modules.push(m);
             }
             Event::Record(Record::ThreadStart(ts)) => {
@@ -456,12 +496,14 @@ pub fn analyze(
                 }
             }
             Event::Record(Record::SamplesLost(l)) => {
+                let count = l.count.min(MAX_TOTAL - lost_total);
+                lost_total += count;
                 if let Some(ctx) = threads.get(&l.thread) {
                     let t = &mut r.profile.threads[ctx.index];
-                    t.lost = t.lost.saturating_add(l.count);
+                    t.lost = t.lost.saturating_add(count);
                 }
                 let n = lost_by_reason.entry(l.reason as u8).or_insert(0);
-                *n = n.saturating_add(l.count);
+                *n = n.saturating_add(count);
             }
             Event::Record(Record::End(e)) => {
                 saw_end = true;
@@ -519,7 +561,10 @@ pub fn analyze(
         meta.warnings
             .push(format!("the recorder lost {lost} samples: {why}"));
     }
-    for m in &r.modules {
+    for (i, m) in r.modules.iter().enumerate() {
+        if by_hash.get(&m.rec.sha256) != Some(&i) {
+            continue; // a module recorded again: its warnings are in already
+        }
         for w in m.symbols.warnings() {
             meta.warnings.push(w.clone());
         }
@@ -606,19 +651,37 @@ fn sample_stack(r: &mut Resolver, ctx: &mut ThreadCtx, sflags: u8, raw: &[u64]) 
 /// as a line-based profiler attributes unmapped code to the preceding line.
 /// Code before a function's first mapped instruction (its prologue) takes
 /// that instruction's offset.
-fn nearest_wasm_offset(rec: &ModuleRecord, off: u64, func: &FunctionEntry) -> Option<u64> {
-    let i = rec.address_map.partition_point(|e| e.code_offset <= off);
-    let before = rec.address_map[..i]
-        .iter()
-        .rev()
-        .take_while(|e| e.code_offset >= func.offset)
-        .find_map(|e| e.wasm_offset);
-    before.or_else(|| {
-        rec.address_map[i..]
-            .iter()
-            .take_while(|e| e.code_offset < func.offset + func.len)
-            .find_map(|e| e.wasm_offset)
-    })
+///
+/// `mapped` holds the indices of the entries that have a wasm offset
+/// ([`mapped_entries`]): binary searches, so that a map of long unmapped runs
+/// cannot make every look-up scan them (quadratic in a hostile trace).
+fn nearest_wasm_offset(
+    rec: &ModuleRecord,
+    mapped: &[usize],
+    off: u64,
+    func: &FunctionEntry,
+) -> Option<u64> {
+    let map = &rec.address_map;
+    let i = map.partition_point(|e| e.code_offset <= off);
+    // The last mapped entry before i, and the first at or after it; entries
+    // are sorted by code offset, so each is in the function or none is.
+    let j = mapped.partition_point(|&k| k < i);
+    let before = j
+        .checked_sub(1)
+        .map(|j| &map[mapped[j]])
+        .filter(|e| e.code_offset >= func.offset);
+    let after = mapped
+        .get(j)
+        .map(|&k| &map[k])
+        .filter(|e| e.code_offset < func.offset + func.len);
+    before.or(after).and_then(|e| e.wasm_offset)
+}
+
+/// The indices of a module's address-map entries that have a wasm offset.
+fn mapped_entries(rec: &ModuleRecord) -> Vec<usize> {
+    (0..rec.address_map.len())
+        .filter(|&k| rec.address_map[k].wasm_offset.is_some())
+        .collect()
 }
 
 fn file_name(path: &str) -> String {
@@ -704,7 +767,7 @@ fn load_module(
     });
     Ok(Module {
         rec,
-        symbols,
+        symbols: Arc::new(symbols),
         lib: (profile.libs.len() - 1) as u32,
         dwarf,
     })
@@ -713,6 +776,71 @@ fn load_module(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wrec_format::AddressMapEntry;
+
+    /// The linear scan `nearest_wasm_offset` replaced, as the reference.
+    fn nearest_linear(rec: &ModuleRecord, off: u64, func: &FunctionEntry) -> Option<u64> {
+        let i = rec.address_map.partition_point(|e| e.code_offset <= off);
+        let before = rec.address_map[..i]
+            .iter()
+            .rev()
+            .take_while(|e| e.code_offset >= func.offset)
+            .find_map(|e| e.wasm_offset);
+        before.or_else(|| {
+            rec.address_map[i..]
+                .iter()
+                .take_while(|e| e.code_offset < func.offset + func.len)
+                .find_map(|e| e.wasm_offset)
+        })
+    }
+
+    #[test]
+    fn nearest_wasm_offset_matches_a_linear_scan() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for _ in 0..300 {
+            let mut at = 0;
+            let address_map: Vec<AddressMapEntry> = (0..rnd(40))
+                .map(|_| {
+                    at += rnd(4); // repeated offsets too
+                    AddressMapEntry {
+                        code_offset: at,
+                        wasm_offset: (rnd(3) == 0).then(|| rnd(1000)),
+                    }
+                })
+                .collect();
+            let rec = ModuleRecord {
+                id: 0,
+                path: String::new(),
+                sha256: [0; 32],
+                text_addr: 0,
+                text_len: at + 10,
+                functions: Vec::new(),
+                address_map,
+            };
+            let mapped = mapped_entries(&rec);
+            for _ in 0..20 {
+                let offset = rnd(at + 5);
+                let func = FunctionEntry {
+                    index: 0,
+                    offset,
+                    len: rnd(at + 6 - offset) + 1,
+                };
+                for off in offset..offset + func.len {
+                    assert_eq!(
+                        nearest_wasm_offset(&rec, &mapped, off, &func),
+                        nearest_linear(&rec, off, &func),
+                        "{rec:?} {func:?} at {off}"
+                    );
+                }
+            }
+        }
+    }
 
     #[test]
     fn hex_and_file_name() {

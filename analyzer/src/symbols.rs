@@ -690,7 +690,7 @@ impl Scan {
                 }
                 Payload::FunctionSection(reader) => self.declared_funcs = Some(reader.count()),
                 Payload::CodeSectionStart { count, range, .. } => {
-                    self.code = Some(range.start as u64..range.end as u64);
+                    self.code = Some(range.start as u64..range.end.min(bytes.len()) as u64);
                     self.code_count = Some(count);
                 }
                 Payload::CodeSectionEntry(body) => {

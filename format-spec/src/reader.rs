@@ -10,6 +10,7 @@ use memmap2::Mmap;
 use crate::error::{Damage, ReadError};
 use crate::header::{Header, HEADER_SIZE};
 use crate::records::{flags, kind, RawSample, Record};
+use crate::writer::MAX_FRAMES;
 use crate::{crc16, varint};
 
 enum Bytes {
@@ -337,6 +338,12 @@ impl<'a> Decoder<'a> {
             }));
         }
         let keep = raw.keep as usize;
+        // No writer records more than MAX_FRAMES frames; a deeper stack would
+        // let each few-byte record copy an ever longer stack (quadratic time).
+        // keep <= prev_len <= MAX_FRAMES and new <= payload length: no overflow.
+        if keep as u64 + raw.new > MAX_FRAMES as u64 {
+            return Err(damage(Damage::BadValue("stack deeper than 1024 frames")));
+        }
         // new frames, outermost first; then reversed to innermost first.
         self.stack.clear();
         let mut reference = if keep > 0 {

@@ -241,3 +241,52 @@ fn samples_that_do_not_follow_their_thread_are_damage() {
         })
     ));
 }
+
+#[test]
+fn a_stack_deeper_than_the_writers_limit_is_damage() {
+    // A sample record with `keep` previous frames and `new` frames of +1.
+    let sample = |keyframe: bool, keep: u64, new: usize| {
+        let mut p = vec![1, if keyframe { flags::KEYFRAME } else { 0 }, 1, 1];
+        varint::push(&mut p, keep);
+        varint::push(&mut p, new as u64);
+        p.extend(std::iter::repeat_n(2u8, new)); // zigzag(+1)
+        frame_payload(kind::SAMPLE, &p)
+    };
+    let trace = |records: &[Vec<u8>]| {
+        let mut bytes = Header::for_this_host().encode().to_vec();
+        for r in records {
+            bytes.extend_from_slice(r);
+        }
+        let len = bytes.len() as u64;
+        bytes[48..56].copy_from_slice(&len.to_le_bytes());
+        bytes
+    };
+    // MAX_FRAMES deep, then kept whole with one frame replaced: fine.
+    let out = read_all(trace(&[
+        sample(true, 0, MAX_FRAMES),
+        sample(false, MAX_FRAMES as u64 - 1, 1),
+    ]))
+    .unwrap();
+    assert_eq!(out.samples, 2);
+    assert!(out.error.is_none(), "{:?}", out.error);
+    // One more frame, in a keyframe or on top of kept frames: damage, so no
+    // few-byte record can make the reader copy an ever deeper stack.
+    for records in [
+        vec![sample(true, 0, MAX_FRAMES + 1)],
+        vec![
+            sample(true, 0, MAX_FRAMES),
+            sample(false, MAX_FRAMES as u64, 1),
+        ],
+    ] {
+        let n = records.len();
+        let out = read_all(trace(&records)).unwrap();
+        assert_eq!(out.samples, n - 1);
+        assert!(matches!(
+            out.error,
+            Some(ReadError::Damaged {
+                damage: Damage::BadValue(_),
+                ..
+            })
+        ));
+    }
+}

@@ -26,8 +26,14 @@ use wrec_format::{kind, varint, Event, ModuleRecord, Record, Trace};
 pub const FIXTURES: &[(&str, &[u8])] = &[
     ("fib-O2.wasm", include_bytes!("../../fixtures/fib-O2.wasm")),
     ("inline.wasm", include_bytes!("../../fixtures/inline.wasm")),
-    ("hostcalls.wasm", include_bytes!("../../fixtures/hostcalls.wasm")),
-    ("fib-stripped.wasm", include_bytes!("../../fixtures/fib-stripped.wasm")),
+    (
+        "hostcalls.wasm",
+        include_bytes!("../../fixtures/hostcalls.wasm"),
+    ),
+    (
+        "fib-stripped.wasm",
+        include_bytes!("../../fixtures/fib-stripped.wasm"),
+    ),
     ("fib-O0.wasm", include_bytes!("../../fixtures/fib-O0.wasm")),
     ("tiny-O2.wasm", include_bytes!("../wasm/tiny-O2.wasm")),
     ("tiny-cpp.wasm", include_bytes!("../wasm/tiny-cpp.wasm")),
@@ -69,7 +75,9 @@ pub fn fix_checks(trace: &[u8]) -> Vec<u8> {
     let mut pos = usize::from(u16::from_le_bytes([out[18], out[19]])).max(64);
     while pos < out.len() && out[pos] != 0 {
         let mut p = pos + 1;
-        let Ok(len) = varint::get(&out, &mut p) else { break };
+        let Ok(len) = varint::get(&out, &mut p) else {
+            break;
+        };
         let Some(end) = usize::try_from(len)
             .ok()
             .and_then(|l| p.checked_add(l))
@@ -169,7 +177,10 @@ pub fn read_trace(data: &[u8]) {
     }
     // After the end (or an error) the decoder stays finished.
     assert!(d.next().is_none());
-    assert!(events <= framed, "{events} events from {framed} framed records");
+    assert!(
+        events <= framed,
+        "{events} events from {framed} framed records"
+    );
     let _ = frames_total;
 }
 
@@ -342,10 +353,17 @@ pub fn run_analyzer(input: &AnalyzeInput<'_>) -> Result<wanalyze::model::Profile
             // file's hash: the analyzer must never have looked elsewhere.
             match &e {
                 AnalyzeError::ModuleMissing { path } | AnalyzeError::ModuleChanged { path } => {
-                    panic!("the analyzer went looking for {} although --module matches: {e}", path.display())
+                    panic!(
+                        "the analyzer went looking for {} although --module matches: {e}",
+                        path.display()
+                    )
                 }
                 AnalyzeError::Io { path, .. } => {
-                    assert!(*path == s.wasm || *path == s.trace, "read {}: {e}", path.display())
+                    assert!(
+                        *path == s.wasm || *path == s.trace,
+                        "read {}: {e}",
+                        path.display()
+                    )
                 }
                 _ => {}
             }
@@ -392,7 +410,10 @@ pub fn symbols(data: &[u8]) {
         let _ = s.defined_name(i);
         let _ = s.import(i);
         if let Some(b) = s.function_body(i) {
-            assert!(b.start <= b.end && b.end <= len, "body {b:?} outside the {len}-byte file");
+            assert!(
+                b.start <= b.end && b.end <= len,
+                "body {b:?} outside the {len}-byte file"
+            );
             assert!(i >= s.num_imported_funcs());
         }
     }
@@ -408,7 +429,9 @@ pub fn symbols(data: &[u8]) {
     // section bounds, then a stride over the whole file.
     let mut probes: Vec<u64> = Vec::new();
     for i in s.num_imported_funcs()..n {
-        let Some(b) = s.function_body(i) else { continue };
+        let Some(b) = s.function_body(i) else {
+            continue;
+        };
         probes.extend(b.start.saturating_sub(1)..(b.start + 24).min(b.end + 1));
         probes.extend(b.end.saturating_sub(2)..b.end + 2);
         if probes.len() > MAX_PROBES / 2 {
@@ -416,7 +439,12 @@ pub fn symbols(data: &[u8]) {
         }
     }
     if let Some(c) = s.code_section_range() {
-        probes.extend([c.start.saturating_sub(1), c.start, c.end.saturating_sub(1), c.end]);
+        probes.extend([
+            c.start.saturating_sub(1),
+            c.start,
+            c.end.saturating_sub(1),
+            c.end,
+        ]);
     }
     let stride = (len / 512).max(1);
     probes.extend((0..len + 2).step_by(stride as usize));
@@ -426,8 +454,13 @@ pub fn symbols(data: &[u8]) {
     for &off in &probes {
         let f = s.function_containing(off);
         if let Some(f) = f {
-            let b = s.function_body(f).expect("function_containing gave a function without a body");
-            assert!(b.contains(&off), "{off:#x} not in the body {b:?} of function {f}");
+            let b = s
+                .function_body(f)
+                .expect("function_containing gave a function without a body");
+            assert!(
+                b.contains(&off),
+                "{off:#x} not in the body {b:?} of function {f}"
+            );
         }
         if s.call_target(off).is_some() {
             assert!(f.is_some(), "call_target at {off:#x} outside every body");

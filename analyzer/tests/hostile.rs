@@ -1,0 +1,121 @@
+//! The analyzer on hostile traces that the fuzzers' small inputs cannot
+//! reach (see fuzz/FINDINGS.md): many copies of one module, sums of
+//! lost-sample counts and CPU times beyond u64.
+
+use std::path::{Path, PathBuf};
+
+use wanalyze::resolve::{analyze, Options};
+use wanalyze::{firefox, folded, text};
+use wrec_format::*;
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../fixtures")
+        .join(name)
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes).into()
+}
+
+/// A trace of these framed records (committed length set, header checked).
+fn trace(records: &[Vec<u8>]) -> Vec<u8> {
+    let mut t = Header::for_this_host().encode().to_vec();
+    for r in records {
+        t.extend_from_slice(r);
+    }
+    let len = t.len() as u64;
+    t[48..56].copy_from_slice(&len.to_le_bytes());
+    t
+}
+
+fn module(id: u64, sha256: [u8; 32]) -> Vec<u8> {
+    frame(&Record::Module(ModuleRecord {
+        id,
+        path: "/nonexistent/fib-O2.wasm".into(),
+        sha256,
+        text_addr: 0x10_0000,
+        text_len: 0x100,
+        functions: vec![FunctionEntry {
+            index: 1,
+            offset: 0x10,
+            len: 0x40,
+        }],
+        address_map: vec![AddressMapEntry {
+            code_offset: 0x10,
+            wasm_offset: Some(0x200),
+        }],
+    }))
+}
+
+fn sample(thread: u64, sflags: u8, time: u64, cpu: u64, frames: &[u64]) -> Vec<u8> {
+    let mut p = Vec::new();
+    varint::push(&mut p, thread);
+    p.push(sflags);
+    varint::push(&mut p, time);
+    varint::push(&mut p, cpu);
+    varint::push(&mut p, 0);
+    varint::push(&mut p, frames.len() as u64);
+    let mut prev = 0u64;
+    for &f in frames {
+        varint::push(&mut p, varint::zigzag(f.wrapping_sub(prev) as i64));
+        prev = f;
+    }
+    frame_payload(kind::SAMPLE, &p)
+}
+
+/// Analyzes `t` against fib-O2.wasm and runs every exporter.
+fn analyze_all(t: &[u8]) -> wanalyze::model::Profile {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.wrec");
+    std::fs::write(&path, t).unwrap();
+    let opts = Options {
+        dwarf: true,
+        modules: vec![fixture("fib-O2.wasm")],
+    };
+    let p = analyze(&path, &opts, &mut |_, _| {}).unwrap();
+    firefox::write(&p, &mut std::io::sink()).unwrap();
+    folded::write(&p, &mut std::io::sink()).unwrap();
+    text::write(&p, &text::TextOptions::default(), &mut std::io::sink()).unwrap();
+    p
+}
+
+#[test]
+fn a_module_recorded_many_times_is_loaded_once() {
+    let hash = sha256(&std::fs::read(fixture("fib-O2.wasm")).unwrap());
+    let mut records: Vec<Vec<u8>> = (0..500).map(|i| module(i, hash)).collect();
+    records.push(sample(0, flags::KEYFRAME, 1, 1, &[0x10_0020]));
+    let p = analyze_all(&trace(&records));
+    assert_eq!(p.libs.len(), 1, "one wasm file, one lib");
+    assert_eq!(p.sample_count(), 1);
+}
+
+#[test]
+fn lost_counts_and_cpu_times_beyond_u64_do_not_overflow() {
+    let hash = sha256(&std::fs::read(fixture("fib-O2.wasm")).unwrap());
+    let lost = |thread| {
+        frame(&Record::SamplesLost(SamplesLost {
+            thread,
+            count: u64::MAX,
+            reason: LossReason::LogFull,
+        }))
+    };
+    // CPU deltas of u64::MAX, two in a thread and one in another; lost
+    // counts of u64::MAX, twice in a thread, once in another and once for
+    // a thread that has no samples.
+    let p = analyze_all(&trace(&[
+        module(0, hash),
+        sample(0, flags::KEYFRAME, u64::MAX, u64::MAX, &[0x10_0020]),
+        sample(0, 0, u64::MAX, u64::MAX, &[0x10_0020]),
+        sample(0, 0, u64::MAX, u64::MAX, &[0x10_0020]),
+        sample(1, flags::KEYFRAME, 5, 5, &[0x10_0030]),
+        sample(1, 0, 5, u64::MAX, &[0x10_0030]),
+        lost(0),
+        lost(0),
+        lost(1),
+        lost(9),
+    ]));
+    assert_eq!(p.sample_count(), 5);
+    assert!(p.threads[0].lost > 0);
+}
