@@ -30,6 +30,10 @@ use crate::{crc16, varint};
 
 /// The deepest stack a sample holds; deeper stacks keep their innermost
 /// frames and are flagged `TRUNCATED`.
+/// The granularity in which the file is extended when the file system refuses
+/// a whole growth step.
+const PAGE: u64 = 4096;
+
 pub const MAX_FRAMES: usize = 1024;
 /// The largest sample record: framing, fixed fields and `MAX_FRAMES` frames.
 pub const MAX_SAMPLE_RECORD: usize = 1 + 5 + 5 + 1 + 10 * 4 + MAX_FRAMES * 10 + 2;
@@ -252,11 +256,9 @@ impl TraceWriter {
             samples_dropped: AtomicU64::new(0),
             grow_lock: Mutex::new(()),
         };
-        w.allocate(
-            opts.growth_step
-                .max(HEADER_SIZE as u64 + opts.tail_reserve * 2),
-        )
-        .map_err(io_err)?;
+        let min_len = HEADER_SIZE as u64 + opts.tail_reserve * 2;
+        w.allocate(opts.growth_step.max(min_len), min_len)
+            .map_err(io_err)?;
         let mut h = header;
         h.committed_len = HEADER_SIZE as u64;
         // SAFETY: the first step is allocated and nobody else writes yet.
@@ -302,23 +304,35 @@ impl TraceWriter {
         unsafe { &*(self.map.as_mut_ptr().add(at as usize) as *const AtomicU8) }
     }
 
-    /// Extends the file's allocated space to at least `len` bytes.
-    fn allocate(&self, len: u64) -> io::Result<()> {
+    /// Extends the file's allocated space to `len` bytes, or, when the file
+    /// system refuses that much (`ENOSPC`: a small or nearly full disk;
+    /// `EFBIG`: `RLIMIT_FSIZE`), to as much as fits, halving the extension
+    /// down to no less than `min_len` bytes in all. So a trace on a disk with
+    /// little room holds what fits instead of failing outright.
+    fn allocate(&self, len: u64, min_len: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
         let len = len.min(self.opts.max_len);
         let cap = self.capacity.load(SeqCst);
         if len <= cap {
             return Ok(());
         }
-        use std::os::fd::AsRawFd;
-        // posix_fallocate gives the pages disk blocks now, so a store into the
-        // mapping can never hit a full disk (which would be SIGBUS).
-        let rc =
-            unsafe { libc::posix_fallocate(self.file.as_raw_fd(), cap as i64, (len - cap) as i64) };
-        if rc != 0 {
-            return Err(io::Error::from_raw_os_error(rc));
+        let min_extra = min_len.saturating_sub(cap).clamp(1, len - cap);
+        let mut extra = len - cap;
+        loop {
+            // posix_fallocate gives the pages disk blocks now, so a store into
+            // the mapping can never hit a full disk (which would be SIGBUS).
+            let rc =
+                unsafe { libc::posix_fallocate(self.file.as_raw_fd(), cap as i64, extra as i64) };
+            if rc == 0 {
+                self.capacity.store(cap + extra, SeqCst);
+                return Ok(());
+            }
+            let smaller = (extra / 2) & !(PAGE - 1);
+            if !matches!(rc, libc::ENOSPC | libc::EFBIG) || smaller < min_extra || smaller == 0 {
+                return Err(io::Error::from_raw_os_error(rc));
+            }
+            extra = smaller;
         }
-        self.capacity.store(len, SeqCst);
-        Ok(())
     }
 
     /// Grows the file by a step if less than half a step is left. Call it
@@ -339,7 +353,7 @@ impl TraceWriter {
             self.full.store(true, SeqCst);
             return Ok(());
         }
-        self.allocate(cap + self.opts.growth_step)
+        self.allocate(cap + self.opts.growth_step, cap + PAGE)
             .map_err(|source| {
                 self.full.store(true, SeqCst);
                 WriteError::Io {
@@ -463,7 +477,8 @@ impl TraceWriter {
                 let _g = self.grow_lock.lock().unwrap_or_else(|e| e.into_inner());
                 let want = self.cursor.load(SeqCst) + len + self.opts.growth_step;
                 if !self.full.load(SeqCst) {
-                    if let Err(e) = self.allocate(want) {
+                    let need = self.cursor.load(SeqCst) + len;
+                    if let Err(e) = self.allocate(want, need) {
                         if matches!(
                             rec,
                             Record::Module(_) | Record::RunInfo(_) | Record::ThreadStart(_)
