@@ -78,7 +78,15 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("wanalyze: error: {e:#}");
+            // The chain, minus causes the message above them already quotes.
+            let mut msg = e.to_string();
+            for cause in e.chain().skip(1) {
+                let c = cause.to_string();
+                if !msg.contains(&c) {
+                    msg = format!("{msg}: {c}");
+                }
+            }
+            eprintln!("wanalyze: error: {msg}");
             ExitCode::FAILURE
         }
     }

@@ -41,7 +41,7 @@ pub struct Options {
 /// an error: the intact part is analyzed and the damage becomes a warning.
 #[derive(Debug, thiserror::Error)]
 pub enum AnalyzeError {
-    #[error("{path}: {source}")]
+    #[error("{}", trace_error(path, source))]
     Trace {
         path: PathBuf,
         #[source]
@@ -67,6 +67,15 @@ pub enum AnalyzeError {
         #[source]
         source: std::io::Error,
     },
+}
+
+/// A trace error with the trace's path in front, once (an I/O error names it
+/// already).
+fn trace_error(path: &Path, e: &ReadError) -> String {
+    match e {
+        ReadError::Io { .. } => e.to_string(),
+        _ => format!("{}: {e}", path.display()),
+    }
 }
 
 /// A loaded module: what the trace recorded and what the wasm file says.
@@ -568,8 +577,12 @@ pub fn analyze(
         for w in m.symbols.warnings() {
             meta.warnings.push(w.clone());
         }
+        if m.dwarf {
+            // Problems met while looking lines up (damaged DWARF).
+            meta.warnings.extend(m.symbols.dwarf_warnings());
+        }
     }
-    meta.has_lines = r.modules.iter().any(|m| m.dwarf);
+    meta.has_lines = r.modules.iter().any(|m| m.dwarf && m.symbols.found_lines());
     meta.product = r
         .modules
         .first()

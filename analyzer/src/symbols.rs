@@ -25,6 +25,7 @@ use std::fmt;
 use std::ops::Range;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use wasmparser::{
@@ -134,6 +135,11 @@ pub struct WasmSymbols {
     dwarf_units: usize,
     dwarf: OnceLock<Option<Mutex<DwarfState>>>,
     lookup_warnings: Mutex<LookupWarnings>,
+    /// Distinct code offsets looked up in the DWARF, and of those, the ones
+    /// that got a line: DWARF that gives no line at all for any of them is
+    /// damaged (or describes other code), and `dwarf_warnings` says so.
+    covered: AtomicU64,
+    covered_with_line: AtomicU64,
     /// Instruction starts (relative to the body start) of the defined
     /// functions decoded so far, by function index.
     boundaries: Mutex<Boundaries>,
@@ -209,6 +215,8 @@ impl WasmSymbols {
             dwarf_units: 0,
             dwarf: OnceLock::new(),
             lookup_warnings: Mutex::new(LookupWarnings::default()),
+            covered: AtomicU64::new(0),
+            covered_with_line: AtomicU64::new(0),
             boundaries: Mutex::new(Boundaries::default()),
         };
         if let (Some(declared), n) = (scan.declared_funcs, syms.bodies.len()) {
@@ -243,11 +251,23 @@ impl WasmSymbols {
         &self.warnings
     }
 
+    /// Whether any DWARF look-up so far found a source line.
+    pub fn found_lines(&self) -> bool {
+        self.covered_with_line.load(Relaxed) > 0
+    }
+
     /// Problems found while looking DWARF up (after loading), one line each;
     /// at most 20 are kept, then a line saying how many more there were.
     pub fn dwarf_warnings(&self) -> Vec<String> {
         let w = lock(&self.lookup_warnings);
         let mut out = w.kept.clone();
+        let covered = self.covered.load(Relaxed);
+        if covered > 0 && self.covered_with_line.load(Relaxed) == 0 {
+            out.push(format!(
+                "{}: the module has DWARF ({} compile units) but it gives no source line for any of the {covered} code offsets looked up (damaged .debug_line or .debug_info?); no source lines",
+                self.display, self.dwarf_units
+            ));
+        }
         if w.dropped > 0 {
             out.push(format!(
                 "{}: {} more DWARF problems not shown",
@@ -398,6 +418,10 @@ impl WasmSymbols {
                 Vec::new()
             }
         };
+        self.covered.fetch_add(1, Relaxed);
+        if frames.iter().any(|f| f.line.is_some()) {
+            self.covered_with_line.fetch_add(1, Relaxed);
+        }
         let bytes = 64 + frames.iter().map(SourceFrame::heap_size).sum::<usize>();
         if st.cache.len() >= MAX_CACHED_LOOKUPS || st.cache_bytes + bytes > MAX_CACHE_BYTES {
             st.cache.clear();
