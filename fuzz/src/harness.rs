@@ -340,7 +340,7 @@ pub fn analyze_prepared(input: &AnalyzeInput<'_>) {
 pub fn run_analyzer(input: &AnalyzeInput<'_>) -> Result<wanalyze::model::Profile, ()> {
     let (wasm, trace, dwarf) = (input.wasm, &input.trace, input.dwarf);
     let s = Scratch::new();
-    std::fs::write(&s.trace, &trace).expect("write scratch trace");
+    std::fs::write(&s.trace, trace).expect("write scratch trace");
     std::fs::write(&s.wasm, wasm).expect("write scratch wasm");
     let opts = Options {
         dwarf,

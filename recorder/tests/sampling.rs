@@ -404,15 +404,22 @@ fn cpu_clock_samples_cpu_time() {
     );
 }
 
-/// Several seconds at 100us: the handler survives a high rate and the trace
-/// reads cleanly.
-#[test]
-fn stress_short_at_100us() {
+/// Records `fixture` at 100us for at least `min_secs`: every timer expiry is
+/// a sample or a reported overrun, no walk is broken beyond `max_broken` of
+/// the samples, at least `complete` of the stacks reach the entry point, and
+/// the trace reads cleanly to its end record (`Loaded::load` checks it).
+fn stress_at_100us(fixture: &str, args: &[&str], min_secs: f64, max_broken: f64, complete: f64) {
     let _g = timing_lock();
-    let (out, l, _d) = record("sortmap.wasm", &["--interval", "100us"], &["6000"]);
+    let (out, l, d) = record(fixture, &["--interval", "100us"], args);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let secs = l.thread_duration_ns() as f64 / 1e9;
-    assert!(secs >= 3.0, "ran only {secs:.1} s");
+    eprintln!(
+        "{fixture}: {} samples in {secs:.1} s, {} lost, trace {} bytes",
+        l.samples.len(),
+        l.end.samples_lost,
+        std::fs::metadata(d.path().join("t.wrec")).unwrap().len()
+    );
+    assert!(secs >= min_secs, "ran only {secs:.1} s");
     // Every timer expiry is a sample or a reported overrun (a machine busy
     // with other work merges expiries while our thread waits for a CPU).
     let expected = secs * 10_000.0;
@@ -423,37 +430,37 @@ fn stress_short_at_100us() {
         "{got} samples + {lost} lost in {secs:.1} s"
     );
     assert!(got >= 0.5 * expected, "{got} samples in {secs:.1} s");
-    assert_eq!(l.samples.iter().filter(|s| s.has(flags::BROKEN)).count(), 0);
-    assert_entry_outermost(&l, 1.0);
+    let broken = l.samples.iter().filter(|s| s.has(flags::BROKEN)).count() as f64;
+    assert!(
+        broken <= max_broken * got,
+        "{broken} broken walks in {got} samples"
+    );
+    assert_entry_outermost(&l, complete);
     assert!(l.lost.iter().all(|x| x.reason != LossReason::LogFull));
 }
 
-/// The stress test: a CPU-bound fixture for 60 s at 100us.
+/// Several seconds at 100us: the handler survives a high rate and the trace
+/// reads cleanly.
+#[test]
+fn stress_short_at_100us() {
+    stress_at_100us("sortmap.wasm", &["6000"], 3.0, 0.0, 1.0);
+}
+
+/// The stress test, deep recursion: fib-O2 for 60 s at 100us.
 /// `cargo test -p wrec --test sampling -- --ignored stress_60s`
 #[test]
 #[ignore]
 fn stress_60s_at_100us() {
-    let _g = timing_lock();
-    let (out, l, _d) = record("fib-O2.wasm", &["--interval", "100us"], &["7000"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let secs = l.thread_duration_ns() as f64 / 1e9;
-    eprintln!(
-        "{} samples in {secs:.1} s, {} lost, trace {} bytes",
-        l.samples.len(),
-        l.end.samples_lost,
-        std::fs::metadata(_d.path().join("t.wrec")).unwrap().len()
-    );
-    assert!(secs >= 50.0, "ran only {secs:.1} s");
-    let expected = secs * 10_000.0;
-    let got = l.samples.len() as f64;
-    let lost = l.end.samples_lost as f64;
-    assert!(
-        (got + lost - expected).abs() <= 0.03 * expected,
-        "{got} samples + {lost} lost in {secs:.1} s"
-    );
-    assert!(got >= 0.5 * expected, "{got} samples in {secs:.1} s");
-    assert_eq!(l.samples.iter().filter(|s| s.has(flags::BROKEN)).count(), 0);
-    assert_entry_outermost(&l, 1.0);
+    stress_at_100us("fib-O2.wasm", &["7000"], 50.0, 0.0, 1.0);
+}
+
+/// The stress test, host calls: hostloop (~2.5 M WASI calls a
+/// second, so that many samples land in host code) for 60 s at 100us.
+/// `cargo test -p wrec --test sampling -- --ignored stress_60s`
+#[test]
+#[ignore]
+fn stress_60s_at_100us_host_calls() {
+    stress_at_100us("hostloop.wasm", &["75000"], 50.0, 0.01, 0.99);
 }
 
 /// A trace that cannot grow (here: RLIMIT_FSIZE, as a full disk) drops
