@@ -10,12 +10,7 @@ use std::process::Command;
 #[test]
 fn fib_at_o0_is_hottest_in_fib_and_its_hottest_lines_are_in_its_body() {
     let (dir, trace) = record_ok("fib-O0.wasm", &[], &["30"]);
-    let out = dir.path().join("p.json");
-    analyze_stdout(
-        &trace,
-        &["--dwarf", "--quiet", "--out", out.to_str().unwrap()],
-    );
-    let p = FxProfile::load(&out);
+    let p = firefox_profile(&trace, dir.path(), &["--dwarf"]);
     let samples = p.samples(0);
     assert!(samples.len() > 50, "{} samples", samples.len());
     let in_fib: Vec<&FxFrame> = samples
@@ -66,12 +61,7 @@ fn fib_at_o0_is_hottest_in_fib_and_its_hottest_lines_are_in_its_body() {
 #[test]
 fn an_inlined_helper_is_a_frame_of_its_own_with_its_own_lines() {
     let (dir, trace) = record_ok("inline.wasm", &[], &["50000"]);
-    let out = dir.path().join("p.json");
-    analyze_stdout(
-        &trace,
-        &["--dwarf", "--quiet", "--out", out.to_str().unwrap()],
-    );
-    let p = FxProfile::load(&out);
+    let p = firefox_profile(&trace, dir.path(), &["--dwarf"]);
     let samples = p.samples(0);
     let (mix_first, mix_last) = function_lines("fixtures/src/inline.c", "mix");
     let (hb_first, hb_last) = function_lines("fixtures/src/inline.c", "hash_block");

@@ -125,6 +125,16 @@ pub struct FxFrame {
     pub category: u64,
 }
 
+/// Runs `wanalyze TRACE EXTRA... --quiet --out DIR/p.json` and reads the
+/// Firefox profile back.
+pub fn firefox_profile(trace: &Path, dir: &Path, extra: &[&str]) -> FxProfile {
+    let out = dir.join("p.json");
+    let mut args = extra.to_vec();
+    args.extend(["--quiet", "--out", out.to_str().unwrap()]);
+    analyze_stdout(trace, &args);
+    FxProfile::load(&out)
+}
+
 /// A Firefox processed profile, read back.
 pub struct FxProfile {
     pub json: serde_json::Value,
