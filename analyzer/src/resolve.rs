@@ -532,6 +532,7 @@ pub fn analyze(
         }
     }
     progress(total, total);
+    let damaged = damage.is_some();
     if let Some(e) = damage {
         meta.warnings.push(format!(
             "{}: {e}; the profile covers the {samples_read} samples before it",
@@ -544,7 +545,14 @@ pub fn analyze(
         ));
     }
     for (i, used) in used_overrides.iter().enumerate() {
-        if !used {
+        if !used && damaged {
+            // Its module record may be in the damaged part: the intact
+            // part is still worth a profile.
+            meta.warnings.push(format!(
+                "{}: --module matched no module record before the damage; not used",
+                overrides[i].0.display()
+            ));
+        } else if !used {
             let recorded: Vec<String> = r.modules.iter().map(|m| m.rec.path.clone()).collect();
             return Err(AnalyzeError::ModuleUnmatched {
                 path: overrides[i].0.clone(),
@@ -583,6 +591,33 @@ pub fn analyze(
         }
     }
     meta.has_lines = r.modules.iter().any(|m| m.dwarf && m.symbols.found_lines());
+    if let Some(&unknown) = r.synthetic.get(UNKNOWN) {
+        // Addresses in no recorded module: a trace whose module records are
+        // missing, late or wrong. Say how much of the profile that is.
+        let p = &r.profile;
+        let mut has_unknown = vec![false; p.stacks.len()];
+        for (i, st) in p.stacks.iter().enumerate() {
+            // Parents come before children in the stack table.
+            has_unknown[i] =
+                st.frame == unknown || st.parent.is_some_and(|q| has_unknown[q as usize]);
+        }
+        let (n, total) =
+            p.threads
+                .iter()
+                .flat_map(|t| &t.samples)
+                .fold((0u64, 0u64), |(n, t), s| {
+                    (
+                        n + u64::from(s.stack.is_some_and(|st| has_unknown[st as usize])),
+                        t + 1,
+                    )
+                });
+        if n > 0 {
+            meta.warnings.push(format!(
+                "{}: {n} of {total} samples have code addresses in no module the trace describes (shown as {UNKNOWN}): the trace's module records are missing or wrong",
+                path.display()
+            ));
+        }
+    }
     meta.product = r
         .modules
         .first()

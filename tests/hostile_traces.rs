@@ -1,0 +1,198 @@
+//! Real traces rearranged and rewritten into hostile ones: records out of
+//! order, a module whose address map and functions point outside its code,
+//! samples whose addresses are in no module. Each must give a profile of what
+//! can be trusted plus a warning, or a clear error; never a panic.
+//! (Truncation, flipped bytes, huge counts and deep stacks are in
+//! format-spec/tests/damage.rs; fuzzing in fuzz/.)
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+use wanalyze::model::Profile;
+use wanalyze::resolve::{analyze, Options};
+use wanalyze::{firefox, folded, text};
+use wrec_format::{frame, frame_payload, kind, Header, Record, Trace};
+
+/// The records of a trace, each as (kind, payload).
+fn records(trace: &Path) -> (Header, Vec<(u8, Vec<u8>)>) {
+    let t = Trace::open(trace).unwrap();
+    let recs = t
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (r.kind, r.payload.to_vec())
+        })
+        .collect();
+    (t.header().clone(), recs)
+}
+
+/// A trace of these records, framed afresh (valid checks) after `header`.
+fn build(header: &Header, recs: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (k, p) in recs {
+        body.extend(frame_payload(*k, p));
+    }
+    let mut h = header.clone();
+    h.committed_len = (h.encode().len() + body.len()) as u64;
+    let mut out = h.encode().to_vec();
+    out.extend(body);
+    out
+}
+
+fn analyze_bytes(dir: &Path, name: &str, bytes: &[u8]) -> Result<Profile, String> {
+    let path = dir.join(name);
+    std::fs::write(&path, bytes).unwrap();
+    let opts = Options {
+        dwarf: true,
+        modules: vec![fixture("fib-O2.wasm")],
+    };
+    let p = analyze(&path, &opts, &mut |_, _| {}).map_err(|e| e.to_string())?;
+    // Every exporter takes whatever the analyzer built.
+    let mut json = Vec::new();
+    firefox::write(&p, &mut json).unwrap();
+    serde_json::from_slice::<serde_json::Value>(&json).expect("valid JSON");
+    folded::write(&p, &mut std::io::sink()).unwrap();
+    text::write(&p, &text::TextOptions::default(), &mut std::io::sink()).unwrap();
+    Ok(p)
+}
+
+fn move_kind_to_end(recs: &[(u8, Vec<u8>)], k: u8) -> Vec<(u8, Vec<u8>)> {
+    let (mut moved, mut rest): (Vec<_>, Vec<_>) = recs.iter().cloned().partition(|r| r.0 == k);
+    rest.append(&mut moved);
+    rest
+}
+
+#[test]
+fn records_out_of_order_give_a_profile_and_a_warning() {
+    let (dir, trace) = record_ok("fib-O2.wasm", &["--interval", "2ms"], &["40"]);
+    let (header, recs) = records(&trace);
+    let good = analyze_bytes(dir.path(), "good.wrec", &build(&header, &recs)).unwrap();
+    let n = good.sample_count();
+    assert!(n > 50, "{n} samples");
+    let samples_at = recs.iter().position(|r| r.0 == kind::SAMPLE).unwrap();
+
+    // The module record after the samples that need it: the samples are
+    // kept, their code is unknown, and the trace is called out.
+    let p = analyze_bytes(
+        dir.path(),
+        "module-last.wrec",
+        &build(&header, &move_kind_to_end(&recs, kind::MODULE)),
+    )
+    .unwrap();
+    assert_eq!(p.sample_count(), n);
+    assert!(
+        p.meta.warnings.iter().any(|w| w.contains(&format!(
+            "{n} of {n} samples have code addresses in no module"
+        ))),
+        "{:?}",
+        p.meta.warnings
+    );
+
+    // The thread's start after its samples, its end before them, the run's
+    // end record in the middle: the samples still count, once each.
+    let mut reordered = move_kind_to_end(&recs, kind::THREAD_START);
+    let end_at = reordered
+        .iter()
+        .position(|r| r.0 == kind::THREAD_END)
+        .unwrap();
+    let thread_end = reordered.remove(end_at);
+    reordered.insert(samples_at, thread_end);
+    let run_end_at = reordered.iter().position(|r| r.0 == kind::END).unwrap();
+    let run_end = reordered.remove(run_end_at);
+    reordered.insert(samples_at + 5, run_end);
+    let p = analyze_bytes(
+        dir.path(),
+        "threads-reordered.wrec",
+        &build(&header, &reordered),
+    )
+    .unwrap();
+    assert_eq!(p.sample_count(), n);
+
+    // Samples in reverse order: each depends on the one before it, so the
+    // first that is not a key frame is damage; what came before is kept.
+    let mut reversed = recs.clone();
+    let last_sample = recs.iter().rposition(|r| r.0 == kind::SAMPLE).unwrap();
+    reversed[samples_at..=last_sample].reverse();
+    let p = analyze_bytes(dir.path(), "reversed.wrec", &build(&header, &reversed)).unwrap();
+    assert!(p.sample_count() < n);
+    assert!(
+        p.meta.warnings.iter().any(|w| w.contains("reversed.wrec")),
+        "{:?}",
+        p.meta.warnings
+    );
+}
+
+#[test]
+fn a_module_pointing_outside_its_code_and_samples_in_no_module() {
+    let (dir, trace) = record_ok("fib-O2.wasm", &["--interval", "2ms"], &["40"]);
+    let (header, recs) = records(&trace);
+    let module_at = recs.iter().position(|r| r.0 == kind::MODULE).unwrap();
+    let Some(Record::Module(m)) = Record::decode(kind::MODULE, &recs[module_at].1, 0).unwrap()
+    else {
+        panic!("not a module record")
+    };
+
+    // Function table shifted past the end of the code, address map past the
+    // end of the code and of the wasm file: the reader takes the record as
+    // damage (its check is fine, its contents impossible), the profile
+    // covers what came before it, and the warning says what is wrong.
+    let mut bad = m.clone();
+    for e in &mut bad.address_map {
+        e.code_offset += m.text_len;
+        if let Some(w) = &mut e.wasm_offset {
+            *w += 1 << 40;
+        }
+    }
+    for f in &mut bad.functions {
+        f.offset += m.text_len / 2;
+        f.len = u64::MAX / 4;
+    }
+    let mut recs2 = recs.clone();
+    let framed = frame(&Record::Module(bad));
+    // Re-take the payload from the framed record (kind, length, payload, check).
+    let mut it = wrec_format::RecordIter::for_tests(&framed);
+    recs2[module_at].1 = it.next().unwrap().unwrap().payload.to_vec();
+    let good = analyze_bytes(dir.path(), "good.wrec", &build(&header, &recs)).unwrap();
+    let samples_before = recs[..module_at]
+        .iter()
+        .filter(|r| r.0 == kind::SAMPLE)
+        .count();
+    let p = analyze_bytes(dir.path(), "outside.wrec", &build(&header, &recs2)).unwrap();
+    assert_eq!(p.sample_count() as usize, samples_before);
+    assert!(
+        p.meta
+            .warnings
+            .iter()
+            .any(|w| w.contains("outside.wrec") && w.contains("outside the module's code")),
+        "{:?}",
+        p.meta.warnings
+    );
+
+    // The module's code moved elsewhere: every sampled address is in no
+    // module, and the profile says so instead of naming wrong functions.
+    let mut moved = m.clone();
+    moved.text_addr = moved.text_addr.wrapping_add(1 << 44);
+    let framed = frame(&Record::Module(moved));
+    let mut it = wrec_format::RecordIter::for_tests(&framed);
+    let mut recs3 = recs.clone();
+    recs3[module_at].1 = it.next().unwrap().unwrap().payload.to_vec();
+    let p = analyze_bytes(dir.path(), "nomodule.wrec", &build(&header, &recs3)).unwrap();
+    assert_eq!(p.sample_count(), good.sample_count());
+    let mut out = Vec::new();
+    folded::write(&p, &mut out).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        !out.contains("fib"),
+        "named functions from unmapped code:\n{out}"
+    );
+    assert!(
+        p.meta
+            .warnings
+            .iter()
+            .any(|w| w.contains("nomodule.wrec") && w.contains("in no module")),
+        "{:?}",
+        p.meta.warnings
+    );
+}
