@@ -10,6 +10,8 @@
 //! file offsets, names and source locations only, so every output can be
 //! shared with the people whose code it is.
 
+use rustc_hash::FxHashMap;
+
 /// Index into [`Profile::funcs`].
 pub type FuncId = u32;
 /// Index into [`Profile::frames`].
@@ -165,10 +167,42 @@ impl Profile {
 /// Builds the deduplicated tables of a [`Profile`].
 #[derive(Default)]
 pub struct Interner {
-    funcs: std::collections::HashMap<Func, FuncId>,
+    /// Funcs come from the module files, Fx-hashed; frames carry wasm
+    /// offsets from the trace's address map, which a hostile trace could
+    /// choose to collide in Fx: std's keyed hash for them. Neither is on
+    /// the per-sample path (they are looked up once per distinct address).
+    funcs: FxHashMap<Func, FuncId>,
     frames: std::collections::HashMap<Frame, FrameId>,
-    stacks: std::collections::HashMap<Stack, StackId>,
+    /// The stack prefix tree's child lists, per parent key (0 for the
+    /// roots, `id + 1` for node `id`): the most recently used child first.
+    /// A sample's frames mostly repeat recent ones, so a walk of a short list
+    /// that is already in cache beats a probe into a table of millions of
+    /// nodes (a cache miss per frame). All a walk reads of a node is in one
+    /// [`Links`].
+    links: Vec<Links>,
+    /// Parents with so many children that a list walk would be slow (a wide
+    /// fan-out, or a hostile trace): their children are also in `wide`.
+    wide: FxHashMap<Stack, StackId>,
 }
+
+#[derive(Clone, Copy)]
+struct Links {
+    /// Of the node (unused for key 0).
+    frame: FrameId,
+    /// The next child of the node's parent.
+    next_sibling: StackId,
+    /// The node's first child; `WIDE` flags a parent whose children are in
+    /// [`Interner::wide`].
+    first_child: StackId,
+}
+
+/// The end of a child list.
+const NO_NODE: StackId = StackId::MAX;
+/// `first_child` of a parent whose children are in [`Interner::wide`]; node
+/// ids stay below it (see [`Interner::stack`]).
+const WIDE: StackId = 1 << 31;
+/// Children a lookup walks before its parent's children go into a table.
+const MAX_WALK: usize = 32;
 
 impl Interner {
     pub fn func(&mut self, p: &mut Profile, f: Func) -> FuncId {
@@ -185,10 +219,114 @@ impl Interner {
         })
     }
 
+    /// The node for `s`, added to `p.stacks` if it is new. Nodes must only
+    /// be added through this interner.
+    ///
+    /// # Panics
+    /// If the profile would have 2^31 stack nodes (hundreds of GB of
+    /// trace; every exporter refuses far fewer).
     pub fn stack(&mut self, p: &mut Profile, s: Stack) -> StackId {
-        *self.stacks.entry(s).or_insert_with(|| {
-            p.stacks.push(s);
-            (p.stacks.len() - 1) as StackId
-        })
+        debug_assert_eq!(
+            self.links.len(),
+            p.stacks.len() + usize::from(!p.stacks.is_empty())
+        );
+        if self.links.is_empty() {
+            self.links.push(Links {
+                frame: 0,
+                next_sibling: NO_NODE,
+                first_child: NO_NODE,
+            });
+        }
+        let key = s.parent.map_or(0, |q| q as usize + 1);
+        let head = self.links[key].first_child;
+        if head == WIDE {
+            if let Some(&id) = self.wide.get(&s) {
+                return id;
+            }
+        } else {
+            let (mut prev, mut cur, mut walked) = (NO_NODE, head, 0);
+            while cur != NO_NODE {
+                let l = self.links[cur as usize + 1];
+                if l.frame == s.frame {
+                    if prev != NO_NODE {
+                        // Move to front.
+                        self.links[prev as usize + 1].next_sibling = l.next_sibling;
+                        self.links[cur as usize + 1].next_sibling = head;
+                        self.links[key].first_child = cur;
+                    }
+                    return cur;
+                }
+                walked += 1;
+                (prev, cur) = (cur, l.next_sibling);
+            }
+            if walked >= MAX_WALK {
+                let mut c = head;
+                while c != NO_NODE {
+                    self.wide.insert(p.stacks[c as usize], c);
+                    c = self.links[c as usize + 1].next_sibling;
+                }
+                self.links[key].first_child = WIDE;
+            }
+        }
+        let id = p.stacks.len() as StackId;
+        assert!(id < WIDE, "more than 2^31 stack nodes");
+        p.stacks.push(s);
+        if self.links[key].first_child == WIDE {
+            // Its children are found through the table only.
+            self.wide.insert(s, id);
+            self.links.push(Links {
+                frame: s.frame,
+                next_sibling: NO_NODE,
+                first_child: NO_NODE,
+            });
+        } else {
+            self.links.push(Links {
+                frame: s.frame,
+                next_sibling: self.links[key].first_child,
+                first_child: NO_NODE,
+            });
+            self.links[key].first_child = id;
+        }
+        id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The prefix tree gives the same ids as a plain map, whatever the order
+    /// of look-ups (move-to-front reorders the lists) and the fan-out (wide
+    /// parents move to a table).
+    #[test]
+    fn stack_interner_matches_a_map() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for fanout in [2, 5, 40, 300] {
+            let mut p = Profile::default();
+            let mut i = Interner::default();
+            let mut reference: std::collections::HashMap<Stack, StackId> = Default::default();
+            for _ in 0..20_000 {
+                let parent = match rnd(4) {
+                    0 => None,
+                    _ if reference.is_empty() => None,
+                    _ => Some(rnd(p.stacks.len() as u64) as StackId),
+                };
+                let s = Stack {
+                    parent,
+                    frame: rnd(fanout) as FrameId,
+                };
+                let next = reference.len() as StackId;
+                let want = *reference.entry(s).or_insert(next);
+                assert_eq!(i.stack(&mut p, s), want, "fanout {fanout}: {s:?}");
+                assert_eq!(p.stacks[want as usize], s);
+            }
+            assert_eq!(p.stacks.len(), reference.len());
+        }
     }
 }
