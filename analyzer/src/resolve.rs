@@ -134,9 +134,6 @@ struct Resolver {
     /// entries that carry a wasm offset, for [`nearest_wasm_offset`].
     mapped: FxHashMap<usize, Vec<usize>>,
     synthetic: FxHashMap<&'static str, FrameId>,
-    /// Scratch for [`sample_stack`], swapped with a thread's buffers.
-    nodes: Vec<Option<StackId>>,
-    sites: Vec<Option<(usize, u64)>>,
 }
 
 impl Resolver {
@@ -393,9 +390,10 @@ struct ThreadCtx {
     last_time: Option<u64>,
     prev_raw: Vec<u64>,
     prev_flags: u8,
-    /// `nodes[j]`: the stack node for raw entries `j..` (outermost at the root).
+    /// Root first: `nodes[k]` is the stack node for the previous sample's
+    /// outermost `k` raw entries (`nodes[0]`: none, or `[stack truncated]`).
     nodes: Vec<Option<StackId>>,
-    /// `sites[j]`: the call site of the innermost function frame in `j..`.
+    /// `sites[k]`: the call site of the innermost function frame in them.
     sites: Vec<Option<(usize, u64)>>,
 }
 
@@ -423,8 +421,6 @@ pub fn analyze(
         real_funcs: HashMap::new(),
         mapped: FxHashMap::default(),
         synthetic: FxHashMap::default(),
-        nodes: Vec::new(),
-        sites: Vec::new(),
     };
     let header = *trace.header();
     let mut meta = Meta {
@@ -667,49 +663,46 @@ fn sample_stack(r: &mut Resolver, ctx: &mut ThreadCtx, sflags: u8, raw: &[u64]) 
         // Entry 0 of either stack is the leaf, resolved differently.
         shared = shared.min(n.saturating_sub(1)).min(m.saturating_sub(1));
     }
-    let m = ctx.prev_raw.len();
-    let mut nodes = std::mem::take(&mut r.nodes);
-    let mut sites = std::mem::take(&mut r.sites);
-    nodes.clear();
-    nodes.resize(n + 1, None);
-    sites.clear();
-    sites.resize(n + 1, None);
+    // Root first, the shared entries stay where they are.
+    let (nodes, sites) = (&mut ctx.nodes, &mut ctx.sites);
     if shared > 0 {
-        nodes[n - shared..].copy_from_slice(&ctx.nodes[m - shared..]);
-        sites[n - shared..].copy_from_slice(&ctx.sites[m - shared..]);
+        nodes.truncate(shared + 1);
+        sites.truncate(shared + 1);
     } else {
-        nodes[n] = if incomplete != 0 {
+        nodes.clear();
+        sites.clear();
+        nodes.push(if incomplete != 0 {
             let f = r.synthetic(TRUNCATED, Category::Other);
             r.push(None, f)
         } else {
             None
-        };
+        });
+        sites.push(None);
     }
     for j in (0..n - shared).rev() {
         let is_return = j > 0 || host;
         let res = r.resolve(raw[j], is_return);
-        nodes[j] = r.push_resolved(nodes[j + 1], res);
-        sites[j] = if res.is_empty() {
-            sites[j + 1]
+        let node = r.push_resolved(nodes[n - j - 1], res);
+        let site = if res.is_empty() {
+            sites[n - j - 1]
         } else {
             res.call_site
         };
+        nodes.push(node);
+        sites.push(site);
     }
     // The leaf: a host call (or a PC in a trampoline, on its way in or out
     // of the host) ends in a frame naming the callee.
     let leaf_in_trampoline = n > 0 && !host && r.resolve(raw[0], false).is_empty();
     let leaf = if host || leaf_in_trampoline || n == 0 {
-        let site = if n > 0 { sites[0] } else { None };
-        let f = r.host_frame(site);
-        r.push(nodes[0], f)
+        let f = r.host_frame(sites[n]);
+        r.push(nodes[n], f)
     } else {
-        nodes[0]
+        nodes[n]
     };
     ctx.prev_raw.clear();
     ctx.prev_raw.extend_from_slice(raw);
     ctx.prev_flags = sflags;
-    r.nodes = std::mem::replace(&mut ctx.nodes, nodes);
-    r.sites = std::mem::replace(&mut ctx.sites, sites);
     leaf
 }
 
