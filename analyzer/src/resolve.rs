@@ -441,6 +441,8 @@ pub fn analyze(
     let mut saw_end = false;
     let mut lost_by_reason: std::collections::BTreeMap<u8, u64> = Default::default();
     let total = trace.data_end();
+    let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
+    let mut behind = crate::release::Behind::new(trace.bytes(), file_len);
     let mut decoder = trace.decoder();
     let mut n = 0u64;
     let mut damage = None;
@@ -458,6 +460,7 @@ pub fn analyze(
                 samples_read += 1;
                 if n.is_multiple_of(65536) {
                     progress(s.offset, total);
+                    behind.release(s.offset);
                 }
                 let zero = *start_ns.get_or_insert(s.time_ns);
                 let ctx = threads.entry(s.thread).or_insert_with(|| {
