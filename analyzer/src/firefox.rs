@@ -517,11 +517,12 @@ impl<'a> ThreadTables<'a> {
             }
         }
 
-        let order = if t.samples.windows(2).all(|w| w[0].time_ns <= w[1].time_ns) {
+        let sorted = (1..t.samples.len()).all(|i| t.samples.time_ns(i - 1) <= t.samples.time_ns(i));
+        let order = if sorted {
             None
         } else {
             let mut order: Vec<u32> = (0..t.samples.len() as u32).collect();
-            order.sort_by_key(|&i| t.samples[i as usize].time_ns);
+            order.sort_by_key(|&i| t.samples.time_ns(i as usize));
             Some(order)
         };
 
@@ -544,10 +545,10 @@ impl<'a> ThreadTables<'a> {
     }
 
     /// The thread's samples in time order.
-    fn samples<'t>(&'t self, t: &'t Thread) -> impl Iterator<Item = &'t Sample> + 't {
+    fn samples<'t>(&'t self, t: &'t Thread) -> impl Iterator<Item = Sample> + 't {
         (0..t.samples.len()).map(move |i| match &self.order {
-            Some(o) => &t.samples[o[i] as usize],
-            None => &t.samples[i],
+            Some(o) => t.samples.get(o[i] as usize),
+            None => t.samples.get(i),
         })
     }
 }

@@ -75,7 +75,139 @@ pub struct Sample {
     /// Thread CPU nanoseconds since the thread's previous sample.
     pub cpu_delta_ns: u64,
     /// The leaf stack node; `None` for a sample with no frames at all.
+    /// `Some(StackId::MAX)` is not a valid node (no profile has that many).
     pub stack: Option<StackId>,
+}
+
+/// A thread's samples, 16 bytes each instead of a [`Sample`]'s 24: a
+/// million samples is most of a profile's memory. CPU deltas of 2^32 − 1 ns
+/// (4.3 s) or more, which only long gaps or damaged traces have, are kept
+/// exactly on the side.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Samples {
+    packed: Vec<Packed>,
+    /// (index, CPU delta) of the samples whose delta does not fit a `u32`,
+    /// by index.
+    long_cpu: Vec<(usize, u64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Packed {
+    time_ns: u64,
+    /// `u32::MAX`: see `long_cpu`.
+    cpu_delta_ns: u32,
+    /// `StackId::MAX` for none.
+    stack: StackId,
+}
+
+impl Samples {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, s: Sample) {
+        debug_assert_ne!(s.stack, Some(StackId::MAX));
+        let cpu_delta_ns = match u32::try_from(s.cpu_delta_ns) {
+            Ok(d) if d != u32::MAX => d,
+            _ => {
+                self.long_cpu.push((self.packed.len(), s.cpu_delta_ns));
+                u32::MAX
+            }
+        };
+        self.packed.push(Packed {
+            time_ns: s.time_ns,
+            cpu_delta_ns,
+            stack: s.stack.unwrap_or(StackId::MAX),
+        });
+    }
+
+    pub fn reserve(&mut self, additional: usize) {
+        self.packed.reserve(additional);
+    }
+
+    pub fn len(&self) -> usize {
+        self.packed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.packed.is_empty()
+    }
+
+    /// Sample `i`; panics if there is none, like indexing.
+    pub fn get(&self, i: usize) -> Sample {
+        let p = self.packed[i];
+        Sample {
+            time_ns: p.time_ns,
+            cpu_delta_ns: if p.cpu_delta_ns == u32::MAX {
+                let k = self.long_cpu.partition_point(|&(j, _)| j < i);
+                self.long_cpu[k].1
+            } else {
+                u64::from(p.cpu_delta_ns)
+            },
+            stack: (p.stack != StackId::MAX).then_some(p.stack),
+        }
+    }
+
+    /// The time of sample `i`; panics if there is none.
+    pub fn time_ns(&self, i: usize) -> u64 {
+        self.packed[i].time_ns
+    }
+
+    /// The samples in order, by value.
+    pub fn iter(&self) -> SampleIter<'_> {
+        SampleIter {
+            samples: self,
+            range: 0..self.len(),
+        }
+    }
+}
+
+/// See [`Samples::iter`].
+pub struct SampleIter<'a> {
+    samples: &'a Samples,
+    range: std::ops::Range<usize>,
+}
+
+impl Iterator for SampleIter<'_> {
+    type Item = Sample;
+    fn next(&mut self) -> Option<Sample> {
+        self.range.next().map(|i| self.samples.get(i))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.range.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for SampleIter<'_> {
+    fn next_back(&mut self) -> Option<Sample> {
+        self.range.next_back().map(|i| self.samples.get(i))
+    }
+}
+
+impl ExactSizeIterator for SampleIter<'_> {}
+
+impl<'a> IntoIterator for &'a Samples {
+    type Item = Sample;
+    type IntoIter = SampleIter<'a>;
+    fn into_iter(self) -> SampleIter<'a> {
+        self.iter()
+    }
+}
+
+impl FromIterator<Sample> for Samples {
+    fn from_iter<I: IntoIterator<Item = Sample>>(iter: I) -> Self {
+        let mut s = Samples::new();
+        for x in iter {
+            s.push(x);
+        }
+        s
+    }
+}
+
+impl From<Vec<Sample>> for Samples {
+    fn from(v: Vec<Sample>) -> Self {
+        v.into_iter().collect()
+    }
 }
 
 /// One guest thread.
@@ -87,7 +219,7 @@ pub struct Thread {
     /// Nanoseconds since [`Profile::start_ns`].
     pub start_ns: u64,
     pub end_ns: Option<u64>,
-    pub samples: Vec<Sample>,
+    pub samples: Samples,
     /// Samples the recorder lost on this thread.
     pub lost: u64,
 }
@@ -328,5 +460,34 @@ mod tests {
             }
             assert_eq!(p.stacks.len(), reference.len());
         }
+    }
+
+    /// Samples come back exactly as pushed, by index and in order, also
+    /// with CPU deltas that do not fit the packed `u32` and without stacks.
+    #[test]
+    fn samples_round_trip() {
+        let big = u64::from(u32::MAX);
+        let cpus = [0, 1, big - 1, big, big + 1, 7, u64::MAX / 4, u64::MAX, big];
+        let v: Vec<Sample> = cpus
+            .iter()
+            .enumerate()
+            .map(|(i, &cpu_delta_ns)| Sample {
+                time_ns: u64::MAX - i as u64,
+                cpu_delta_ns,
+                stack: (i % 3 != 0).then_some(i as StackId * 1000),
+            })
+            .collect();
+        let s = Samples::from(v.clone());
+        assert_eq!(s.len(), v.len());
+        assert_eq!(s.iter().collect::<Vec<_>>(), v);
+        assert_eq!(
+            s.iter().rev().collect::<Vec<_>>(),
+            v.iter().rev().copied().collect::<Vec<_>>()
+        );
+        for (i, x) in v.iter().enumerate() {
+            assert_eq!(s.get(i), *x);
+            assert_eq!(s.time_ns(i), x.time_ns);
+        }
+        assert_eq!(std::mem::size_of::<Packed>(), 16);
     }
 }

@@ -157,7 +157,7 @@ fn fixture() -> Profile {
             tid: 1,
             start_ns: 0,
             end_ns: Some(12_000_000),
-            samples: main_samples,
+            samples: main_samples.into(),
             lost: 2,
         },
         Thread {
@@ -165,7 +165,7 @@ fn fixture() -> Profile {
             tid: 2,
             start_ns: 1_000_000,
             end_ns: Some(6_000_000),
-            samples: worker_samples,
+            samples: worker_samples.into(),
             lost: 0,
         },
     ];
@@ -392,7 +392,7 @@ fn check_firefox(v: &Value, every: usize) -> Vec<Decoded> {
 
 /// What `check_firefox` should decode for a thread: samples in time order.
 fn expected(p: &Profile, t: &Thread, every: usize) -> Decoded {
-    let mut samples = t.samples.clone();
+    let mut samples: Vec<Sample> = t.samples.iter().collect();
     samples.sort_by_key(|s| s.time_ns);
     samples
         .iter()
@@ -689,7 +689,7 @@ fn folded_single_thread_and_sanitizing() {
     p.threads.push(Thread {
         name: "only".into(),
         tid: 1,
-        samples: vec![sample(1, 1, Some(st)), sample(2, 1, Some(st))],
+        samples: vec![sample(1, 1, Some(st)), sample(2, 1, Some(st))].into(),
         ..Default::default()
     });
     let mut out = Vec::new();
@@ -873,14 +873,14 @@ fn large_profile_exports() {
         Thread {
             name: "main".into(),
             tid: 1,
-            samples,
+            samples: samples.into(),
             end_ns: Some(t + 1),
             ..Default::default()
         },
         Thread {
             name: "other".into(),
             tid: 2,
-            samples: half,
+            samples: half.into(),
             ..Default::default()
         },
     ];
