@@ -386,7 +386,6 @@ fn push(
 /// Per-thread state for reusing the previous sample's stack nodes.
 #[derive(Default)]
 struct ThreadCtx {
-    index: usize,
     last_time: Option<u64>,
     prev_raw: Vec<u64>,
     prev_flags: u8,
@@ -431,7 +430,11 @@ pub fn analyze(
             .collect(),
         ..Meta::default()
     };
-    let mut threads: HashMap<u32, ThreadCtx> = HashMap::new();
+    // Thread id → index in `ctxs` and `r.profile.threads`.
+    let mut threads: HashMap<u32, usize> = HashMap::new();
+    let mut ctxs: Vec<ThreadCtx> = Vec::new();
+    // The thread of the previous sample: (id, index).
+    let mut last_thread: Option<(u32, usize)> = None;
     // Index in `r.modules` of the first module with each hash.
     let mut by_hash: FxHashMap<[u8; 32], usize> = FxHashMap::default();
     let mut start_ns: Option<u64> = None;
@@ -463,21 +466,26 @@ pub fn analyze(
                     behind.release(s.offset);
                 }
                 let zero = *start_ns.get_or_insert(s.time_ns);
-                let ctx = threads.entry(s.thread).or_insert_with(|| {
-                    r.profile.threads.push(Thread {
-                        name: format!("thread {}", s.thread),
-                        tid: s.thread,
-                        start_ns: s.time_ns.saturating_sub(zero),
-                        ..Thread::default()
-                    });
-                    ThreadCtx {
-                        index: r.profile.threads.len() - 1,
-                        ..ThreadCtx::default()
-                    }
-                });
+                // Most traces have one thread, or long runs of one: skip the
+                // (keyed, so slower) hash when it is the last one again.
+                let i = match last_thread {
+                    Some((tid, i)) if tid == s.thread => i,
+                    _ => *threads.entry(s.thread).or_insert_with(|| {
+                        r.profile.threads.push(Thread {
+                            name: format!("thread {}", s.thread),
+                            tid: s.thread,
+                            start_ns: s.time_ns.saturating_sub(zero),
+                            ..Thread::default()
+                        });
+                        ctxs.push(ThreadCtx::default());
+                        ctxs.len() - 1
+                    }),
+                };
+                last_thread = Some((s.thread, i));
+                let ctx = &mut ctxs[i];
                 let stack = sample_stack(&mut r, ctx, s.flags, s.stack);
                 ctx.last_time = Some(s.time_ns);
-                r.profile.threads[ctx.index].samples.push(Sample {
+                r.profile.threads[i].samples.push(Sample {
                     time_ns: s.time_ns.saturating_sub(zero),
                     cpu_delta_ns: {
                         let d = s.cpu_delta_ns.min(MAX_TOTAL - cpu_total);
@@ -528,21 +536,11 @@ pub fn analyze(
             }
             Event::Record(Record::ThreadStart(ts)) => {
                 let zero = *start_ns.get_or_insert(ts.time_ns);
-                let idx = match threads.get(&ts.thread) {
-                    Some(ctx) => ctx.index,
-                    None => {
-                        r.profile.threads.push(Thread::default());
-                        let index = r.profile.threads.len() - 1;
-                        threads.insert(
-                            ts.thread,
-                            ThreadCtx {
-                                index,
-                                ..ThreadCtx::default()
-                            },
-                        );
-                        index
-                    }
-                };
+                let idx = *threads.entry(ts.thread).or_insert_with(|| {
+                    r.profile.threads.push(Thread::default());
+                    ctxs.push(ThreadCtx::default());
+                    ctxs.len() - 1
+                });
                 let t = &mut r.profile.threads[idx];
                 t.name = if ts.name.is_empty() {
                     format!("thread {}", ts.thread)
@@ -553,16 +551,16 @@ pub fn analyze(
                 t.start_ns = ts.time_ns.saturating_sub(zero);
             }
             Event::Record(Record::ThreadEnd(te)) => {
-                if let Some(ctx) = threads.get(&te.thread) {
+                if let Some(&i) = threads.get(&te.thread) {
                     let zero = start_ns.unwrap_or(te.time_ns);
-                    r.profile.threads[ctx.index].end_ns = Some(te.time_ns.saturating_sub(zero));
+                    r.profile.threads[i].end_ns = Some(te.time_ns.saturating_sub(zero));
                 }
             }
             Event::Record(Record::SamplesLost(l)) => {
                 let count = l.count.min(MAX_TOTAL - lost_total);
                 lost_total += count;
-                if let Some(ctx) = threads.get(&l.thread) {
-                    let t = &mut r.profile.threads[ctx.index];
+                if let Some(&i) = threads.get(&l.thread) {
+                    let t = &mut r.profile.threads[i];
                     t.lost = t.lost.saturating_add(count);
                 }
                 let n = lost_by_reason.entry(l.reason as u8).or_insert(0);
