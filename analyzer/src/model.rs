@@ -67,6 +67,69 @@ pub struct Stack {
     pub frame: FrameId,
 }
 
+/// The stack prefix tree: [`Stack`]s by id, 16 bytes each, holding beside
+/// each node the links [`Interner`] walks to find a node's children, so that
+/// a look-up reads one place per node it visits and the tree is stored once
+/// (it is most of a profile's memory when stacks are deep and varied).
+#[derive(Debug, Clone, Default)]
+pub struct Stacks {
+    nodes: Vec<Node>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    /// `NO_NODE` for a root.
+    parent: StackId,
+    frame: FrameId,
+    /// The next child of the same parent ([`Interner`] only).
+    next_sibling: StackId,
+    /// The most recently used child, or `WIDE` ([`Interner`] only).
+    first_child: StackId,
+}
+
+impl Stacks {
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// Node `i`; panics if there is none, like indexing.
+    pub fn get(&self, i: usize) -> Stack {
+        let n = &self.nodes[i];
+        Stack {
+            parent: (n.parent != NO_NODE).then_some(n.parent),
+            frame: n.frame,
+        }
+    }
+
+    /// The nodes in id order, by value.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Stack> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Rewrites node `i` as readers see it, e.g. to test how exporters
+    /// take a damaged model. An [`Interner`] must not add to these stacks
+    /// afterwards. `Some(StackId::MAX)` is not a valid parent.
+    pub fn set(&mut self, i: usize, s: Stack) {
+        debug_assert_ne!(s.parent, Some(NO_NODE));
+        let n = &mut self.nodes[i];
+        n.parent = s.parent.unwrap_or(NO_NODE);
+        n.frame = s.frame;
+    }
+}
+
+/// Equal when the nodes are, whatever the order of the interner's lists.
+impl PartialEq for Stacks {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Stacks {}
+
 /// One sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sample {
@@ -275,7 +338,7 @@ pub struct Profile {
     pub start_ns: u64,
     pub funcs: Vec<Func>,
     pub frames: Vec<Frame>,
-    pub stacks: Vec<Stack>,
+    pub stacks: Stacks,
     pub threads: Vec<Thread>,
     pub libs: Vec<Lib>,
 }
@@ -284,7 +347,7 @@ impl Profile {
     /// The frames of a stack, leaf first.
     pub fn stack_frames(&self, mut stack: Option<StackId>) -> impl Iterator<Item = FrameId> + '_ {
         std::iter::from_fn(move || {
-            let s = self.stacks[stack? as usize];
+            let s = self.stacks.get(stack? as usize);
             stack = s.parent;
             Some(s.frame)
         })
@@ -297,7 +360,6 @@ impl Profile {
 }
 
 /// Builds the deduplicated tables of a [`Profile`].
-#[derive(Default)]
 pub struct Interner {
     /// Funcs come from the module files, Fx-hashed; frames carry wasm
     /// offsets from the trace's address map, which a hostile trace could
@@ -305,33 +367,32 @@ pub struct Interner {
     /// the per-sample path (they are looked up once per distinct address).
     funcs: FxHashMap<Func, FuncId>,
     frames: std::collections::HashMap<Frame, FrameId>,
-    /// The stack prefix tree's child lists, per parent key (0 for the
-    /// roots, `id + 1` for node `id`): the most recently used child first.
-    /// A sample's frames mostly repeat recent ones, so a walk of a short list
-    /// that is already in cache beats a probe into a table of millions of
-    /// nodes (a cache miss per frame). All a walk reads of a node is in one
-    /// [`Links`].
-    links: Vec<Links>,
-    /// Parents with so many children that a list walk would be slow (a wide
-    /// fan-out, or a hostile trace): their children are also in `wide`.
+    /// The first root of the stack tree, or `WIDE`. A node's children are a
+    /// list through [`Stacks`]' links, the most recently used first: a
+    /// sample's frames mostly repeat recent ones, so a walk of a short list
+    /// beats a probe into a table of millions of nodes (a cache miss per
+    /// frame).
+    roots: StackId,
+    /// The children of parents with so many that a list walk would be slow
+    /// (a wide fan-out, or a hostile trace).
     wide: FxHashMap<Stack, StackId>,
 }
 
-#[derive(Clone, Copy)]
-struct Links {
-    /// Of the node (unused for key 0).
-    frame: FrameId,
-    /// The next child of the node's parent.
-    next_sibling: StackId,
-    /// The node's first child; `WIDE` flags a parent whose children are in
-    /// [`Interner::wide`].
-    first_child: StackId,
+impl Default for Interner {
+    fn default() -> Self {
+        Interner {
+            funcs: FxHashMap::default(),
+            frames: Default::default(),
+            roots: NO_NODE,
+            wide: FxHashMap::default(),
+        }
+    }
 }
 
 /// The end of a child list.
 const NO_NODE: StackId = StackId::MAX;
-/// `first_child` of a parent whose children are in [`Interner::wide`]; node
-/// ids stay below it (see [`Interner::stack`]).
+/// The list head of a parent whose children are in [`Interner::wide`];
+/// node ids stay below it (see [`Interner::stack`]).
 const WIDE: StackId = 1 << 31;
 /// Children a lookup walks before its parent's children go into a table.
 const MAX_WALK: usize = 32;
@@ -351,74 +412,75 @@ impl Interner {
         })
     }
 
-    /// The node for `s`, added to `p.stacks` if it is new. Nodes must only
-    /// be added through this interner.
+    fn head(&self, p: &Profile, parent: Option<StackId>) -> StackId {
+        match parent {
+            None => self.roots,
+            Some(q) => p.stacks.nodes[q as usize].first_child,
+        }
+    }
+
+    fn set_head(&mut self, p: &mut Profile, parent: Option<StackId>, head: StackId) {
+        match parent {
+            None => self.roots = head,
+            Some(q) => p.stacks.nodes[q as usize].first_child = head,
+        }
+    }
+
+    /// The node for `s`, added to `p.stacks` if it is new. Every node of
+    /// `p.stacks` must come from this interner, `s.parent` too.
     ///
     /// # Panics
     /// If the profile would have 2^31 stack nodes (hundreds of GB of
     /// trace; every exporter refuses far fewer).
     pub fn stack(&mut self, p: &mut Profile, s: Stack) -> StackId {
-        debug_assert_eq!(
-            self.links.len(),
-            p.stacks.len() + usize::from(!p.stacks.is_empty())
-        );
-        if self.links.is_empty() {
-            self.links.push(Links {
-                frame: 0,
-                next_sibling: NO_NODE,
-                first_child: NO_NODE,
-            });
-        }
-        let key = s.parent.map_or(0, |q| q as usize + 1);
-        let head = self.links[key].first_child;
+        let head = self.head(p, s.parent);
         if head == WIDE {
             if let Some(&id) = self.wide.get(&s) {
                 return id;
             }
         } else {
+            let nodes = &mut p.stacks.nodes;
             let (mut prev, mut cur, mut walked) = (NO_NODE, head, 0);
             while cur != NO_NODE {
-                let l = self.links[cur as usize + 1];
-                if l.frame == s.frame {
+                let n = nodes[cur as usize];
+                if n.frame == s.frame {
                     if prev != NO_NODE {
                         // Move to front.
-                        self.links[prev as usize + 1].next_sibling = l.next_sibling;
-                        self.links[cur as usize + 1].next_sibling = head;
-                        self.links[key].first_child = cur;
+                        nodes[prev as usize].next_sibling = n.next_sibling;
+                        nodes[cur as usize].next_sibling = head;
+                        self.set_head(p, s.parent, cur);
                     }
                     return cur;
                 }
                 walked += 1;
-                (prev, cur) = (cur, l.next_sibling);
+                (prev, cur) = (cur, n.next_sibling);
             }
             if walked >= MAX_WALK {
                 let mut c = head;
                 while c != NO_NODE {
-                    self.wide.insert(p.stacks[c as usize], c);
-                    c = self.links[c as usize + 1].next_sibling;
+                    self.wide.insert(p.stacks.get(c as usize), c);
+                    c = p.stacks.nodes[c as usize].next_sibling;
                 }
-                self.links[key].first_child = WIDE;
+                self.set_head(p, s.parent, WIDE);
             }
         }
         let id = p.stacks.len() as StackId;
         assert!(id < WIDE, "more than 2^31 stack nodes");
-        p.stacks.push(s);
-        if self.links[key].first_child == WIDE {
+        let next_sibling = if self.head(p, s.parent) == WIDE {
             // Its children are found through the table only.
             self.wide.insert(s, id);
-            self.links.push(Links {
-                frame: s.frame,
-                next_sibling: NO_NODE,
-                first_child: NO_NODE,
-            });
+            NO_NODE
         } else {
-            self.links.push(Links {
-                frame: s.frame,
-                next_sibling: self.links[key].first_child,
-                first_child: NO_NODE,
-            });
-            self.links[key].first_child = id;
-        }
+            let head = self.head(p, s.parent);
+            self.set_head(p, s.parent, id);
+            head
+        };
+        p.stacks.nodes.push(Node {
+            parent: s.parent.unwrap_or(NO_NODE),
+            frame: s.frame,
+            next_sibling,
+            first_child: NO_NODE,
+        });
         id
     }
 }
@@ -456,7 +518,7 @@ mod tests {
                 let next = reference.len() as StackId;
                 let want = *reference.entry(s).or_insert(next);
                 assert_eq!(i.stack(&mut p, s), want, "fanout {fanout}: {s:?}");
-                assert_eq!(p.stacks[want as usize], s);
+                assert_eq!(p.stacks.get(want as usize), s);
             }
             assert_eq!(p.stacks.len(), reference.len());
         }

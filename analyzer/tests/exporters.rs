@@ -594,11 +594,25 @@ fn firefox_gzip_and_plain_files() {
 #[test]
 fn firefox_rejects_an_invalid_model() {
     let mut p = fixture();
-    p.stacks[0].frame = 999;
+    let s0 = p.stacks.get(0);
+    p.stacks.set(0, Stack { frame: 999, ..s0 });
     assert!(firefox::write(&p, &mut Vec::new()).is_err());
     let mut p = fixture();
-    p.stacks[0].parent = Some(3);
-    p.stacks[3].parent = Some(0);
+    let (s0, s3) = (p.stacks.get(0), p.stacks.get(3));
+    p.stacks.set(
+        0,
+        Stack {
+            parent: Some(3),
+            ..s0
+        },
+    );
+    p.stacks.set(
+        3,
+        Stack {
+            parent: Some(0),
+            ..s3
+        },
+    );
     assert!(firefox::write(&p, &mut Vec::new()).is_err());
     assert!(folded::write(&p, &mut Vec::new()).is_err());
     assert!(text::try_summarize(&p).is_err());
