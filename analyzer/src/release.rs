@@ -23,7 +23,7 @@ pub struct Behind<'a> {
 }
 
 /// Releases in steps of at least this many bytes (few system calls).
-const STEP: usize = 4 << 20;
+const STEP: usize = 1 << 20;
 
 impl<'a> Behind<'a> {
     /// `file_len` is the length of the file `bytes` maps.
