@@ -67,41 +67,52 @@ pub struct Stack {
     pub frame: FrameId,
 }
 
-/// The stack prefix tree: [`Stack`]s by id, 16 bytes each, holding beside
-/// each node the links [`Interner`] walks to find a node's children, so that
-/// a look-up reads one place per node it visits and the tree is stored once
-/// (it is most of a profile's memory when stacks are deep and varied).
-#[derive(Debug, Clone, Default)]
+/// The stack prefix tree: [`Stack`]s by id. While an [`Interner`] builds
+/// it, each node is 4 words: parent (`NO_NODE` for a root), frame, and the
+/// links the interner walks to find a node's children (next sibling, first
+/// child), so that a look-up reads one place per node it visits and the
+/// tree is stored once; [`Interner::finish`] then drops the links in place,
+/// leaving 2 words a node. It is most of a profile's memory when stacks
+/// are deep and varied.
+#[derive(Debug, Clone)]
 pub struct Stacks {
-    nodes: Vec<Node>,
+    words: Vec<u32>,
+    /// Words per node: `LINKED` or 2.
+    stride: usize,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Node {
-    /// `NO_NODE` for a root.
-    parent: StackId,
-    frame: FrameId,
-    /// The next child of the same parent ([`Interner`] only).
-    next_sibling: StackId,
-    /// The most recently used child, or `WIDE` ([`Interner`] only).
-    first_child: StackId,
+/// Words per node while an interner builds the tree.
+const LINKED: usize = 4;
+const PARENT: usize = 0;
+const FRAME: usize = 1;
+const NEXT: usize = 2;
+const FIRST: usize = 3;
+
+impl Default for Stacks {
+    fn default() -> Self {
+        Stacks {
+            words: Vec::new(),
+            stride: LINKED,
+        }
+    }
 }
 
 impl Stacks {
     pub fn len(&self) -> usize {
-        self.nodes.len()
+        self.words.len() / self.stride
     }
 
     pub fn is_empty(&self) -> bool {
-        self.nodes.is_empty()
+        self.words.is_empty()
     }
 
     /// Node `i`; panics if there is none, like indexing.
     pub fn get(&self, i: usize) -> Stack {
-        let n = &self.nodes[i];
+        let at = i * self.stride;
+        let parent = self.words[at + PARENT];
         Stack {
-            parent: (n.parent != NO_NODE).then_some(n.parent),
-            frame: n.frame,
+            parent: (parent != NO_NODE).then_some(parent),
+            frame: self.words[at + FRAME],
         }
     }
 
@@ -115,9 +126,33 @@ impl Stacks {
     /// afterwards. `Some(StackId::MAX)` is not a valid parent.
     pub fn set(&mut self, i: usize, s: Stack) {
         debug_assert_ne!(s.parent, Some(NO_NODE));
-        let n = &mut self.nodes[i];
-        n.parent = s.parent.unwrap_or(NO_NODE);
-        n.frame = s.frame;
+        let at = i * self.stride;
+        self.words[at + PARENT] = s.parent.unwrap_or(NO_NODE);
+        self.words[at + FRAME] = s.frame;
+    }
+
+    /// Word `field` of node `i`, which has its links.
+    fn link(&self, i: StackId, field: usize) -> u32 {
+        self.words[i as usize * LINKED + field]
+    }
+
+    fn set_link(&mut self, i: StackId, field: usize, value: u32) {
+        self.words[i as usize * LINKED + field] = value;
+    }
+
+    /// Drops the links, in place.
+    fn unlink(&mut self) {
+        if self.stride != LINKED {
+            return;
+        }
+        let n = self.len();
+        for i in 0..n {
+            self.words[2 * i] = self.words[LINKED * i + PARENT];
+            self.words[2 * i + 1] = self.words[LINKED * i + FRAME];
+        }
+        self.words.truncate(2 * n);
+        self.words.shrink_to_fit();
+        self.stride = 2;
     }
 }
 
@@ -415,14 +450,14 @@ impl Interner {
     fn head(&self, p: &Profile, parent: Option<StackId>) -> StackId {
         match parent {
             None => self.roots,
-            Some(q) => p.stacks.nodes[q as usize].first_child,
+            Some(q) => p.stacks.link(q, FIRST),
         }
     }
 
     fn set_head(&mut self, p: &mut Profile, parent: Option<StackId>, head: StackId) {
         match parent {
             None => self.roots = head,
-            Some(q) => p.stacks.nodes[q as usize].first_child = head,
+            Some(q) => p.stacks.set_link(q, FIRST, head),
         }
     }
 
@@ -433,33 +468,34 @@ impl Interner {
     /// If the profile would have 2^31 stack nodes (hundreds of GB of
     /// trace; every exporter refuses far fewer).
     pub fn stack(&mut self, p: &mut Profile, s: Stack) -> StackId {
+        assert_eq!(p.stacks.stride, LINKED, "stacks already finished");
         let head = self.head(p, s.parent);
         if head == WIDE {
             if let Some(&id) = self.wide.get(&s) {
                 return id;
             }
         } else {
-            let nodes = &mut p.stacks.nodes;
+            let st = &mut p.stacks;
             let (mut prev, mut cur, mut walked) = (NO_NODE, head, 0);
             while cur != NO_NODE {
-                let n = nodes[cur as usize];
-                if n.frame == s.frame {
+                let next = st.link(cur, NEXT);
+                if st.link(cur, FRAME) == s.frame {
                     if prev != NO_NODE {
                         // Move to front.
-                        nodes[prev as usize].next_sibling = n.next_sibling;
-                        nodes[cur as usize].next_sibling = head;
+                        st.set_link(prev, NEXT, next);
+                        st.set_link(cur, NEXT, head);
                         self.set_head(p, s.parent, cur);
                     }
                     return cur;
                 }
                 walked += 1;
-                (prev, cur) = (cur, n.next_sibling);
+                (prev, cur) = (cur, next);
             }
             if walked >= MAX_WALK {
                 let mut c = head;
                 while c != NO_NODE {
                     self.wide.insert(p.stacks.get(c as usize), c);
-                    c = p.stacks.nodes[c as usize].next_sibling;
+                    c = p.stacks.link(c, NEXT);
                 }
                 self.set_head(p, s.parent, WIDE);
             }
@@ -475,13 +511,18 @@ impl Interner {
             self.set_head(p, s.parent, id);
             head
         };
-        p.stacks.nodes.push(Node {
-            parent: s.parent.unwrap_or(NO_NODE),
-            frame: s.frame,
+        p.stacks.words.extend_from_slice(&[
+            s.parent.unwrap_or(NO_NODE),
+            s.frame,
             next_sibling,
-            first_child: NO_NODE,
-        });
+            NO_NODE,
+        ]);
         id
+    }
+
+    /// Done adding to `p`: drops what only the interner needs from it.
+    pub fn finish(self, p: &mut Profile) {
+        p.stacks.unlink();
     }
 }
 
@@ -521,6 +562,12 @@ mod tests {
                 assert_eq!(p.stacks.get(want as usize), s);
             }
             assert_eq!(p.stacks.len(), reference.len());
+            let before: Vec<Stack> = p.stacks.iter().collect();
+            i.finish(&mut p);
+            assert_eq!(p.stacks.iter().collect::<Vec<_>>(), before);
+            for (s, id) in reference {
+                assert_eq!(p.stacks.get(id as usize), s);
+            }
         }
     }
 

@@ -643,6 +643,7 @@ pub fn analyze(
     meta.start_unix_ms = wall_ns / 1e6;
     r.profile.start_ns = zero;
     r.profile.meta = meta;
+    std::mem::take(&mut r.interner).finish(&mut r.profile);
     Ok(r.profile)
 }
 
