@@ -180,7 +180,7 @@ pub fn check_model(p: &Profile) -> Result<(), String> {
             }
             state[s as usize] = 1;
             path.push(s);
-            cur = p.stacks[s as usize].parent;
+            cur = p.stacks.get(s as usize).parent;
         }
         for &s in &path {
             state[s as usize] = 2;
@@ -472,7 +472,7 @@ impl<'a> ThreadTables<'a> {
             path.clear();
             while stack_index[cur as usize] == NONE {
                 path.push(cur);
-                match p.stacks[cur as usize].parent {
+                match p.stacks.get(cur as usize).parent {
                     Some(parent) => cur = parent,
                     None => break,
                 }
@@ -486,7 +486,11 @@ impl<'a> ThreadTables<'a> {
         let mut frame_index = vec![NONE; p.frames.len()];
         let mut frames = Vec::new();
         for &s in &stacks {
-            assign(&mut frame_index, &mut frames, p.stacks[s as usize].frame);
+            assign(
+                &mut frame_index,
+                &mut frames,
+                p.stacks.get(s as usize).frame,
+            );
         }
 
         let mut func_index = vec![NONE; p.funcs.len()];
@@ -517,11 +521,12 @@ impl<'a> ThreadTables<'a> {
             }
         }
 
-        let order = if t.samples.windows(2).all(|w| w[0].time_ns <= w[1].time_ns) {
+        let sorted = (1..t.samples.len()).all(|i| t.samples.time_ns(i - 1) <= t.samples.time_ns(i));
+        let order = if sorted {
             None
         } else {
             let mut order: Vec<u32> = (0..t.samples.len() as u32).collect();
-            order.sort_by_key(|&i| t.samples[i as usize].time_ns);
+            order.sort_by_key(|&i| t.samples.time_ns(i as usize));
             Some(order)
         };
 
@@ -544,10 +549,10 @@ impl<'a> ThreadTables<'a> {
     }
 
     /// The thread's samples in time order.
-    fn samples<'t>(&'t self, t: &'t Thread) -> impl Iterator<Item = &'t Sample> + 't {
+    fn samples<'t>(&'t self, t: &'t Thread) -> impl Iterator<Item = Sample> + 't {
         (0..t.samples.len()).map(move |i| match &self.order {
-            Some(o) => &t.samples[o[i] as usize],
-            None => &t.samples[i],
+            Some(o) => t.samples.get(o[i] as usize),
+            None => t.samples.get(i),
         })
     }
 }
@@ -761,7 +766,7 @@ struct StackTable<'a, 'b>(&'a Profile, &'b ThreadTables<'a>);
 impl Serialize for StackTable<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let StackTable(p, tt) = *self;
-        let stacks = || tt.stacks.iter().map(|&st| &p.stacks[st as usize]);
+        let stacks = || tt.stacks.iter().map(|&st| p.stacks.get(st as usize));
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("length", &tt.stacks.len())?;
         map.serialize_entry(

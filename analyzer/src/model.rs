@@ -10,6 +10,8 @@
 //! file offsets, names and source locations only, so every output can be
 //! shared with the people whose code it is.
 
+use rustc_hash::FxHashMap;
+
 /// Index into [`Profile::funcs`].
 pub type FuncId = u32;
 /// Index into [`Profile::frames`].
@@ -65,6 +67,104 @@ pub struct Stack {
     pub frame: FrameId,
 }
 
+/// The stack prefix tree: [`Stack`]s by id. While an [`Interner`] builds
+/// it, each node is 4 words: parent (`NO_NODE` for a root), frame, and the
+/// links the interner walks to find a node's children (next sibling, first
+/// child), so that a look-up reads one place per node it visits and the
+/// tree is stored once; [`Interner::finish`] then drops the links in place,
+/// leaving 2 words a node. It is most of a profile's memory when stacks
+/// are deep and varied.
+#[derive(Debug, Clone)]
+pub struct Stacks {
+    words: Vec<u32>,
+    /// Words per node: `LINKED` or 2.
+    stride: usize,
+}
+
+/// Words per node while an interner builds the tree.
+const LINKED: usize = 4;
+const PARENT: usize = 0;
+const FRAME: usize = 1;
+const NEXT: usize = 2;
+const FIRST: usize = 3;
+
+impl Default for Stacks {
+    fn default() -> Self {
+        Stacks {
+            words: Vec::new(),
+            stride: LINKED,
+        }
+    }
+}
+
+impl Stacks {
+    pub fn len(&self) -> usize {
+        self.words.len() / self.stride
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.words.is_empty()
+    }
+
+    /// Node `i`; panics if there is none, like indexing.
+    pub fn get(&self, i: usize) -> Stack {
+        let at = i * self.stride;
+        let parent = self.words[at + PARENT];
+        Stack {
+            parent: (parent != NO_NODE).then_some(parent),
+            frame: self.words[at + FRAME],
+        }
+    }
+
+    /// The nodes in id order, by value.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = Stack> + '_ {
+        (0..self.len()).map(|i| self.get(i))
+    }
+
+    /// Rewrites node `i` as readers see it, e.g. to test how exporters
+    /// take a damaged model. An [`Interner`] must not add to these stacks
+    /// afterwards. `Some(StackId::MAX)` is not a valid parent.
+    pub fn set(&mut self, i: usize, s: Stack) {
+        debug_assert_ne!(s.parent, Some(NO_NODE));
+        let at = i * self.stride;
+        self.words[at + PARENT] = s.parent.unwrap_or(NO_NODE);
+        self.words[at + FRAME] = s.frame;
+    }
+
+    /// Word `field` of node `i`, which has its links.
+    fn link(&self, i: StackId, field: usize) -> u32 {
+        self.words[i as usize * LINKED + field]
+    }
+
+    fn set_link(&mut self, i: StackId, field: usize, value: u32) {
+        self.words[i as usize * LINKED + field] = value;
+    }
+
+    /// Drops the links, in place.
+    fn unlink(&mut self) {
+        if self.stride != LINKED {
+            return;
+        }
+        let n = self.len();
+        for i in 0..n {
+            self.words[2 * i] = self.words[LINKED * i + PARENT];
+            self.words[2 * i + 1] = self.words[LINKED * i + FRAME];
+        }
+        self.words.truncate(2 * n);
+        self.words.shrink_to_fit();
+        self.stride = 2;
+    }
+}
+
+/// Equal when the nodes are, whatever the order of the interner's lists.
+impl PartialEq for Stacks {
+    fn eq(&self, other: &Self) -> bool {
+        self.len() == other.len() && self.iter().eq(other.iter())
+    }
+}
+
+impl Eq for Stacks {}
+
 /// One sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sample {
@@ -73,7 +173,139 @@ pub struct Sample {
     /// Thread CPU nanoseconds since the thread's previous sample.
     pub cpu_delta_ns: u64,
     /// The leaf stack node; `None` for a sample with no frames at all.
+    /// `Some(StackId::MAX)` is not a valid node (no profile has that many).
     pub stack: Option<StackId>,
+}
+
+/// A thread's samples, 16 bytes each instead of a [`Sample`]'s 24: a
+/// million samples is most of a profile's memory. CPU deltas of 2^32 − 1 ns
+/// (4.3 s) or more, which only long gaps or damaged traces have, are kept
+/// exactly on the side.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Samples {
+    packed: Vec<Packed>,
+    /// (index, CPU delta) of the samples whose delta does not fit a `u32`,
+    /// by index.
+    long_cpu: Vec<(usize, u64)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Packed {
+    time_ns: u64,
+    /// `u32::MAX`: see `long_cpu`.
+    cpu_delta_ns: u32,
+    /// `StackId::MAX` for none.
+    stack: StackId,
+}
+
+impl Samples {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn push(&mut self, s: Sample) {
+        debug_assert_ne!(s.stack, Some(StackId::MAX));
+        let cpu_delta_ns = match u32::try_from(s.cpu_delta_ns) {
+            Ok(d) if d != u32::MAX => d,
+            _ => {
+                self.long_cpu.push((self.packed.len(), s.cpu_delta_ns));
+                u32::MAX
+            }
+        };
+        self.packed.push(Packed {
+            time_ns: s.time_ns,
+            cpu_delta_ns,
+            stack: s.stack.unwrap_or(StackId::MAX),
+        });
+    }
+
+    pub fn reserve(&mut self, additional: usize) {
+        self.packed.reserve(additional);
+    }
+
+    pub fn len(&self) -> usize {
+        self.packed.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.packed.is_empty()
+    }
+
+    /// Sample `i`; panics if there is none, like indexing.
+    pub fn get(&self, i: usize) -> Sample {
+        let p = self.packed[i];
+        Sample {
+            time_ns: p.time_ns,
+            cpu_delta_ns: if p.cpu_delta_ns == u32::MAX {
+                let k = self.long_cpu.partition_point(|&(j, _)| j < i);
+                self.long_cpu[k].1
+            } else {
+                u64::from(p.cpu_delta_ns)
+            },
+            stack: (p.stack != StackId::MAX).then_some(p.stack),
+        }
+    }
+
+    /// The time of sample `i`; panics if there is none.
+    pub fn time_ns(&self, i: usize) -> u64 {
+        self.packed[i].time_ns
+    }
+
+    /// The samples in order, by value.
+    pub fn iter(&self) -> SampleIter<'_> {
+        SampleIter {
+            samples: self,
+            range: 0..self.len(),
+        }
+    }
+}
+
+/// See [`Samples::iter`].
+pub struct SampleIter<'a> {
+    samples: &'a Samples,
+    range: std::ops::Range<usize>,
+}
+
+impl Iterator for SampleIter<'_> {
+    type Item = Sample;
+    fn next(&mut self) -> Option<Sample> {
+        self.range.next().map(|i| self.samples.get(i))
+    }
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        self.range.size_hint()
+    }
+}
+
+impl DoubleEndedIterator for SampleIter<'_> {
+    fn next_back(&mut self) -> Option<Sample> {
+        self.range.next_back().map(|i| self.samples.get(i))
+    }
+}
+
+impl ExactSizeIterator for SampleIter<'_> {}
+
+impl<'a> IntoIterator for &'a Samples {
+    type Item = Sample;
+    type IntoIter = SampleIter<'a>;
+    fn into_iter(self) -> SampleIter<'a> {
+        self.iter()
+    }
+}
+
+impl FromIterator<Sample> for Samples {
+    fn from_iter<I: IntoIterator<Item = Sample>>(iter: I) -> Self {
+        let mut s = Samples::new();
+        for x in iter {
+            s.push(x);
+        }
+        s
+    }
+}
+
+impl From<Vec<Sample>> for Samples {
+    fn from(v: Vec<Sample>) -> Self {
+        v.into_iter().collect()
+    }
 }
 
 /// One guest thread.
@@ -85,7 +317,7 @@ pub struct Thread {
     /// Nanoseconds since [`Profile::start_ns`].
     pub start_ns: u64,
     pub end_ns: Option<u64>,
-    pub samples: Vec<Sample>,
+    pub samples: Samples,
     /// Samples the recorder lost on this thread.
     pub lost: u64,
 }
@@ -141,7 +373,7 @@ pub struct Profile {
     pub start_ns: u64,
     pub funcs: Vec<Func>,
     pub frames: Vec<Frame>,
-    pub stacks: Vec<Stack>,
+    pub stacks: Stacks,
     pub threads: Vec<Thread>,
     pub libs: Vec<Lib>,
 }
@@ -150,7 +382,7 @@ impl Profile {
     /// The frames of a stack, leaf first.
     pub fn stack_frames(&self, mut stack: Option<StackId>) -> impl Iterator<Item = FrameId> + '_ {
         std::iter::from_fn(move || {
-            let s = self.stacks[stack? as usize];
+            let s = self.stacks.get(stack? as usize);
             stack = s.parent;
             Some(s.frame)
         })
@@ -163,12 +395,42 @@ impl Profile {
 }
 
 /// Builds the deduplicated tables of a [`Profile`].
-#[derive(Default)]
 pub struct Interner {
-    funcs: std::collections::HashMap<Func, FuncId>,
+    /// Funcs come from the module files, Fx-hashed; frames carry wasm
+    /// offsets from the trace's address map, which a hostile trace could
+    /// choose to collide in Fx: std's keyed hash for them. Neither is on
+    /// the per-sample path (they are looked up once per distinct address).
+    funcs: FxHashMap<Func, FuncId>,
     frames: std::collections::HashMap<Frame, FrameId>,
-    stacks: std::collections::HashMap<Stack, StackId>,
+    /// The first root of the stack tree, or `WIDE`. A node's children are a
+    /// list through [`Stacks`]' links, the most recently used first: a
+    /// sample's frames mostly repeat recent ones, so a walk of a short list
+    /// beats a probe into a table of millions of nodes (a cache miss per
+    /// frame).
+    roots: StackId,
+    /// The children of parents with so many that a list walk would be slow
+    /// (a wide fan-out, or a hostile trace).
+    wide: FxHashMap<Stack, StackId>,
 }
+
+impl Default for Interner {
+    fn default() -> Self {
+        Interner {
+            funcs: FxHashMap::default(),
+            frames: Default::default(),
+            roots: NO_NODE,
+            wide: FxHashMap::default(),
+        }
+    }
+}
+
+/// The end of a child list.
+const NO_NODE: StackId = StackId::MAX;
+/// The list head of a parent whose children are in [`Interner::wide`];
+/// node ids stay below it (see [`Interner::stack`]).
+const WIDE: StackId = 1 << 31;
+/// Children a lookup walks before its parent's children go into a table.
+const MAX_WALK: usize = 32;
 
 impl Interner {
     pub fn func(&mut self, p: &mut Profile, f: Func) -> FuncId {
@@ -185,10 +447,156 @@ impl Interner {
         })
     }
 
+    fn head(&self, p: &Profile, parent: Option<StackId>) -> StackId {
+        match parent {
+            None => self.roots,
+            Some(q) => p.stacks.link(q, FIRST),
+        }
+    }
+
+    fn set_head(&mut self, p: &mut Profile, parent: Option<StackId>, head: StackId) {
+        match parent {
+            None => self.roots = head,
+            Some(q) => p.stacks.set_link(q, FIRST, head),
+        }
+    }
+
+    /// The node for `s`, added to `p.stacks` if it is new. Every node of
+    /// `p.stacks` must come from this interner, `s.parent` too.
+    ///
+    /// # Panics
+    /// If the profile would have 2^31 stack nodes (hundreds of GB of
+    /// trace; every exporter refuses far fewer).
     pub fn stack(&mut self, p: &mut Profile, s: Stack) -> StackId {
-        *self.stacks.entry(s).or_insert_with(|| {
-            p.stacks.push(s);
-            (p.stacks.len() - 1) as StackId
-        })
+        assert_eq!(p.stacks.stride, LINKED, "stacks already finished");
+        let head = self.head(p, s.parent);
+        if head == WIDE {
+            if let Some(&id) = self.wide.get(&s) {
+                return id;
+            }
+        } else {
+            let st = &mut p.stacks;
+            let (mut prev, mut cur, mut walked) = (NO_NODE, head, 0);
+            while cur != NO_NODE {
+                let next = st.link(cur, NEXT);
+                if st.link(cur, FRAME) == s.frame {
+                    if prev != NO_NODE {
+                        // Move to front.
+                        st.set_link(prev, NEXT, next);
+                        st.set_link(cur, NEXT, head);
+                        self.set_head(p, s.parent, cur);
+                    }
+                    return cur;
+                }
+                walked += 1;
+                (prev, cur) = (cur, next);
+            }
+            if walked >= MAX_WALK {
+                let mut c = head;
+                while c != NO_NODE {
+                    self.wide.insert(p.stacks.get(c as usize), c);
+                    c = p.stacks.link(c, NEXT);
+                }
+                self.set_head(p, s.parent, WIDE);
+            }
+        }
+        let id = p.stacks.len() as StackId;
+        assert!(id < WIDE, "more than 2^31 stack nodes");
+        let next_sibling = if self.head(p, s.parent) == WIDE {
+            // Its children are found through the table only.
+            self.wide.insert(s, id);
+            NO_NODE
+        } else {
+            let head = self.head(p, s.parent);
+            self.set_head(p, s.parent, id);
+            head
+        };
+        p.stacks.words.extend_from_slice(&[
+            s.parent.unwrap_or(NO_NODE),
+            s.frame,
+            next_sibling,
+            NO_NODE,
+        ]);
+        id
+    }
+
+    /// Done adding to `p`: drops what only the interner needs from it.
+    pub fn finish(self, p: &mut Profile) {
+        p.stacks.unlink();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The prefix tree gives the same ids as a plain map, whatever the order
+    /// of look-ups (move-to-front reorders the lists) and the fan-out (wide
+    /// parents move to a table).
+    #[test]
+    fn stack_interner_matches_a_map() {
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for fanout in [2, 5, 40, 300] {
+            let mut p = Profile::default();
+            let mut i = Interner::default();
+            let mut reference: std::collections::HashMap<Stack, StackId> = Default::default();
+            for _ in 0..20_000 {
+                let parent = match rnd(4) {
+                    0 => None,
+                    _ if reference.is_empty() => None,
+                    _ => Some(rnd(p.stacks.len() as u64) as StackId),
+                };
+                let s = Stack {
+                    parent,
+                    frame: rnd(fanout) as FrameId,
+                };
+                let next = reference.len() as StackId;
+                let want = *reference.entry(s).or_insert(next);
+                assert_eq!(i.stack(&mut p, s), want, "fanout {fanout}: {s:?}");
+                assert_eq!(p.stacks.get(want as usize), s);
+            }
+            assert_eq!(p.stacks.len(), reference.len());
+            let before: Vec<Stack> = p.stacks.iter().collect();
+            i.finish(&mut p);
+            assert_eq!(p.stacks.iter().collect::<Vec<_>>(), before);
+            for (s, id) in reference {
+                assert_eq!(p.stacks.get(id as usize), s);
+            }
+        }
+    }
+
+    /// Samples come back exactly as pushed, by index and in order, also
+    /// with CPU deltas that do not fit the packed `u32` and without stacks.
+    #[test]
+    fn samples_round_trip() {
+        let big = u64::from(u32::MAX);
+        let cpus = [0, 1, big - 1, big, big + 1, 7, u64::MAX / 4, u64::MAX, big];
+        let v: Vec<Sample> = cpus
+            .iter()
+            .enumerate()
+            .map(|(i, &cpu_delta_ns)| Sample {
+                time_ns: u64::MAX - i as u64,
+                cpu_delta_ns,
+                stack: (i % 3 != 0).then_some(i as StackId * 1000),
+            })
+            .collect();
+        let s = Samples::from(v.clone());
+        assert_eq!(s.len(), v.len());
+        assert_eq!(s.iter().collect::<Vec<_>>(), v);
+        assert_eq!(
+            s.iter().rev().collect::<Vec<_>>(),
+            v.iter().rev().copied().collect::<Vec<_>>()
+        );
+        for (i, x) in v.iter().enumerate() {
+            assert_eq!(s.get(i), *x);
+            assert_eq!(s.time_ns(i), x.time_ns);
+        }
+        assert_eq!(std::mem::size_of::<Packed>(), 16);
     }
 }

@@ -15,6 +15,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use rustc_hash::FxHashMap;
+
 use sha2::{Digest, Sha256};
 use wrec_format::{
     flags, Event, ExitKind, FunctionEntry, LossReason, ModuleRecord, ReadError, Record, TimerClock,
@@ -98,26 +100,49 @@ const TRUNCATED: &str = "[stack truncated]";
 const HOST: &str = "[host]";
 
 /// What one raw stack entry resolves to.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 struct Resolved {
-    /// Frames, outermost first (an inline chain ends with the innermost
-    /// inlined call). Empty for trampolines, which are skipped.
-    frames: Vec<FrameId>,
+    /// Where its frames are in [`Resolver::frames`], outermost first (an
+    /// inline chain ends with the innermost inlined call). Empty for
+    /// trampolines, which are skipped.
+    start: usize,
+    end: usize,
     /// For a host call's caller: the wasm offset of its call instruction.
     call_site: Option<(usize, u64)>,
 }
+
+impl Resolved {
+    fn is_empty(&self) -> bool {
+        self.start == self.end
+    }
+}
+
+/// Slots of [`Resolver::recent`]: enough for the distinct addresses of most
+/// programs' samples, small enough to stay in cache.
+const RECENT: usize = 4096;
 
 struct Resolver {
     modules: Vec<Module>,
     profile: Profile,
     interner: Interner,
-    cache: HashMap<(u64, bool), Resolved>,
+    /// Every distinct (address, is return) resolved so far.
+    resolved: Vec<Resolved>,
+    /// The frames of every [`Resolved`], one after the other.
+    frames: Vec<FrameId>,
+    /// (address, is return) → index in `resolved`. Raw addresses come from
+    /// the trace, so this keeps std's keyed hash: a hostile trace cannot make
+    /// its look-ups quadratic.
+    cache: HashMap<(u64, bool), usize>,
+    /// A direct-mapped cache in front of `cache`: (address, index in
+    /// `resolved` × 2 + is return), `u64::MAX` when empty. A collision only
+    /// costs a look-up in `cache`.
+    recent: Vec<(u64, u64)>,
     host_cache: HashMap<Option<(usize, u64)>, FrameId>,
     real_funcs: HashMap<(usize, u32), FuncId>,
     /// Per module (built on first use): the indices of its address-map
     /// entries that carry a wasm offset, for [`nearest_wasm_offset`].
-    mapped: HashMap<usize, Vec<usize>>,
-    synthetic: HashMap<&'static str, FrameId>,
+    mapped: FxHashMap<usize, Vec<usize>>,
+    synthetic: FxHashMap<&'static str, FrameId>,
 }
 
 impl Resolver {
@@ -153,23 +178,39 @@ impl Resolver {
         self.modules.iter().position(|m| m.rec.contains(addr))
     }
 
-    /// Resolves one stack entry (cached).
+    /// Resolves one stack entry (cached); its frames are in `self.frames`.
     fn resolve(&mut self, addr: u64, is_return: bool) -> Resolved {
-        if let Some(r) = self.cache.get(&(addr, is_return)) {
-            return r.clone();
+        let slot = (addr.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as usize % RECENT;
+        let (a, tagged) = self.recent[slot];
+        if a == addr && tagged != u64::MAX && (tagged & 1 == 1) == is_return {
+            return self.resolved[(tagged >> 1) as usize];
         }
-        let r = self.resolve_uncached(addr, is_return);
-        self.cache.insert((addr, is_return), r.clone());
-        r
+        let i = match self.cache.get(&(addr, is_return)) {
+            Some(&i) => i,
+            None => {
+                let start = self.frames.len();
+                let call_site = self.resolve_uncached(addr, is_return);
+                self.resolved.push(Resolved {
+                    start,
+                    end: self.frames.len(),
+                    call_site,
+                });
+                let i = self.resolved.len() - 1;
+                self.cache.insert((addr, is_return), i);
+                i
+            }
+        };
+        self.recent[slot] = (addr, (i as u64) << 1 | u64::from(is_return));
+        self.resolved[i]
     }
 
-    fn resolve_uncached(&mut self, addr: u64, is_return: bool) -> Resolved {
+    /// Appends the frames of a stack entry to `self.frames`; returns its
+    /// call site.
+    fn resolve_uncached(&mut self, addr: u64, is_return: bool) -> Option<(usize, u64)> {
         let Some(mi) = self.module_of(addr) else {
             let f = self.synthetic(UNKNOWN, Category::Other);
-            return Resolved {
-                frames: vec![f],
-                call_site: None,
-            };
+            self.frames.push(f);
+            return None;
         };
         let m = &self.modules[mi];
         let mut off = addr - m.rec.text_addr;
@@ -178,10 +219,7 @@ impl Resolver {
         }
         let Some(func) = m.rec.function_at(off).copied() else {
             // A trampoline: part of the call into or out of wasm, no frame.
-            return Resolved {
-                frames: Vec::new(),
-                call_site: None,
-            };
+            return None;
         };
         let mapped = self
             .mapped
@@ -194,9 +232,8 @@ impl Resolver {
             _ => Vec::new(),
         };
         let real = self.real_func(mi, func.index);
-        let mut frames = Vec::with_capacity(source.len().max(1));
         if source.is_empty() {
-            frames.push(self.interner.frame(
+            let f = self.interner.frame(
                 &mut self.profile,
                 Frame {
                     func: real,
@@ -205,7 +242,8 @@ impl Resolver {
                     column: None,
                     inline_depth: 0,
                 },
-            ));
+            );
+            self.frames.push(f);
         } else {
             // Innermost first from DWARF; the outermost is the real function,
             // named from the name section like every other frame.
@@ -229,7 +267,7 @@ impl Resolver {
                         },
                     )
                 };
-                frames.push(self.interner.frame(
+                let f = self.interner.frame(
                     &mut self.profile,
                     Frame {
                         func: f,
@@ -239,13 +277,11 @@ impl Resolver {
                         column: sf.column.filter(|&c| c != 0),
                         inline_depth,
                     },
-                ));
+                );
+                self.frames.push(f);
             }
         }
-        Resolved {
-            frames,
-            call_site: wasm_off.filter(|_| is_return).map(|w| (mi, w)),
-        }
+        wasm_off.filter(|_| is_return).map(|w| (mi, w))
     }
 
     /// The function a wasm function index names: one per (module, index),
@@ -321,31 +357,51 @@ impl Resolver {
         f
     }
 
-    fn push(&mut self, parent: Option<StackId>, frames: &[FrameId]) -> Option<StackId> {
-        let mut node = parent;
-        for &frame in frames {
-            node = Some(self.interner.stack(
-                &mut self.profile,
-                Stack {
-                    parent: node,
-                    frame,
-                },
-            ));
-        }
-        node
+    fn push(&mut self, parent: Option<StackId>, frame: FrameId) -> Option<StackId> {
+        push(&mut self.interner, &mut self.profile, parent, &[frame])
     }
+
+    /// Pushes the frames of `res` (from [`Resolver::resolve`]) onto `parent`.
+    fn push_resolved(&mut self, parent: Option<StackId>, res: Resolved) -> Option<StackId> {
+        push(
+            &mut self.interner,
+            &mut self.profile,
+            parent,
+            &self.frames[res.start..res.end],
+        )
+    }
+}
+
+/// The stack node for `frames` (outermost first) called from `parent`.
+fn push(
+    interner: &mut Interner,
+    profile: &mut Profile,
+    parent: Option<StackId>,
+    frames: &[FrameId],
+) -> Option<StackId> {
+    let mut node = parent;
+    for &frame in frames {
+        node = Some(interner.stack(
+            profile,
+            Stack {
+                parent: node,
+                frame,
+            },
+        ));
+    }
+    node
 }
 
 /// Per-thread state for reusing the previous sample's stack nodes.
 #[derive(Default)]
 struct ThreadCtx {
-    index: usize,
     last_time: Option<u64>,
     prev_raw: Vec<u64>,
     prev_flags: u8,
-    /// `nodes[j]`: the stack node for raw entries `j..` (outermost at the root).
+    /// Root first: `nodes[k]` is the stack node for the previous sample's
+    /// outermost `k` raw entries (`nodes[0]`: none, or `[stack truncated]`).
     nodes: Vec<Option<StackId>>,
-    /// `sites[j]`: the call site of the innermost function frame in `j..`.
+    /// `sites[k]`: the call site of the innermost function frame in them.
     sites: Vec<Option<(usize, u64)>>,
 }
 
@@ -365,11 +421,14 @@ pub fn analyze(
         modules: Vec::new(),
         profile: Profile::default(),
         interner: Interner::default(),
+        resolved: Vec::new(),
+        frames: Vec::new(),
         cache: HashMap::new(),
+        recent: vec![(0, u64::MAX); RECENT],
         host_cache: HashMap::new(),
         real_funcs: HashMap::new(),
-        mapped: HashMap::new(),
-        synthetic: HashMap::new(),
+        mapped: FxHashMap::default(),
+        synthetic: FxHashMap::default(),
     };
     let header = *trace.header();
     let mut meta = Meta {
@@ -380,9 +439,13 @@ pub fn analyze(
             .collect(),
         ..Meta::default()
     };
-    let mut threads: HashMap<u32, ThreadCtx> = HashMap::new();
+    // Thread id → index in `ctxs` and `r.profile.threads`.
+    let mut threads: HashMap<u32, usize> = HashMap::new();
+    let mut ctxs: Vec<ThreadCtx> = Vec::new();
+    // The thread of the previous sample: (id, index).
+    let mut last_thread: Option<(u32, usize)> = None;
     // Index in `r.modules` of the first module with each hash.
-    let mut by_hash: HashMap<[u8; 32], usize> = HashMap::new();
+    let mut by_hash: FxHashMap<[u8; 32], usize> = FxHashMap::default();
     let mut start_ns: Option<u64> = None;
     let (mut cpu_total, mut lost_total) = (0u64, 0u64);
     let mut used_overrides = vec![false; overrides.len()];
@@ -390,6 +453,8 @@ pub fn analyze(
     let mut saw_end = false;
     let mut lost_by_reason: std::collections::BTreeMap<u8, u64> = Default::default();
     let total = trace.data_end();
+    let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
+    let mut behind = crate::release::Behind::new(trace.bytes(), file_len);
     let mut decoder = trace.decoder();
     let mut n = 0u64;
     let mut damage = None;
@@ -407,23 +472,29 @@ pub fn analyze(
                 samples_read += 1;
                 if n.is_multiple_of(65536) {
                     progress(s.offset, total);
+                    behind.release(s.offset);
                 }
                 let zero = *start_ns.get_or_insert(s.time_ns);
-                let ctx = threads.entry(s.thread).or_insert_with(|| {
-                    r.profile.threads.push(Thread {
-                        name: format!("thread {}", s.thread),
-                        tid: s.thread,
-                        start_ns: s.time_ns.saturating_sub(zero),
-                        ..Thread::default()
-                    });
-                    ThreadCtx {
-                        index: r.profile.threads.len() - 1,
-                        ..ThreadCtx::default()
-                    }
-                });
+                // Most traces have one thread, or long runs of one: skip the
+                // (keyed, so slower) hash when it is the last one again.
+                let i = match last_thread {
+                    Some((tid, i)) if tid == s.thread => i,
+                    _ => *threads.entry(s.thread).or_insert_with(|| {
+                        r.profile.threads.push(Thread {
+                            name: format!("thread {}", s.thread),
+                            tid: s.thread,
+                            start_ns: s.time_ns.saturating_sub(zero),
+                            ..Thread::default()
+                        });
+                        ctxs.push(ThreadCtx::default());
+                        ctxs.len() - 1
+                    }),
+                };
+                last_thread = Some((s.thread, i));
+                let ctx = &mut ctxs[i];
                 let stack = sample_stack(&mut r, ctx, s.flags, s.stack);
                 ctx.last_time = Some(s.time_ns);
-                r.profile.threads[ctx.index].samples.push(Sample {
+                r.profile.threads[i].samples.push(Sample {
                     time_ns: s.time_ns.saturating_sub(zero),
                     cpu_delta_ns: {
                         let d = s.cpu_delta_ns.min(MAX_TOTAL - cpu_total);
@@ -474,21 +545,11 @@ pub fn analyze(
             }
             Event::Record(Record::ThreadStart(ts)) => {
                 let zero = *start_ns.get_or_insert(ts.time_ns);
-                let idx = match threads.get(&ts.thread) {
-                    Some(ctx) => ctx.index,
-                    None => {
-                        r.profile.threads.push(Thread::default());
-                        let index = r.profile.threads.len() - 1;
-                        threads.insert(
-                            ts.thread,
-                            ThreadCtx {
-                                index,
-                                ..ThreadCtx::default()
-                            },
-                        );
-                        index
-                    }
-                };
+                let idx = *threads.entry(ts.thread).or_insert_with(|| {
+                    r.profile.threads.push(Thread::default());
+                    ctxs.push(ThreadCtx::default());
+                    ctxs.len() - 1
+                });
                 let t = &mut r.profile.threads[idx];
                 t.name = if ts.name.is_empty() {
                     format!("thread {}", ts.thread)
@@ -499,16 +560,16 @@ pub fn analyze(
                 t.start_ns = ts.time_ns.saturating_sub(zero);
             }
             Event::Record(Record::ThreadEnd(te)) => {
-                if let Some(ctx) = threads.get(&te.thread) {
+                if let Some(&i) = threads.get(&te.thread) {
                     let zero = start_ns.unwrap_or(te.time_ns);
-                    r.profile.threads[ctx.index].end_ns = Some(te.time_ns.saturating_sub(zero));
+                    r.profile.threads[i].end_ns = Some(te.time_ns.saturating_sub(zero));
                 }
             }
             Event::Record(Record::SamplesLost(l)) => {
                 let count = l.count.min(MAX_TOTAL - lost_total);
                 lost_total += count;
-                if let Some(ctx) = threads.get(&l.thread) {
-                    let t = &mut r.profile.threads[ctx.index];
+                if let Some(&i) = threads.get(&l.thread) {
+                    let t = &mut r.profile.threads[i];
                     t.lost = t.lost.saturating_add(count);
                 }
                 let n = lost_by_reason.entry(l.reason as u8).or_insert(0);
@@ -630,6 +691,7 @@ pub fn analyze(
     meta.start_unix_ms = wall_ns / 1e6;
     r.profile.start_ns = zero;
     r.profile.meta = meta;
+    std::mem::take(&mut r.interner).finish(&mut r.profile);
     Ok(r.profile)
 }
 
@@ -651,45 +713,46 @@ fn sample_stack(r: &mut Resolver, ctx: &mut ThreadCtx, sflags: u8, raw: &[u64]) 
         // Entry 0 of either stack is the leaf, resolved differently.
         shared = shared.min(n.saturating_sub(1)).min(m.saturating_sub(1));
     }
-    let m = ctx.prev_raw.len();
-    let mut nodes = vec![None; n + 1];
-    let mut sites = vec![None; n + 1];
+    // Root first, the shared entries stay where they are.
+    let (nodes, sites) = (&mut ctx.nodes, &mut ctx.sites);
     if shared > 0 {
-        nodes[n - shared..].copy_from_slice(&ctx.nodes[m - shared..]);
-        sites[n - shared..].copy_from_slice(&ctx.sites[m - shared..]);
+        nodes.truncate(shared + 1);
+        sites.truncate(shared + 1);
     } else {
-        nodes[n] = if incomplete != 0 {
+        nodes.clear();
+        sites.clear();
+        nodes.push(if incomplete != 0 {
             let f = r.synthetic(TRUNCATED, Category::Other);
-            r.push(None, &[f])
+            r.push(None, f)
         } else {
             None
-        };
+        });
+        sites.push(None);
     }
     for j in (0..n - shared).rev() {
         let is_return = j > 0 || host;
         let res = r.resolve(raw[j], is_return);
-        nodes[j] = r.push(nodes[j + 1], &res.frames);
-        sites[j] = if res.frames.is_empty() {
-            sites[j + 1]
+        let node = r.push_resolved(nodes[n - j - 1], res);
+        let site = if res.is_empty() {
+            sites[n - j - 1]
         } else {
             res.call_site
         };
+        nodes.push(node);
+        sites.push(site);
     }
     // The leaf: a host call (or a PC in a trampoline, on its way in or out
     // of the host) ends in a frame naming the callee.
-    let leaf_in_trampoline = n > 0 && !host && r.resolve(raw[0], false).frames.is_empty();
+    let leaf_in_trampoline = n > 0 && !host && r.resolve(raw[0], false).is_empty();
     let leaf = if host || leaf_in_trampoline || n == 0 {
-        let site = if n > 0 { sites[0] } else { None };
-        let f = r.host_frame(site);
-        r.push(nodes[0], &[f])
+        let f = r.host_frame(sites[n]);
+        r.push(nodes[n], f)
     } else {
-        nodes[0]
+        nodes[n]
     };
     ctx.prev_raw.clear();
     ctx.prev_raw.extend_from_slice(raw);
     ctx.prev_flags = sflags;
-    ctx.nodes = nodes;
-    ctx.sites = sites;
     leaf
 }
 

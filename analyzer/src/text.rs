@@ -199,7 +199,7 @@ pub fn try_summarize(profile: &Profile) -> Result<Summary, String> {
         if n == 0 {
             continue;
         }
-        let leaf = &p.frames[p.stacks[st].frame as usize];
+        let leaf = &p.frames[p.stacks.get(st).frame as usize];
         let leaf_name = func_name[leaf.func as usize];
         stats[leaf_name as usize][0] += n;
         stats[leaf_name as usize][2] += cpu;

@@ -157,7 +157,7 @@ fn fixture() -> Profile {
             tid: 1,
             start_ns: 0,
             end_ns: Some(12_000_000),
-            samples: main_samples,
+            samples: main_samples.into(),
             lost: 2,
         },
         Thread {
@@ -165,7 +165,7 @@ fn fixture() -> Profile {
             tid: 2,
             start_ns: 1_000_000,
             end_ns: Some(6_000_000),
-            samples: worker_samples,
+            samples: worker_samples.into(),
             lost: 0,
         },
     ];
@@ -392,7 +392,7 @@ fn check_firefox(v: &Value, every: usize) -> Vec<Decoded> {
 
 /// What `check_firefox` should decode for a thread: samples in time order.
 fn expected(p: &Profile, t: &Thread, every: usize) -> Decoded {
-    let mut samples = t.samples.clone();
+    let mut samples: Vec<Sample> = t.samples.iter().collect();
     samples.sort_by_key(|s| s.time_ns);
     samples
         .iter()
@@ -594,11 +594,25 @@ fn firefox_gzip_and_plain_files() {
 #[test]
 fn firefox_rejects_an_invalid_model() {
     let mut p = fixture();
-    p.stacks[0].frame = 999;
+    let s0 = p.stacks.get(0);
+    p.stacks.set(0, Stack { frame: 999, ..s0 });
     assert!(firefox::write(&p, &mut Vec::new()).is_err());
     let mut p = fixture();
-    p.stacks[0].parent = Some(3);
-    p.stacks[3].parent = Some(0);
+    let (s0, s3) = (p.stacks.get(0), p.stacks.get(3));
+    p.stacks.set(
+        0,
+        Stack {
+            parent: Some(3),
+            ..s0
+        },
+    );
+    p.stacks.set(
+        3,
+        Stack {
+            parent: Some(0),
+            ..s3
+        },
+    );
     assert!(firefox::write(&p, &mut Vec::new()).is_err());
     assert!(folded::write(&p, &mut Vec::new()).is_err());
     assert!(text::try_summarize(&p).is_err());
@@ -689,7 +703,7 @@ fn folded_single_thread_and_sanitizing() {
     p.threads.push(Thread {
         name: "only".into(),
         tid: 1,
-        samples: vec![sample(1, 1, Some(st)), sample(2, 1, Some(st))],
+        samples: vec![sample(1, 1, Some(st)), sample(2, 1, Some(st))].into(),
         ..Default::default()
     });
     let mut out = Vec::new();
@@ -873,14 +887,14 @@ fn large_profile_exports() {
         Thread {
             name: "main".into(),
             tid: 1,
-            samples,
+            samples: samples.into(),
             end_ns: Some(t + 1),
             ..Default::default()
         },
         Thread {
             name: "other".into(),
             tid: 2,
-            samples: half,
+            samples: half.into(),
             ..Default::default()
         },
     ];
