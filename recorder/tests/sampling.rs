@@ -631,7 +631,7 @@ fn host_attribution() {
                 .or_default() += 1;
         }
         let mut inner: Vec<_> = inner.into_iter().collect();
-        inner.sort_by(|a, b| b.1.cmp(&a.1));
+        inner.sort_by_key(|e| std::cmp::Reverse(e.1));
         // Host samples while the guest's wasm ran (between the first and
         // the last sample with wasm frames): wasm is certainly below them.
         let wasm_times: Vec<u64> = l
