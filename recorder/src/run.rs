@@ -113,7 +113,7 @@ pub struct RunOptions {
     /// Install the call hook ([`crate::ThreadSampler::call_hook`]), which
     /// records the wasm/host boundary at every host call. Off by default: it
     /// costs ~25 ns per host call (Wasmtime's hook mechanism plus a
-    /// frame-pointer walk; 7% on a program making 2.5 M host calls a second)
+    /// frame-pointer walk; 5–7% on a program making 2.5 M host calls a second)
     /// and without it the signal handler finds the wasm callers of a host
     /// sample by itself (frame pointers, else a bounded stack scan). With it,
     /// the boundary of every host call is exact instead of found.
