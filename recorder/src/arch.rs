@@ -112,6 +112,49 @@ pub(crate) fn frame_state<M: Memory>(mem: &M, pc: u64, lo: u64, hi: u64, _sp: u6
     }
 }
 
+/// The target of the direct call that returns to `ra`, if the instruction
+/// before `ra` is one (x86_64: `e8 rel32`). Reads only `[ra - 5, ra)`, and
+/// only when that lies inside `[lo, ra)` (the module code holding `ra`).
+#[cfg(not(target_arch = "aarch64"))]
+#[inline]
+pub(crate) fn direct_call_target<M: Memory>(mem: &M, ra: u64, lo: u64) -> Option<u64> {
+    const CALL_REL32: u8 = 0xe8;
+    if ra < lo.saturating_add(5) || mem.byte(ra - 5) != CALL_REL32 {
+        return None;
+    }
+    let rel = i32::from_le_bytes([
+        mem.byte(ra - 4),
+        mem.byte(ra - 3),
+        mem.byte(ra - 2),
+        mem.byte(ra - 1),
+    ]);
+    Some(ra.wrapping_add(rel as i64 as u64))
+}
+
+/// The target of the direct call that returns to `ra`, if the instruction
+/// before `ra` is one (aarch64: `bl imm26`). Reads only `[ra - 4, ra)`, and
+/// only when that lies inside `[lo, ra)`.
+#[cfg(target_arch = "aarch64")]
+#[inline]
+pub(crate) fn direct_call_target<M: Memory>(mem: &M, ra: u64, lo: u64) -> Option<u64> {
+    if ra & 3 != 0 || ra < lo.saturating_add(4) {
+        return None;
+    }
+    let a = ra - 4;
+    let insn = u32::from_le_bytes([
+        mem.byte(a),
+        mem.byte(a + 1),
+        mem.byte(a + 2),
+        mem.byte(a + 3),
+    ]);
+    if insn & 0xfc00_0000 != 0x9400_0000 {
+        return None;
+    }
+    // imm26, sign-extended, in instructions.
+    let off = (((insn & 0x03ff_ffff) << 6) as i32 >> 6) as i64 * 4;
+    Some(a.wrapping_add(off as u64))
+}
+
 /// Removes pointer-authentication bits from a return address.
 #[cfg(target_arch = "aarch64")]
 #[inline]

@@ -24,7 +24,8 @@
 //! // 3. Sample the thread that runs the store's calls.
 //! let mut store = wasmtime::Store::new(&engine, ());
 //! let mut sampler = recorder.thread_sampler("main")?;
-//! sampler.install_call_hook(&mut store);
+//! // Optional, and costly for programs making millions of host calls:
+//! // sampler.install_call_hook(&mut store);
 //! sampler.start()?;
 //! let instance = wasmtime::Instance::new(&mut store, &module, &[])?;
 //! let result = instance.get_typed_func::<(), ()>(&mut store, "run")?.call(&mut store, ());
@@ -201,6 +202,12 @@ pub struct SamplerStats {
     pub prologue: u64,
     /// Samples cut at the frame limit (`TRUNCATED`).
     pub truncated: u64,
+    /// Host samples whose wasm callers came from the call hook's record
+    /// (their frame-pointer chain was broken or went astray).
+    pub via_hook: u64,
+    /// Host samples whose wasm callers the stack scan found (their
+    /// frame-pointer chain was broken).
+    pub via_scan: u64,
     /// Total time spent in the signal handler, in ns (wall-clock timers only).
     pub handler_ns: u64,
     /// The longest handler run, in ns (wall-clock timers only).
@@ -293,6 +300,8 @@ fn add_stats(s: &mut SamplerStats, st: &ThreadState) {
     s.broken += t.broken.load(Ordering::Relaxed);
     s.prologue += t.prologue.load(Ordering::Relaxed);
     s.truncated += t.truncated.load(Ordering::Relaxed);
+    s.via_hook += t.via_hook.load(Ordering::Relaxed);
+    s.via_scan += t.via_scan.load(Ordering::Relaxed);
     s.handler_ns += t.handler_ns.load(Ordering::Relaxed);
     s.handler_max_ns = s
         .handler_max_ns
