@@ -55,8 +55,9 @@ pub enum ConfigKind {
     /// Diagnostic (only with `--configs`): plain plus an empty
     /// `Store::call_hook`, the cost of Wasmtime's call-hook mechanism alone.
     Hook,
-    /// Diagnostic (only with `--configs`): wrec without its call hook.
-    WrecNohook,
+    /// Diagnostic (only with `--configs`): wrec with its optional call hook
+    /// (`wrec --call-hook`), to measure what the hook costs.
+    WrecHook,
 }
 
 impl ConfigKind {
@@ -74,7 +75,7 @@ impl ConfigKind {
         ConfigKind::Guest,
         ConfigKind::Wrec,
         ConfigKind::Hook,
-        ConfigKind::WrecNohook,
+        ConfigKind::WrecHook,
     ];
 
     pub fn name(self) -> &'static str {
@@ -84,7 +85,7 @@ impl ConfigKind {
             ConfigKind::Guest => "guest",
             ConfigKind::Wrec => "wrec",
             ConfigKind::Hook => "hook",
-            ConfigKind::WrecNohook => "wrec-nohook",
+            ConfigKind::WrecHook => "wrec-hook",
         }
     }
 
@@ -93,7 +94,7 @@ impl ConfigKind {
         match self {
             ConfigKind::Plain | ConfigKind::Floor | ConfigKind::Hook => EngineClass::Default,
             ConfigKind::Guest => EngineClass::Epoch,
-            ConfigKind::Wrec | ConfigKind::WrecNohook => EngineClass::Wrec,
+            ConfigKind::Wrec | ConfigKind::WrecHook => EngineClass::Wrec,
         }
     }
 }
@@ -357,7 +358,7 @@ fn run(a: &ChildArgs) -> Result<RunResult> {
             drop(out);
             r.finish_ns = sys::mono_ns() - f0;
         }
-        ConfigKind::Wrec | ConfigKind::WrecNohook => {
+        ConfigKind::Wrec | ConfigKind::WrecHook => {
             let mut step_cpu = sys::process_cpu_ns();
             let mut step = |r: &mut RunResult, name: &str| {
                 let now = sys::process_cpu_ns();
@@ -379,7 +380,7 @@ fn run(a: &ChildArgs) -> Result<RunResult> {
             step(&mut r, "add_module");
             let mut sampler = recorder.thread_sampler("main")?;
             step(&mut r, "thread_sampler");
-            if a.config == ConfigKind::Wrec {
+            if a.config == ConfigKind::WrecHook {
                 sampler.install_call_hook(&mut store);
             }
             sampler.start()?;
@@ -425,7 +426,7 @@ fn run(a: &ChildArgs) -> Result<RunResult> {
     r.maxrss_kib = sys::vm_hwm_kib();
     if matches!(
         a.config,
-        ConfigKind::Guest | ConfigKind::Wrec | ConfigKind::WrecNohook
+        ConfigKind::Guest | ConfigKind::Wrec | ConfigKind::WrecHook
     ) {
         r.output_bytes = sys::file_len(&a.output);
         if a.config != ConfigKind::Guest {

@@ -51,7 +51,7 @@ struct Cli {
     quick: bool,
     /// Only these configurations (plain is always run: ratios need it).
     /// Besides the four compared ones, two diagnostics: `hook` (plain with an
-    /// empty call hook) and `wrec-nohook` (wrec without its call hook).
+    /// empty call hook) and `wrec-hook` (wrec with its optional call hook, `wrec --call-hook`).
     #[arg(long, value_delimiter = ',', value_enum)]
     configs: Vec<ConfigKind>,
     /// Directory with the fixtures.

@@ -207,7 +207,7 @@ pub fn metrics(rep: &Report) -> Table {
                             .push(r.handler_ns as f64 / r.handled as f64 / 1000.0);
                         m.handler_max_us.push(r.handler_max_ns as f64 / 1000.0);
                     }
-                    if matches!(c, ConfigKind::Wrec | ConfigKind::WrecNohook) {
+                    if matches!(c, ConfigKind::Wrec | ConfigKind::WrecHook) {
                         m.lost.push(r.lost as f64);
                         if r.samples > 0 {
                             m.sample_bytes_per_sample
