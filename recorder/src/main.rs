@@ -138,11 +138,15 @@ enum ClockArg {
     Cpu,
 }
 
+/// Below this interval a CPU-time timer is coarser than asked (the kernel's
+/// tick at HZ=250, the most common setting).
+const CPU_TICK: Duration = Duration::from_millis(4);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut opts = RunOptions::new(&cli.wasm);
-    if let Some(o) = cli.output {
-        opts.output = o;
+    if let Some(o) = &cli.output {
+        opts.output = o.clone();
     }
     opts.args = cli.args;
     opts.env = cli.env;
@@ -164,6 +168,29 @@ fn main() -> ExitCode {
     opts.force = cli.force;
     if let Some(step) = cli.trace_growth_step {
         opts.writer.growth_step = step.max(4096);
+    }
+
+    // `wrec app.wasm ARGS -o t.wrec` hands `-o t.wrec` to the guest, as
+    // `wasmtime run` would: say so, since the trace goes elsewhere.
+    if cli.output.is_none() {
+        if let Some(o) = opts
+            .args
+            .iter()
+            .position(|a| a == "-o" || a == "--output" || a.starts_with("--output="))
+        {
+            say(format_args!(
+                "wrec: note: `{}` comes after the module, so it goes to the guest; wrec's options go before the module (`wrec -o FILE {} ...`). Writing the trace to {}",
+                opts.args[o],
+                cli.wasm.display(),
+                opts.output.display()
+            ));
+        }
+    }
+    if opts.clock == TimerClock::Cpu && opts.interval < CPU_TICK {
+        say(format_args!(
+            "wrec: warning: with --clock cpu the kernel fires the timer on its scheduler tick (every 4 ms on most Linux kernels), so samples come at most once a tick, not every {}; the default --clock wall samples at the interval asked and still records each sample's CPU time",
+            wrec::format_interval(opts.interval)
+        ));
     }
 
     let outcome = match run::run(&opts) {

@@ -329,3 +329,88 @@ fn module_record_describes_the_module() {
         .all(|o| o < size));
     assert!(m.wasm_offset(fib.offset + fib.len / 2).is_some());
 }
+
+/// `wrec app.wasm ARGS -o t.wrec` (the order some write by habit) hands
+/// `-o t.wrec` to the guest, as `wasmtime run` would; wrec says where the
+/// trace went instead and how to put the option first.
+#[test]
+fn an_output_option_after_the_module_goes_to_the_guest_with_a_note() {
+    let d = tempfile::tempdir().unwrap();
+    let wasm = fixture("envargs.wasm");
+    std::fs::create_dir(d.path().join("io")).unwrap();
+    std::fs::write(d.path().join("io/input.txt"), "x").unwrap();
+    let out = wrec(
+        d.path(),
+        &[
+            "--dir",
+            "io",
+            "--env",
+            "WREC_FIXTURE_GREETING=hi",
+            wasm.to_str().unwrap(),
+            "io",
+            "-o",
+            "mine.wrec",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The guest got it...
+    assert!(text(&out.stdout).contains("-o"), "{}", text(&out.stdout));
+    // ...the trace went to the default place, and wrec said so.
+    assert!(d.path().join("envargs.wrec").exists());
+    assert!(!d.path().join("mine.wrec").exists());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("goes to the guest") && err.contains("envargs.wrec"),
+        "{err}"
+    );
+    // With wrec's own -o first, no note.
+    let out = wrec(
+        d.path(),
+        &[
+            "-o",
+            "t.wrec",
+            "--dir",
+            "io",
+            "--env",
+            "WREC_FIXTURE_GREETING=hi",
+            wasm.to_str().unwrap(),
+            "io",
+            "-o",
+        ],
+    );
+    assert!(!text(&out.stderr).contains("goes to the guest"));
+}
+
+/// CPU-time timers fire on the scheduler tick: an interval below it gets a
+/// warning that says what to use instead; the default clock gets none.
+#[test]
+fn a_cpu_clock_finer_than_the_tick_is_warned_about() {
+    let d = tempfile::tempdir().unwrap();
+    let wasm = fixture("exit.wasm");
+    let out = wrec(
+        d.path(),
+        &[
+            "--clock",
+            "cpu",
+            "--interval",
+            "100us",
+            wasm.to_str().unwrap(),
+            "1000",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("scheduler tick") && err.contains("--clock wall"),
+        "{err}"
+    );
+    for ok in [
+        ["--clock", "cpu", "--interval", "10ms"],
+        ["--clock", "wall", "--interval", "100us"],
+    ] {
+        let mut args = ok.to_vec();
+        args.extend([wasm.to_str().unwrap(), "1000"]);
+        let out = wrec(d.path(), &args);
+        assert!(!text(&out.stderr).contains("scheduler tick"), "{ok:?}");
+    }
+}

@@ -83,7 +83,7 @@ fn the_detector_catches_an_allocating_handler() {
         };
         assert_eq!(libc::sigaltstack(&ss, std::ptr::null_mut()), 0);
         let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = allocating_handler as usize;
+        sa.sa_sigaction = allocating_handler as *const () as usize;
         sa.sa_flags = libc::SA_ONSTACK;
         assert_eq!(libc::sigaction(libc::SIGUSR1, &sa, std::ptr::null_mut()), 0);
         ON_SIGNAL_STACK.store(0, SeqCst);
