@@ -154,6 +154,7 @@ fn layout(w: &Wasm, path: &str, sha256: [u8; 32], text_addr: u64) -> Layout {
             text_len: at,
             functions,
             address_map,
+            addresses: Vec::new(),
         },
     }
 }
