@@ -535,3 +535,56 @@ fn a_scanner_sees_the_samples_of_a_trace_being_written() {
         (0..7).map(|d| 0x1000 + d * 0x10).collect::<Vec<u64>>()
     );
 }
+
+/// Which pages of `len` bytes from `off` in the writer's mapping are in
+/// memory (`mincore`).
+fn resident(w: &TraceWriter, off: usize, len: usize) -> Vec<bool> {
+    let page = 4096;
+    let mut v = vec![0u8; len.div_ceil(page)];
+    // SAFETY: the range lies inside the mapping; v has a byte per page.
+    let rc = unsafe { libc::mincore(w.map.as_ptr().add(off) as *mut _, len, v.as_mut_ptr()) };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    v.iter().map(|b| b & 1 != 0).collect()
+}
+
+#[test]
+fn the_pages_ahead_of_the_cursor_are_faulted_in_before_samples_reach_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.wrec");
+    let opts = WriterOptions::default();
+    let w = TraceWriter::create(&path, Header::for_this_host(), opts).unwrap();
+    // Right after creation: the window after the header is in memory, the
+    // rest of the first growth step (allocated, never touched) is not.
+    let window = opts.prefault as usize;
+    assert!(resident(&w, 0, window).iter().all(|&r| r));
+    assert!(
+        !resident(&w, 4 << 20, 4096)[0],
+        "4 MiB in should not be touched"
+    );
+    // Appending moves the window along when the housekeeper calls prefault.
+    let mut enc = SampleEncoder::new(0);
+    let stack: Vec<u64> = (0..40).map(|i| 0x7000_0000 + i * 0x1_0000).collect();
+    let mut i = 0u64;
+    while w.committed_len() < 3 * window as u64 {
+        // Every sample a different innermost frame far from the others.
+        let mut s = stack.clone();
+        s[0] += i * 0x10_0000;
+        w.append_sample(
+            &mut enc,
+            &SampleRef {
+                time_ns: i * 1_000_000,
+                cpu_ns: i * 1_000_000,
+                flags: 0,
+                stack: &s,
+            },
+        )
+        .unwrap();
+        i += 1;
+    }
+    w.prefault();
+    let cursor = w.committed_len() as usize & !4095;
+    assert!(resident(&w, cursor, window).iter().all(|&r| r));
+    // Nothing was written there.
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(bytes[w.committed_len() as usize..].iter().all(|&b| b == 0));
+}

@@ -22,7 +22,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::SeqCst};
 use std::sync::Mutex;
 
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::{Advice, MmapOptions, MmapRaw};
 
 use crate::header::{Header, COMMITTED_OFFSET, HEADER_SIZE};
 use crate::records::{flags, kind, Record, SHORT_SAMPLE_MAX};
@@ -96,6 +96,10 @@ pub struct WriterOptions {
     /// The largest the trace may grow (default 16 GiB); the mapping reserves
     /// this much address space up front so it never moves.
     pub max_len: u64,
+    /// How far past the cursor [`TraceWriter::prefault`] keeps the pages
+    /// mapped writable (default 256 KiB), so that the signal handler never
+    /// takes a page fault.
+    pub prefault: u64,
 }
 
 impl Default for WriterOptions {
@@ -104,6 +108,7 @@ impl Default for WriterOptions {
             growth_step: 8 << 20,
             tail_reserve: 64 << 10,
             max_len: 16 << 30,
+            prefault: 256 << 10,
         }
     }
 }
@@ -301,7 +306,7 @@ impl SampleEncoder {
 pub struct TraceWriter {
     path: PathBuf,
     file: File,
-    map: MmapRaw,
+    pub(crate) map: MmapRaw,
     opts: WriterOptions,
     /// Next free byte: everything below is reserved.
     cursor: AtomicU64,
@@ -314,6 +319,8 @@ pub struct TraceWriter {
     /// The run's sampling interval in whole µs, from the run-info record;
     /// sample time deltas are written relative to it (SPEC.md §2.4).
     interval_us: AtomicU64,
+    /// Pages below this offset have been made writable ahead of the cursor.
+    prefaulted: AtomicU64,
     grow_lock: Mutex<()>,
 }
 
@@ -355,6 +362,10 @@ impl TraceWriter {
             .len(opts.max_len as usize)
             .map_raw(&file)
             .map_err(io_err)?;
+        // Records are appended, never read back: without this hint the first
+        // store makes the kernel read ahead a large window of the (zero,
+        // freshly allocated) file. A hint only: its failure changes nothing.
+        let _ = map.advise(Advice::Random);
         let w = TraceWriter {
             path: path.to_owned(),
             file,
@@ -367,6 +378,7 @@ impl TraceWriter {
             samples_written: AtomicU64::new(0),
             samples_dropped: AtomicU64::new(0),
             interval_us: AtomicU64::new(0),
+            prefaulted: AtomicU64::new(0),
             grow_lock: Mutex::new(()),
         };
         w.allocate(
@@ -380,7 +392,46 @@ impl TraceWriter {
         unsafe {
             std::ptr::copy_nonoverlapping(h.encode().as_ptr(), w.map.as_mut_ptr(), HEADER_SIZE)
         };
+        w.prefault();
         Ok(w)
+    }
+
+    /// Makes the pages from the cursor to [`WriterOptions::prefault`] bytes
+    /// past it (within the allocated space) present and writable, so that
+    /// appending there takes no page fault: a fault in the signal handler
+    /// costs microseconds, or much more when the page must be read. Call it
+    /// from normal context, regularly (the recorder's background thread
+    /// does, after [`grow`](Self::grow)). Works in steps of a quarter of the
+    /// window, so most calls make no system call.
+    pub fn prefault(&self) {
+        // SAFETY: sysconf has no preconditions.
+        let page = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096)) as u64;
+        let cap = self.capacity.load(SeqCst);
+        let cursor = self.cursor.load(SeqCst);
+        let want = cursor.saturating_add(self.opts.prefault).min(cap);
+        let done = self.prefaulted.load(SeqCst).max(cursor & !(page - 1));
+        if want <= done || (want - done < self.opts.prefault / 4 && want < cap) {
+            return;
+        }
+        let (from, to) = (done & !(page - 1), want);
+        let populated = self
+            .map
+            .advise_range(Advice::PopulateWrite, from as usize, (to - from) as usize)
+            .is_ok();
+        if !populated {
+            // Kernels before 5.14: touch each page with an atomic add of 0,
+            // which writes back what it reads, so it cannot undo a sampler's
+            // store into space reserved meanwhile.
+            let mut at = from;
+            while at < to {
+                // SAFETY: at < capacity, inside the mapping; the byte is only
+                // accessed atomically here, and the add leaves it unchanged.
+                unsafe { &*(self.map.as_mut_ptr().add(at as usize) as *const AtomicU8) }
+                    .fetch_add(0, SeqCst);
+                at += page;
+            }
+        }
+        self.prefaulted.fetch_max(to, SeqCst);
     }
 
     pub fn path(&self) -> &Path {
@@ -635,7 +686,9 @@ impl TraceWriter {
             path: self.path.clone(),
             source,
         };
-        self.map.flush().map_err(io_err)?;
+        // No msync: the page cache is coherent, so every reader sees the
+        // records now, and the kernel writes them back in its own time
+        // (SPEC.md §3; the trace is not meant to survive a machine crash).
         self.file.set_len(len).map_err(io_err)?;
         self.capacity.store(len, SeqCst);
         Ok(len)

@@ -212,6 +212,7 @@ fn a_full_log_drops_samples_but_keeps_room_for_the_end() {
         growth_step: 64 << 10,
         tail_reserve: 4 << 10,
         max_len: 256 << 10,
+        ..WriterOptions::default()
     };
     let w = TraceWriter::create(&path, Header::for_this_host(), opts).unwrap();
     let mut enc = SampleEncoder::new(0);

@@ -700,6 +700,7 @@ fn housekeeping(shared: &Shared, stop: &(Mutex<bool>, Condvar)) {
         if let Err(e) = shared.writer.grow() {
             shared.note_full(&e);
         }
+        shared.writer.prefault();
         if !shared.writer.is_full() {
             shared.flush_losses(None);
             shared
