@@ -128,3 +128,56 @@ fn lost_counts_and_cpu_times_beyond_u64_do_not_overflow() {
         .fold(0u64, |a, s| a.saturating_add(s.cpu_delta_ns));
     assert_eq!(cpu, u64::MAX / 4, "the analyzer caps the sum");
 }
+
+#[test]
+fn a_sampled_address_without_its_code_address_is_named_and_reported() {
+    // What a recorder killed before writing a code-addresses record leaves:
+    // a module record without a full map, samples in its function, and a
+    // code address for one of the two sampled offsets only.
+    let hash = sha256(&std::fs::read(fixture("fib-O2.wasm")).unwrap());
+    let module = frame(&Record::Module(ModuleRecord {
+        id: 0,
+        path: "/nonexistent/fib-O2.wasm".into(),
+        sha256: hash,
+        text_addr: 0x10_0000,
+        text_len: 0x100,
+        functions: vec![FunctionEntry {
+            index: 1,
+            offset: 0x10,
+            len: 0x40,
+        }],
+        address_map: vec![],
+        addresses: vec![],
+    }));
+    let addresses = frame(&Record::CodeAddresses(CodeAddresses {
+        module: 0,
+        entries: vec![AddressMapEntry {
+            code_offset: 0x20,
+            wasm_offset: Some(0x200),
+        }],
+    }));
+    let with = analyze_all(&trace(&[
+        module.clone(),
+        sample(0, flags::KEYFRAME, 1, 1, &[0x10_0020]),
+        addresses.clone(),
+    ]));
+    assert!(
+        !with.meta.warnings.iter().any(|w| w.contains("wasm offset")),
+        "{:?}",
+        with.meta.warnings
+    );
+    let without = analyze_all(&trace(&[
+        module,
+        sample(0, flags::KEYFRAME, 1, 1, &[0x10_0020]),
+        sample(1, flags::KEYFRAME, 1, 1, &[0x10_0030]),
+        addresses,
+    ]));
+    assert_eq!(without.sample_count(), 2);
+    let warning = without
+        .meta
+        .warnings
+        .iter()
+        .find(|w| w.contains("have no recorded wasm offset"))
+        .unwrap_or_else(|| panic!("{:?}", without.meta.warnings));
+    assert!(warning.contains(" 1 sampled code addresses"), "{warning}");
+}
