@@ -239,6 +239,10 @@ pub(crate) struct Shared {
     code: Mutex<CodeMaps>,
 }
 
+/// At most this many code addresses (~8 bytes each) per module go into a
+/// full trace's reserved tail (64 KiB by default).
+const MAX_ENTRIES_WHEN_FULL: usize = 2048;
+
 /// A module's full address map, kept to answer the code addresses the
 /// samples use (SPEC.md §2.7).
 struct ModuleMap {
@@ -288,23 +292,37 @@ impl CodeMaps {
                 }
             }
         });
+        // A full trace writes these (at the end) into the space kept back
+        // for the loss and end records: a bounded share of it, so the end
+        // record still fits; the rest lose their lines (wanalyze says so).
+        let limit = if writer.is_full() {
+            MAX_ENTRIES_WHEN_FULL
+        } else {
+            usize::MAX
+        };
         for m in modules.iter_mut().filter(|m| !m.pending.is_empty()) {
+            let entries: Vec<AddressMapEntry> = m
+                .pending
+                .iter()
+                .take(limit)
+                .map(|(&code_offset, &wasm_offset)| AddressMapEntry {
+                    code_offset,
+                    wasm_offset,
+                })
+                .collect();
+            let n = entries.len();
             let rec = Record::CodeAddresses(CodeAddresses {
                 module: m.id,
-                entries: m
-                    .pending
-                    .iter()
-                    .map(|(&code_offset, &wasm_offset)| AddressMapEntry {
-                        code_offset,
-                        wasm_offset,
-                    })
-                    .collect(),
+                entries,
             });
             // On failure (the trace is full) they stay pending for the
             // next try.
             if writer.write_record(&rec).is_ok() {
-                m.written.extend(m.pending.keys());
-                m.pending.clear();
+                for _ in 0..n {
+                    if let Some((off, _)) = m.pending.pop_first() {
+                        m.written.insert(off);
+                    }
+                }
             }
         }
     }
