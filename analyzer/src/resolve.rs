@@ -19,8 +19,7 @@ use rustc_hash::FxHashMap;
 
 use sha2::{Digest, Sha256};
 use wrec_format::{
-    flags, Event, ExitKind, FunctionEntry, LossReason, ModuleRecord, ReadError, Record, TimerClock,
-    Trace,
+    flags, Event, ExitKind, LossReason, ModuleRecord, ReadError, Record, TimerClock, Trace,
 };
 
 use crate::model::{
@@ -143,6 +142,10 @@ struct Resolver {
     /// entries that carry a wasm offset, for [`nearest_wasm_offset`].
     mapped: FxHashMap<usize, Vec<usize>>,
     synthetic: FxHashMap<&'static str, FrameId>,
+    /// Distinct code offsets inside functions that the trace gives no wasm
+    /// offset for (no code-addresses entry, no full map: the recorder was
+    /// killed before writing it).
+    unmapped: u64,
 }
 
 impl Resolver {
@@ -221,11 +224,20 @@ impl Resolver {
             // A trampoline: part of the call into or out of wasm, no frame.
             return None;
         };
-        let mapped = self
-            .mapped
-            .entry(mi)
-            .or_insert_with(|| mapped_entries(&m.rec));
-        let wasm_off = nearest_wasm_offset(&m.rec, mapped, off, &func);
+        let wasm_off = match m.rec.exact_wasm_offset(off) {
+            Some(w) => w,
+            None if m.rec.address_map.is_empty() => {
+                self.unmapped += 1;
+                None
+            }
+            None => {
+                let mapped = self
+                    .mapped
+                    .entry(mi)
+                    .or_insert_with(|| m.rec.mapped_entries());
+                m.rec.nearest_wasm_offset(mapped, off, &func)
+            }
+        };
         let lib = m.lib;
         let source = match wasm_off {
             Some(w) if m.dwarf => m.symbols.source_frames(w),
@@ -429,6 +441,7 @@ pub fn analyze(
         real_funcs: HashMap::new(),
         mapped: FxHashMap::default(),
         synthetic: FxHashMap::default(),
+        unmapped: 0,
     };
     let header = *trace.header();
     let mut meta = Meta {
@@ -589,6 +602,8 @@ pub fn analyze(
                     message: e.message,
                 });
             }
+            // Already attached to their module records by the decoder.
+            Event::Record(Record::CodeAddresses(_)) => {}
             Event::Unknown { .. } => {}
         }
     }
@@ -624,6 +639,13 @@ pub fn analyze(
                 },
             });
         }
+    }
+    if r.unmapped > 0 {
+        meta.warnings.push(format!(
+            "{}: {} sampled code addresses have no recorded wasm offset (the recorder was probably killed before writing them): their frames name the function but have no line",
+            path.display(),
+            r.unmapped
+        ));
     }
     for (reason, lost) in lost_by_reason {
         let why = match reason {
@@ -756,45 +778,6 @@ fn sample_stack(r: &mut Resolver, ctx: &mut ThreadCtx, sflags: u8, raw: &[u64]) 
     leaf
 }
 
-/// The wasm offset of code offset `off`. Cranelift leaves some instructions
-/// without a wasm offset (code its optimizer moved or merged); those take the
-/// offset of the nearest mapped instruction before them in the same function,
-/// as a line-based profiler attributes unmapped code to the preceding line.
-/// Code before a function's first mapped instruction (its prologue) takes
-/// that instruction's offset.
-///
-/// `mapped` holds the indices of the entries that have a wasm offset
-/// ([`mapped_entries`]): binary searches, so that a map of long unmapped runs
-/// cannot make every look-up scan them (quadratic in a hostile trace).
-fn nearest_wasm_offset(
-    rec: &ModuleRecord,
-    mapped: &[usize],
-    off: u64,
-    func: &FunctionEntry,
-) -> Option<u64> {
-    let map = &rec.address_map;
-    let i = map.partition_point(|e| e.code_offset <= off);
-    // The last mapped entry before i, and the first at or after it; entries
-    // are sorted by code offset, so each is in the function or none is.
-    let j = mapped.partition_point(|&k| k < i);
-    let before = j
-        .checked_sub(1)
-        .map(|j| &map[mapped[j]])
-        .filter(|e| e.code_offset >= func.offset);
-    let after = mapped
-        .get(j)
-        .map(|&k| &map[k])
-        .filter(|e| e.code_offset < func.offset + func.len);
-    before.or(after).and_then(|e| e.wasm_offset)
-}
-
-/// The indices of a module's address-map entries that have a wasm offset.
-fn mapped_entries(rec: &ModuleRecord) -> Vec<usize> {
-    (0..rec.address_map.len())
-        .filter(|&k| rec.address_map[k].wasm_offset.is_some())
-        .collect()
-}
-
 fn file_name(path: &str) -> String {
     Path::new(path)
         .file_name()
@@ -887,7 +870,7 @@ fn load_module(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wrec_format::AddressMapEntry;
+    use wrec_format::{AddressMapEntry, FunctionEntry};
 
     /// The linear scan `nearest_wasm_offset` replaced, as the reference.
     fn nearest_linear(rec: &ModuleRecord, off: u64, func: &FunctionEntry) -> Option<u64> {
@@ -933,8 +916,9 @@ mod tests {
                 text_len: at + 10,
                 functions: Vec::new(),
                 address_map,
+                addresses: Vec::new(),
             };
-            let mapped = mapped_entries(&rec);
+            let mapped = rec.mapped_entries();
             for _ in 0..20 {
                 let offset = rnd(at + 5);
                 let func = FunctionEntry {
@@ -944,7 +928,7 @@ mod tests {
                 };
                 for off in offset..offset + func.len {
                     assert_eq!(
-                        nearest_wasm_offset(&rec, &mapped, off, &func),
+                        rec.nearest_wasm_offset(&mapped, off, &func),
                         nearest_linear(&rec, off, &func),
                         "{rec:?} {func:?} at {off}"
                     );

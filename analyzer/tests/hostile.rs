@@ -46,23 +46,25 @@ fn module(id: u64, sha256: [u8; 32]) -> Vec<u8> {
             code_offset: 0x10,
             wasm_offset: Some(0x200),
         }],
+        addresses: vec![],
     }))
 }
 
-fn sample(thread: u64, sflags: u8, time: u64, cpu: u64, frames: &[u64]) -> Vec<u8> {
-    let mut p = Vec::new();
-    varint::push(&mut p, thread);
-    p.push(sflags);
-    varint::push(&mut p, time);
-    varint::push(&mut p, cpu);
-    varint::push(&mut p, 0);
-    varint::push(&mut p, frames.len() as u64);
+/// A sample of raw time and CPU fields (SPEC.md §2.4) and a whole stack.
+fn sample(thread: u32, sflags: u8, time: u64, cpu: u64, frames: &[u64]) -> Vec<u8> {
     let mut prev = 0u64;
-    for &f in frames {
-        varint::push(&mut p, varint::zigzag(f.wrapping_sub(prev) as i64));
-        prev = f;
-    }
-    frame_payload(kind::SAMPLE, &p)
+    let literals: Vec<i64> = frames
+        .iter()
+        .map(|&f| {
+            let d = f.wrapping_sub(prev) as i64;
+            prev = f;
+            d
+        })
+        .collect();
+    frame_payload(
+        kind::SAMPLE,
+        &sample_payload(thread, sflags, time, cpu, 0, &literals),
+    )
 }
 
 /// Analyzes `t` against fib-O2.wasm and runs every exporter.
@@ -101,16 +103,18 @@ fn lost_counts_and_cpu_times_beyond_u64_do_not_overflow() {
             reason: LossReason::LogFull,
         }))
     };
-    // CPU deltas of u64::MAX, two in a thread and one in another; lost
-    // counts of u64::MAX, twice in a thread, once in another and once for
-    // a thread that has no samples.
+    // CPU deltas of 2^63 - 1 µs (u64::MAX ns once in ns), two in a thread
+    // and one in another; lost counts of u64::MAX, twice in a thread, once
+    // in another and once for a thread that has no samples. No run info:
+    // the interval is 0, so a time field of 0 is a delta of 0.
+    let huge = varint::zigzag(i64::MAX);
     let p = analyze_all(&trace(&[
         module(0, hash),
-        sample(0, flags::KEYFRAME, u64::MAX, u64::MAX, &[0x10_0020]),
-        sample(0, 0, u64::MAX, u64::MAX, &[0x10_0020]),
-        sample(0, 0, u64::MAX, u64::MAX, &[0x10_0020]),
+        sample(0, flags::KEYFRAME, 0, 0, &[0x10_0020]),
+        sample(0, 0, 0, huge, &[0x10_0020]),
+        sample(0, 0, 0, huge, &[0x10_0020]),
         sample(1, flags::KEYFRAME, 5, 5, &[0x10_0030]),
-        sample(1, 0, 5, u64::MAX, &[0x10_0030]),
+        sample(1, 0, 0, huge, &[0x10_0030]),
         lost(0),
         lost(0),
         lost(1),
@@ -118,4 +122,62 @@ fn lost_counts_and_cpu_times_beyond_u64_do_not_overflow() {
     ]));
     assert_eq!(p.sample_count(), 5);
     assert!(p.threads[0].lost > 0);
+    let cpu: u64 = p.threads[0]
+        .samples
+        .iter()
+        .fold(0u64, |a, s| a.saturating_add(s.cpu_delta_ns));
+    assert_eq!(cpu, u64::MAX / 4, "the analyzer caps the sum");
+}
+
+#[test]
+fn a_sampled_address_without_its_code_address_is_named_and_reported() {
+    // What a recorder killed before writing a code-addresses record leaves:
+    // a module record without a full map, samples in its function, and a
+    // code address for one of the two sampled offsets only.
+    let hash = sha256(&std::fs::read(fixture("fib-O2.wasm")).unwrap());
+    let module = frame(&Record::Module(ModuleRecord {
+        id: 0,
+        path: "/nonexistent/fib-O2.wasm".into(),
+        sha256: hash,
+        text_addr: 0x10_0000,
+        text_len: 0x100,
+        functions: vec![FunctionEntry {
+            index: 1,
+            offset: 0x10,
+            len: 0x40,
+        }],
+        address_map: vec![],
+        addresses: vec![],
+    }));
+    let addresses = frame(&Record::CodeAddresses(CodeAddresses {
+        module: 0,
+        entries: vec![AddressMapEntry {
+            code_offset: 0x20,
+            wasm_offset: Some(0x200),
+        }],
+    }));
+    let with = analyze_all(&trace(&[
+        module.clone(),
+        sample(0, flags::KEYFRAME, 1, 1, &[0x10_0020]),
+        addresses.clone(),
+    ]));
+    assert!(
+        !with.meta.warnings.iter().any(|w| w.contains("wasm offset")),
+        "{:?}",
+        with.meta.warnings
+    );
+    let without = analyze_all(&trace(&[
+        module,
+        sample(0, flags::KEYFRAME, 1, 1, &[0x10_0020]),
+        sample(1, flags::KEYFRAME, 1, 1, &[0x10_0030]),
+        addresses,
+    ]));
+    assert_eq!(without.sample_count(), 2);
+    let warning = without
+        .meta
+        .warnings
+        .iter()
+        .find(|w| w.contains("have no recorded wasm offset"))
+        .unwrap_or_else(|| panic!("{:?}", without.meta.warnings));
+    assert!(warning.contains(" 1 sampled code addresses"), "{warning}");
 }

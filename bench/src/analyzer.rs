@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use wrec_format::{
-    flags, End, Event, ExitKind, Header, ModuleRecord, Record, RunInfo, SampleEncoder, SampleRef,
-    ThreadEnd, ThreadStart, Trace, TraceWriter, WriterOptions,
+    flags, CodeAddresses, End, Event, ExitKind, Header, ModuleRecord, Record, RunInfo,
+    SampleEncoder, SampleRef, ThreadEnd, ThreadStart, Trace, TraceWriter, WriterOptions,
 };
 
 use crate::sys;
@@ -160,6 +160,14 @@ pub fn synthesize(
     }))?;
     for m in &modules {
         writer.write_record(&Record::Module(m.clone()))?;
+        // The base trace's code addresses (which the decoder attached to
+        // the module) cover every address the synthetic stacks reuse.
+        if !m.addresses.is_empty() {
+            writer.write_record(&Record::CodeAddresses(CodeAddresses {
+                module: m.id,
+                entries: m.addresses.clone(),
+            }))?;
+        }
     }
     let start = sys::mono_ns();
     writer.write_record(&Record::ThreadStart(ThreadStart {

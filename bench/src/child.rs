@@ -447,8 +447,7 @@ fn sample_record_bytes(path: &Path) -> Result<u64> {
     for rec in trace.records() {
         let rec = rec.with_context(|| format!("reading {}", path.display()))?;
         if rec.kind == wrec_format::kind::SAMPLE {
-            let len = rec.payload.len() as u64;
-            n += 1 + wrec_format::varint::len(len) as u64 + len + 2;
+            n += rec.size;
         }
     }
     Ok(n)

@@ -40,7 +40,9 @@ pub enum ReadError {
     ShortHeader(u64),
     #[error("the trace's byte-order mark is wrong: written on a machine this reader does not understand, or damaged")]
     BadByteOrder,
-    #[error("trace format version {major}.{minor} is not supported by this reader (it reads 1.x); use a newer wanalyze")]
+    #[error("format {major}.{minor}, written by an older wrec: record again")]
+    OldVersion { major: u16, minor: u16 },
+    #[error("trace format version {major}.{minor} is not supported by this reader (it reads 2.x); use a newer wanalyze")]
     UnsupportedVersion { major: u16, minor: u16 },
     #[error("the trace's header is damaged: {0}")]
     BadHeader(&'static str),

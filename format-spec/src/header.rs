@@ -3,8 +3,8 @@
 use crate::error::ReadError;
 
 pub const MAGIC: [u8; 8] = *b"WRECTRC\0";
-pub const VERSION_MAJOR: u16 = 1;
-pub const VERSION_MINOR: u16 = 1;
+pub const VERSION_MAJOR: u16 = 2;
+pub const VERSION_MINOR: u16 = 0;
 pub const BYTE_ORDER_MARK: u32 = 0x0A0B_0C0D;
 pub const HEADER_SIZE: usize = 64;
 /// Offset of the committed-length word.
@@ -118,6 +118,12 @@ impl Header {
         let version_minor = u16_at(10);
         if u32_at(12) != BYTE_ORDER_MARK {
             return Err(ReadError::BadByteOrder);
+        }
+        if version_major < VERSION_MAJOR {
+            return Err(ReadError::OldVersion {
+                major: version_major,
+                minor: version_minor,
+            });
         }
         if version_major != VERSION_MAJOR {
             return Err(ReadError::UnsupportedVersion {

@@ -15,14 +15,15 @@ mod writer;
 
 pub use error::{Damage, ReadError};
 pub use header::{Arch, Header, BYTE_ORDER_MARK, HEADER_SIZE, MAGIC, VERSION_MAJOR, VERSION_MINOR};
-pub use reader::{Decoder, Event, RawRecord, RecordIter, Sample, Trace};
+pub use reader::{Decoder, Event, RawRecord, RecordIter, Sample, SampleScanner, Trace};
 pub use records::{
-    flags, kind, AddressMapEntry, End, ExitKind, FunctionEntry, LossReason, ModuleRecord,
-    RawSample, Record, RunInfo, SamplesLost, ThreadEnd, ThreadStart, TimerClock,
+    flags, kind, AddressMapEntry, CodeAddresses, End, ExitKind, FunctionEntry, LossReason,
+    ModuleRecord, RawSample, Record, RunInfo, SamplesLost, ThreadEnd, ThreadStart, TimerClock,
+    SHORT_SAMPLE_MAX,
 };
 pub use writer::{
-    frame, frame_payload, Dropped, SampleEncoder, SampleRef, TraceWriter, WriteError,
-    WriterOptions, MAX_FRAMES, MAX_SAMPLE_RECORD,
+    frame, frame_payload, sample_payload, Dropped, SampleEncoder, SampleRef, TraceWriter,
+    WriteError, WriterOptions, MAX_FRAMES, MAX_SAMPLE_RECORD, RECENT_SLOTS,
 };
 
 /// CRC-16/XMODEM, the record check (SPEC.md §1.2). Table-driven, no

@@ -9,8 +9,8 @@ use memmap2::Mmap;
 
 use crate::error::{Damage, ReadError};
 use crate::header::{Header, HEADER_SIZE};
-use crate::records::{flags, kind, RawSample, Record};
-use crate::writer::MAX_FRAMES;
+use crate::records::{flags, kind, AddressMapEntry, RawSample, Record};
+use crate::writer::{Recent, CODE_LITERAL, CODE_NONE, MAX_FRAMES};
 use crate::{crc16, varint};
 
 enum Bytes {
@@ -112,17 +112,39 @@ impl Trace {
         RecordIter {
             data: &self.bytes()[..self.data_end as usize],
             pos: usize::from(self.header.header_size).max(HEADER_SIZE),
+            base: 0,
             failed: false,
             zero_is_damage: self.committed,
         }
     }
 
-    /// Decoded events, samples expanded.
+    /// Decoded events, samples expanded. Each module record comes with the
+    /// code addresses (SPEC.md §2.7) of every code-addresses record for it
+    /// in the intact part of the trace, wherever they lie: a first pass
+    /// gathers them.
     pub fn decoder(&self) -> Decoder<'_> {
+        let mut addresses: HashMap<u64, Vec<AddressMapEntry>> = HashMap::new();
+        for rec in self.records() {
+            let Ok(rec) = rec else { break };
+            if rec.kind != kind::CODE_ADDRESSES {
+                continue;
+            }
+            match Record::decode(rec.kind, rec.payload, rec.offset) {
+                Ok(Some(Record::CodeAddresses(a))) => {
+                    addresses.entry(a.module).or_default().extend(a.entries)
+                }
+                // The main pass reports the damage and stops there.
+                _ => break,
+            }
+        }
+        for v in addresses.values_mut() {
+            v.sort_by_key(|e| e.code_offset);
+            v.dedup_by_key(|e| e.code_offset);
+        }
         Decoder {
             records: self.records(),
-            threads: HashMap::new(),
-            stack: Vec::new(),
+            state: DecodeState::default(),
+            addresses,
             failed: false,
         }
     }
@@ -133,14 +155,19 @@ impl Trace {
 pub struct RawRecord<'a> {
     /// Offset of the kind byte in the file.
     pub offset: u64,
+    /// The record's kind; [`kind::SAMPLE`] for short samples too.
     pub kind: u8,
     pub payload: &'a [u8],
+    /// The whole record's length in the file: framing, payload and check.
+    pub size: u64,
 }
 
 /// Iterates framed records, stopping after the first error.
 pub struct RecordIter<'a> {
     data: &'a [u8],
     pos: usize,
+    /// File offset of `data[0]`.
+    base: u64,
     failed: bool,
     zero_is_damage: bool,
 }
@@ -151,6 +178,7 @@ impl<'a> RecordIter<'a> {
         RecordIter {
             data,
             pos: 0,
+            base: 0,
             failed: false,
             zero_is_damage: true,
         }
@@ -158,7 +186,7 @@ impl<'a> RecordIter<'a> {
 
     /// Offset of the next record.
     pub fn position(&self) -> u64 {
-        self.pos as u64
+        self.base + self.pos as u64
     }
 
     fn damaged(
@@ -168,7 +196,7 @@ impl<'a> RecordIter<'a> {
     ) -> Option<Result<RawRecord<'a>, ReadError>> {
         self.failed = true;
         Some(Err(ReadError::Damaged {
-            offset: offset as u64,
+            offset: self.base + offset as u64,
             damage,
         }))
     }
@@ -195,11 +223,15 @@ impl<'a> Iterator for RecordIter<'a> {
             return None;
         }
         let mut p = start + 1;
-        let len = match varint::get(self.data, &mut p) {
-            Ok(len) => len,
-            Err(varint::VarintError::Truncated) => return self.damaged(start, Damage::PastEnd),
-            Err(varint::VarintError::Overflow) => {
-                return self.damaged(start, Damage::VarintOverflow)
+        let len = if kind & kind::SHORT_SAMPLE != 0 {
+            u64::from(kind & !kind::SHORT_SAMPLE)
+        } else {
+            match varint::get(self.data, &mut p) {
+                Ok(len) => len,
+                Err(varint::VarintError::Truncated) => return self.damaged(start, Damage::PastEnd),
+                Err(varint::VarintError::Overflow) => {
+                    return self.damaged(start, Damage::VarintOverflow)
+                }
             }
         };
         let end = usize::try_from(len)
@@ -216,9 +248,14 @@ impl<'a> Iterator for RecordIter<'a> {
         }
         self.pos = end;
         Some(Ok(RawRecord {
-            offset: start as u64,
-            kind,
+            offset: self.base + start as u64,
+            kind: if kind & kind::SHORT_SAMPLE != 0 {
+                kind::SAMPLE
+            } else {
+                kind
+            },
             payload: &self.data[p..end - 2],
+            size: (end - start) as u64,
         }))
     }
 }
@@ -253,8 +290,19 @@ pub enum Event<'a> {
 
 #[derive(Default)]
 struct ThreadState {
+    /// Time and CPU time of the previous sample, in µs.
     time: u64,
     cpu: u64,
+    stack: Vec<u64>,
+    recent: Option<Box<Recent>>,
+}
+
+/// What decoding samples needs to remember: the run's interval and each
+/// thread's previous sample.
+#[derive(Default)]
+struct DecodeState {
+    interval_us: u64,
+    threads: HashMap<u32, ThreadState>,
     stack: Vec<u64>,
 }
 
@@ -262,8 +310,9 @@ struct ThreadState {
 /// borrow the decoder's stack buffer; use `while let Some(e) = d.next()`.
 pub struct Decoder<'a> {
     records: RecordIter<'a>,
-    threads: HashMap<u32, ThreadState>,
-    stack: Vec<u64>,
+    state: DecodeState,
+    /// Code addresses by module id, gathered before (see [`Trace::decoder`]).
+    addresses: HashMap<u64, Vec<AddressMapEntry>>,
     failed: bool,
 }
 
@@ -281,30 +330,95 @@ impl<'a> Decoder<'a> {
                 return Some(Err(e));
             }
         };
-        if rec.kind == kind::SAMPLE {
-            return match self.sample(rec) {
-                Ok(mut s) => {
-                    s.stack = &self.stack;
-                    Some(Ok(Event::Sample(s)))
+        let result = match self.state.event(rec) {
+            Ok(Event::Record(Record::Module(mut m))) => {
+                if let Some(a) = self.addresses.get(&m.id) {
+                    m.addresses = a.clone();
                 }
-                Err(e) => {
-                    self.failed = true;
-                    Some(Err(e))
-                }
-            };
-        }
-        let result = match Record::decode(rec.kind, rec.payload, rec.offset) {
-            Ok(Some(r)) => Ok(Event::Record(r)),
-            Ok(None) => Ok(Event::Unknown {
-                offset: rec.offset,
-                kind: rec.kind,
-            }),
-            Err(e) => Err(e),
+                Ok(Event::Record(Record::Module(m)))
+            }
+            other => other,
         };
         if result.is_err() {
             self.failed = true;
         }
         Some(result)
+    }
+}
+
+/// Decodes the samples of a trace that is still being written, a piece at a
+/// time: the recorder uses it to learn which code addresses were sampled.
+#[derive(Default)]
+pub struct SampleScanner {
+    state: DecodeState,
+    /// File offset of the next record.
+    pos: u64,
+    failed: bool,
+}
+
+impl SampleScanner {
+    /// A scanner starting at the first record after a header of `header_size` bytes.
+    pub fn new(header_size: u64) -> SampleScanner {
+        SampleScanner {
+            pos: header_size,
+            ..SampleScanner::default()
+        }
+    }
+
+    /// File offset of the first record not scanned yet.
+    pub fn position(&self) -> u64 {
+        self.pos
+    }
+
+    /// Decodes the records in `data`, the bytes of the file from
+    /// [`position`](Self::position) up to a record boundary (the committed
+    /// length), calling `f` with each sample. Stops for good at damage.
+    pub fn scan(&mut self, data: &[u8], f: &mut dyn FnMut(&Sample<'_>)) -> Result<(), ReadError> {
+        if self.failed {
+            return Ok(());
+        }
+        let mut records = RecordIter {
+            data,
+            pos: 0,
+            base: self.pos,
+            failed: false,
+            zero_is_damage: true,
+        };
+        for rec in records.by_ref() {
+            let ev = rec.and_then(|r| self.state.event(r));
+            match ev {
+                Ok(Event::Sample(s)) => f(&s),
+                Ok(_) => {}
+                Err(e) => {
+                    self.failed = true;
+                    return Err(e);
+                }
+            }
+        }
+        self.pos = records.position();
+        Ok(())
+    }
+}
+
+impl DecodeState {
+    fn event(&mut self, rec: RawRecord<'_>) -> Result<Event<'_>, ReadError> {
+        if rec.kind == kind::SAMPLE {
+            let mut s = self.sample(rec)?;
+            s.stack = &self.stack;
+            return Ok(Event::Sample(s));
+        }
+        match Record::decode(rec.kind, rec.payload, rec.offset)? {
+            Some(r) => {
+                if let Record::RunInfo(ri) = &r {
+                    self.interval_us = ri.interval_ns / 1000;
+                }
+                Ok(Event::Record(r))
+            }
+            None => Ok(Event::Unknown {
+                offset: rec.offset,
+                kind: rec.kind,
+            }),
+        }
     }
 
     /// Decodes a sample into `self.stack`; the returned sample's `stack` is
@@ -324,11 +438,17 @@ impl<'a> Decoder<'a> {
         let (time, cpu, cpu_delta) = if keyframe {
             (raw.time, raw.cpu, 0)
         } else {
-            (
-                st.time.saturating_add(raw.time),
-                st.cpu.saturating_add(raw.cpu),
-                raw.cpu,
-            )
+            // Δt = interval + the svarint; Δcpu = Δt + the other. Negative
+            // deltas and sums past 64 bits are damage.
+            let dt = i128::from(self.interval_us) + i128::from(varint::unzigzag(raw.time));
+            let dc = dt + i128::from(varint::unzigzag(raw.cpu));
+            let add = |prev: u64, d: i128| {
+                u64::try_from(d)
+                    .ok()
+                    .and_then(|d| prev.checked_add(d))
+                    .ok_or_else(|| damage(Damage::BadValue("time or CPU time delta")))
+            };
+            (add(st.time, dt)?, add(st.cpu, dc)?, dc as u64)
         };
         let prev_len = st.stack.len();
         if raw.keep > prev_len as u64 {
@@ -338,29 +458,50 @@ impl<'a> Decoder<'a> {
             }));
         }
         let keep = raw.keep as usize;
-        // No writer records more than MAX_FRAMES frames; a deeper stack would
-        // let each few-byte record copy an ever longer stack (quadratic time).
-        // keep <= prev_len <= MAX_FRAMES and new <= payload length: no overflow.
-        if keep as u64 + raw.new > MAX_FRAMES as u64 {
-            return Err(damage(Damage::BadValue("stack deeper than 1024 frames")));
+        let recent = st.recent.get_or_insert_with(|| Box::new(Recent::new()));
+        if keyframe {
+            **recent = Recent::new();
         }
-        // new frames, outermost first; then reversed to innermost first.
+        // New frames, outermost first; then reversed to innermost first.
         self.stack.clear();
         let mut reference = if keep > 0 {
             st.stack[prev_len - keep]
         } else {
             0
         };
+        let frames = raw.frames;
         let mut pos = 0;
-        for _ in 0..raw.new {
-            let d = varint::get(raw.frames, &mut pos).map_err(|e| {
-                damage(match e {
-                    varint::VarintError::Truncated => Damage::FieldPastEnd,
-                    varint::VarintError::Overflow => Damage::VarintOverflow,
-                })
-            })?;
-            reference = reference.wrapping_add(varint::unzigzag(d) as u64);
-            self.stack.push(reference);
+        while pos < frames.len() {
+            let codes = frames[pos];
+            pos += 1;
+            for (i, code) in [codes & 0xf, codes >> 4].into_iter().enumerate() {
+                let addr = match code {
+                    CODE_NONE if i == 1 && pos == frames.len() => break,
+                    CODE_NONE => return Err(damage(Damage::BadValue("frame code"))),
+                    CODE_LITERAL => {
+                        let d = varint::get(frames, &mut pos).map_err(|e| {
+                            damage(match e {
+                                varint::VarintError::Truncated => Damage::FieldPastEnd,
+                                varint::VarintError::Overflow => Damage::VarintOverflow,
+                            })
+                        })?;
+                        let addr = reference.wrapping_add(varint::unzigzag(d) as u64);
+                        recent.insert(addr);
+                        addr
+                    }
+                    slot => recent.take(usize::from(slot)).ok_or_else(|| {
+                        damage(Damage::BadValue("frame code past the recent addresses"))
+                    })?,
+                };
+                // No writer records more than MAX_FRAMES frames; a deeper
+                // stack would let each few-byte record copy an ever longer
+                // stack (quadratic time).
+                if keep + self.stack.len() >= MAX_FRAMES {
+                    return Err(damage(Damage::BadValue("stack deeper than 1024 frames")));
+                }
+                self.stack.push(addr);
+                reference = addr;
+            }
         }
         self.stack.reverse();
         self.stack.extend_from_slice(&st.stack[prev_len - keep..]);
@@ -371,9 +512,9 @@ impl<'a> Decoder<'a> {
         Ok(Sample {
             thread: raw.thread,
             flags: raw.flags,
-            time_ns: time,
-            cpu_ns: cpu,
-            cpu_delta_ns: cpu_delta,
+            time_ns: time.saturating_mul(1000),
+            cpu_ns: cpu.saturating_mul(1000),
+            cpu_delta_ns: cpu_delta.saturating_mul(1000),
             stack: &[],
             offset: rec.offset,
         })

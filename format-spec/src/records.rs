@@ -12,7 +12,14 @@ pub mod kind {
     pub const SAMPLE: u8 = 5;
     pub const SAMPLES_LOST: u8 = 6;
     pub const END: u8 = 7;
+    pub const CODE_ADDRESSES: u8 = 8;
+    /// A kind byte with this bit set is a short sample: its payload length
+    /// is the other seven bits, and no length field follows (SPEC.md §1.2).
+    pub const SHORT_SAMPLE: u8 = 0x80;
 }
+
+/// The longest payload a short sample record holds.
+pub const SHORT_SAMPLE_MAX: usize = 0x7f;
 
 /// Sample flags (SPEC.md §2.4).
 pub mod flags {
@@ -26,6 +33,8 @@ pub mod flags {
     pub const BROKEN: u8 = 1 << 3;
     /// The caller was read from the stack pointer (prologue or epilogue).
     pub const PROLOGUE: u8 = 1 << 4;
+    /// Every flag bit the format has room for.
+    pub const ALL: u8 = 0x1f;
 }
 
 /// Which clock drives the sampling timer.
@@ -76,8 +85,14 @@ pub struct ModuleRecord {
     pub text_len: u64,
     /// Sorted by `offset`.
     pub functions: Vec<FunctionEntry>,
-    /// Sorted by `code_offset`.
+    /// The full address map, sorted by `code_offset`; often empty, since a
+    /// writer may give [`CodeAddresses`] instead.
     pub address_map: Vec<AddressMapEntry>,
+    /// Exact wasm offsets of sampled code offsets (SPEC.md §2.7), sorted by
+    /// `code_offset`, no duplicates. Never written in the module record: a
+    /// [`crate::Decoder`] gathers them from every code-addresses record of
+    /// the trace for this module.
+    pub addresses: Vec<AddressMapEntry>,
 }
 
 impl ModuleRecord {
@@ -93,13 +108,74 @@ impl ModuleRecord {
         (code_offset - f.offset < f.len).then_some(f)
     }
 
-    /// The wasm file offset that `code_offset` came from, if the map says.
+    /// The wasm file offset that `code_offset` came from, if the full map says.
     pub fn wasm_offset(&self, code_offset: u64) -> Option<u64> {
         let i = self
             .address_map
             .partition_point(|e| e.code_offset <= code_offset);
         self.address_map.get(i.checked_sub(1)?)?.wasm_offset
     }
+
+    /// The recorded exact wasm offset of `code_offset` (SPEC.md §2.7):
+    /// `None` if the trace has no entry for it, `Some(None)` if the entry
+    /// says it has no wasm offset.
+    pub fn exact_wasm_offset(&self, code_offset: u64) -> Option<Option<u64>> {
+        let i = self
+            .addresses
+            .binary_search_by_key(&code_offset, |e| e.code_offset)
+            .ok()?;
+        Some(self.addresses[i].wasm_offset)
+    }
+
+    /// The wasm offset the full address map gives code offset `off` of
+    /// function `func` (SPEC.md §2.7). Cranelift leaves some instructions
+    /// without a wasm offset (code its optimizer moved or merged); those
+    /// take the offset of the nearest mapped instruction before them in the
+    /// same function, as a line-based profiler attributes unmapped code to
+    /// the preceding line. Code before a function's first mapped
+    /// instruction (its prologue) takes that instruction's offset.
+    ///
+    /// `mapped` holds the indices of the entries that have a wasm offset
+    /// ([`ModuleRecord::mapped_entries`]): binary searches, so that a map of
+    /// long unmapped runs cannot make every look-up scan them (quadratic in
+    /// a hostile trace).
+    pub fn nearest_wasm_offset(
+        &self,
+        mapped: &[usize],
+        off: u64,
+        func: &FunctionEntry,
+    ) -> Option<u64> {
+        let map = &self.address_map;
+        let i = map.partition_point(|e| e.code_offset <= off);
+        // The last mapped entry before i, and the first at or after it;
+        // entries are sorted by code offset, so each is in the function or
+        // none is.
+        let j = mapped.partition_point(|&k| k < i);
+        let before = j
+            .checked_sub(1)
+            .map(|j| &map[mapped[j]])
+            .filter(|e| e.code_offset >= func.offset);
+        let after = mapped
+            .get(j)
+            .map(|&k| &map[k])
+            .filter(|e| e.code_offset < func.offset + func.len);
+        before.or(after).and_then(|e| e.wasm_offset)
+    }
+
+    /// The indices of the full address map's entries that have a wasm offset.
+    pub fn mapped_entries(&self) -> Vec<usize> {
+        (0..self.address_map.len())
+            .filter(|&k| self.address_map[k].wasm_offset.is_some())
+            .collect()
+    }
+}
+
+/// Kind 8: exact wasm offsets of code offsets that samples look up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodeAddresses {
+    pub module: u64,
+    /// Sorted by `code_offset`, no duplicates.
+    pub entries: Vec<AddressMapEntry>,
 }
 
 /// Kind 3.
@@ -167,11 +243,12 @@ pub struct End {
 pub struct RawSample<'a> {
     pub thread: u32,
     pub flags: u8,
+    /// The time field: µs if `KEYFRAME`, else zigzag(Δt − interval) in µs.
     pub time: u64,
+    /// The CPU field: µs if `KEYFRAME`, else zigzag(Δcpu − Δt) in µs.
     pub cpu: u64,
     pub keep: u64,
-    pub new: u64,
-    /// The `new` frames' svarints, outermost first.
+    /// The new frames' codes and literals, outermost first (SPEC.md §2.4).
     pub frames: &'a [u8],
 }
 
@@ -184,6 +261,7 @@ pub enum Record {
     ThreadEnd(ThreadEnd),
     SamplesLost(SamplesLost),
     End(End),
+    CodeAddresses(CodeAddresses),
 }
 
 impl Record {
@@ -195,6 +273,7 @@ impl Record {
             Record::ThreadEnd(_) => kind::THREAD_END,
             Record::SamplesLost(_) => kind::SAMPLES_LOST,
             Record::End(_) => kind::END,
+            Record::CodeAddresses(_) => kind::CODE_ADDRESSES,
         }
     }
 
@@ -221,20 +300,17 @@ impl Record {
                 push(out, m.text_addr);
                 push(out, m.text_len);
                 push(out, m.functions.len() as u64);
-                let mut prev = 0u64;
+                // Index as the difference from the previous index + 1, start
+                // as the gap after the previous function's end.
+                let (mut next_index, mut end) = (0i64, 0u64);
                 for f in &m.functions {
-                    push(out, u64::from(f.index));
-                    push(out, f.offset.wrapping_sub(prev));
+                    push(out, varint::zigzag(i64::from(f.index) - next_index));
+                    push(out, f.offset.wrapping_sub(end));
                     push(out, f.len);
-                    prev = f.offset;
+                    next_index = i64::from(f.index) + 1;
+                    end = f.offset.wrapping_add(f.len);
                 }
-                push(out, m.address_map.len() as u64);
-                let mut prev = 0u64;
-                for e in &m.address_map {
-                    push(out, e.code_offset.wrapping_sub(prev));
-                    push(out, e.wasm_offset.map_or(0, |w| w + 1));
-                    prev = e.code_offset;
-                }
+                push_map(out, &m.address_map);
             }
             Record::ThreadStart(t) => {
                 push(out, u64::from(t.thread));
@@ -270,6 +346,10 @@ impl Record {
                 push_str(out, &e.message);
                 push(out, e.samples_written);
                 push(out, e.samples_lost);
+            }
+            Record::CodeAddresses(a) => {
+                push(out, a.module);
+                push_map(out, &a.entries);
             }
         }
     }
@@ -307,35 +387,24 @@ impl Record {
                 let text_len = p.varint()?;
                 let n = p.count(3)?;
                 let mut functions = Vec::with_capacity(n);
-                let mut prev = 0u64;
+                let (mut next_index, mut end) = (0i64, 0u64);
                 for _ in 0..n {
-                    let index = p.u32()?;
-                    let offset = prev
+                    let index = u32::try_from(next_index + varint::unzigzag(p.varint()?))
+                        .map_err(|_| p.damage(Damage::BadValue("function index")))?;
+                    let offset = end
                         .checked_add(p.varint()?)
                         .ok_or_else(|| p.damage(Damage::BadValue("function offset")))?;
                     let len = p.varint()?;
-                    if offset.checked_add(len).is_none_or(|end| end > text_len) {
-                        return Err(
+                    end = offset
+                        .checked_add(len)
+                        .filter(|&e| e <= text_len)
+                        .ok_or_else(|| {
                             p.damage(Damage::BadValue("function outside the module's code"))
-                        );
-                    }
+                        })?;
                     functions.push(FunctionEntry { index, offset, len });
-                    prev = offset;
+                    next_index = i64::from(index) + 1;
                 }
-                let n = p.count(2)?;
-                let mut address_map = Vec::with_capacity(n);
-                let mut prev = 0u64;
-                for _ in 0..n {
-                    let code_offset = prev
-                        .checked_add(p.varint()?)
-                        .ok_or_else(|| p.damage(Damage::BadValue("address map offset")))?;
-                    let w = p.varint()?;
-                    address_map.push(AddressMapEntry {
-                        code_offset,
-                        wasm_offset: w.checked_sub(1),
-                    });
-                    prev = code_offset;
-                }
+                let address_map = p.map()?;
                 Record::Module(ModuleRecord {
                     id,
                     path,
@@ -344,6 +413,7 @@ impl Record {
                     text_len,
                     functions,
                     address_map,
+                    addresses: Vec::new(),
                 })
             }
             kind::THREAD_START => Record::ThreadStart(ThreadStart {
@@ -382,6 +452,10 @@ impl Record {
                 samples_written: p.varint()?,
                 samples_lost: p.varint()?,
             }),
+            kind::CODE_ADDRESSES => Record::CodeAddresses(CodeAddresses {
+                module: p.varint()?,
+                entries: p.map()?,
+            }),
             _ => return Ok(None),
         };
         Ok(Some(rec))
@@ -392,17 +466,14 @@ impl<'a> RawSample<'a> {
     /// Decodes a sample payload. `offset` is the record's offset, for errors.
     pub fn decode(payload: &'a [u8], offset: u64) -> Result<Self, ReadError> {
         let mut p = Payload::new(payload, offset);
-        let thread = p.u32()?;
-        let flags = p.u8()?;
+        let tf = p.varint()?;
+        let thread =
+            u32::try_from(tf >> 5).map_err(|_| p.damage(Damage::BadValue("32-bit thread id")))?;
+        let flags = (tf & u64::from(flags::ALL)) as u8;
         let time = p.varint()?;
         let cpu = p.varint()?;
         let keep = p.varint()?;
-        let new = p.varint()?;
         let frames = p.rest();
-        // Every frame takes at least one byte.
-        if new > frames.len() as u64 {
-            return Err(p.damage(Damage::CountTooLarge));
-        }
         if flags & flags::KEYFRAME != 0 && keep != 0 {
             return Err(p.damage(Damage::BadValue("keyframe keeps frames")));
         }
@@ -412,9 +483,19 @@ impl<'a> RawSample<'a> {
             time,
             cpu,
             keep,
-            new,
             frames,
         })
+    }
+}
+
+/// An address map: count, then (code offset delta, wasm offset + 1) pairs.
+fn push_map(out: &mut Vec<u8>, map: &[AddressMapEntry]) {
+    varint::push(out, map.len() as u64);
+    let mut prev = 0u64;
+    for e in map {
+        varint::push(out, e.code_offset.wrapping_sub(prev));
+        varint::push(out, e.wasm_offset.map_or(0, |w| w + 1));
+        prev = e.code_offset;
     }
 }
 
@@ -502,6 +583,25 @@ impl<'a> Payload<'a> {
             return Err(self.damage(Damage::CountTooLarge));
         }
         Ok(n as usize)
+    }
+
+    /// An address map (see `push_map`).
+    fn map(&mut self) -> Result<Vec<AddressMapEntry>, ReadError> {
+        let n = self.count(2)?;
+        let mut map = Vec::with_capacity(n);
+        let mut prev = 0u64;
+        for _ in 0..n {
+            let code_offset = prev
+                .checked_add(self.varint()?)
+                .ok_or_else(|| self.damage(Damage::BadValue("address map offset")))?;
+            prev = code_offset;
+            let w = self.varint()?;
+            map.push(AddressMapEntry {
+                code_offset,
+                wasm_offset: w.checked_sub(1),
+            });
+        }
+        Ok(map)
     }
 
     fn rest(&mut self) -> &'a [u8] {

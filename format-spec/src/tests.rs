@@ -29,19 +29,21 @@ fn example_module() -> ModuleRecord {
         functions: vec![FunctionEntry {
             index: 1,
             offset: 0x10,
-            len: 0x40,
+            len: 0x80,
         }],
-        address_map: vec![
-            AddressMapEntry {
-                code_offset: 0,
-                wasm_offset: None,
-            },
-            AddressMapEntry {
-                code_offset: 0x20,
-                wasm_offset: Some(5),
-            },
-        ],
+        address_map: vec![],
+        addresses: vec![],
     }
+}
+
+fn example_addresses() -> Vec<AddressMapEntry> {
+    [(0x4f, Some(5)), (0x68, Some(9)), (0x70, None)]
+        .into_iter()
+        .map(|(code_offset, wasm_offset)| AddressMapEntry {
+            code_offset,
+            wasm_offset,
+        })
+        .collect()
 }
 
 /// Writes the trace of SPEC.md §6 with the real writer.
@@ -69,8 +71,8 @@ fn write_example(path: &Path) -> Vec<u8> {
     w.append_sample(
         &mut enc,
         &SampleRef {
-            time_ns: 2000,
-            cpu_ns: 1000,
+            time_ns: 2_000_000,
+            cpu_ns: 1_000_000,
             flags: 0,
             stack: &s1,
         },
@@ -79,15 +81,20 @@ fn write_example(path: &Path) -> Vec<u8> {
     w.append_sample(
         &mut enc,
         &SampleRef {
-            time_ns: 3000,
-            cpu_ns: 2000,
+            time_ns: 3_001_000,
+            cpu_ns: 1_998_000,
             flags: 0,
             stack: &s2,
         },
     )
     .unwrap();
+    w.write_record(&Record::CodeAddresses(CodeAddresses {
+        module: 0,
+        entries: example_addresses(),
+    }))
+    .unwrap();
     w.write_record(&Record::End(End {
-        time_ns: 3000,
+        time_ns: 3_002_000,
         exit_kind: ExitKind::Exited,
         status: 0,
         message: String::new(),
@@ -168,17 +175,32 @@ fn spec_example() {
     assert_eq!(
         samples,
         vec![
-            (2000, 1000, vec![0x10070, 0x10050], flags::KEYFRAME),
-            (3000, 2000, vec![0x10068, 0x10050], 0)
+            (
+                2_000_000,
+                1_000_000,
+                vec![0x10070, 0x10050],
+                flags::KEYFRAME
+            ),
+            (3_001_000, 1_998_000, vec![0x10068, 0x10050], 0)
         ]
     );
-    assert_eq!(records[1], Record::Module(example_module()));
+    // The decoder hands the module its code addresses, written later.
+    let mut m = example_module();
+    m.addresses = example_addresses();
+    assert_eq!(records[1], Record::Module(m));
+    assert_eq!(
+        records[3],
+        Record::CodeAddresses(CodeAddresses {
+            module: 0,
+            entries: example_addresses()
+        })
+    );
     assert!(
         matches!(&records[0], Record::RunInfo(r) if r.interval_ns == 1_000_000 && r.recorder == "wrec 1.0")
     );
     assert!(matches!(&records[2], Record::ThreadStart(t) if t.os_tid == 42 && t.name == "main"));
     assert!(
-        matches!(&records[3], Record::End(e) if e.samples_written == 2 && e.exit_kind == ExitKind::Exited)
+        matches!(&records[4], Record::End(e) if e.samples_written == 2 && e.exit_kind == ExitKind::Exited)
     );
 }
 
@@ -192,6 +214,31 @@ fn every_record_round_trips() {
             args: vec!["fib.wasm".into(), "30".into(), "ünïcode".into()],
         }),
         Record::Module(example_module()),
+        Record::Module(ModuleRecord {
+            functions: vec![
+                FunctionEntry {
+                    index: 5,
+                    offset: 0,
+                    len: 0x10,
+                },
+                FunctionEntry {
+                    index: 2,
+                    offset: 0x18,
+                    len: 0x20,
+                },
+                FunctionEntry {
+                    index: 3,
+                    offset: 0x38,
+                    len: 0,
+                },
+            ],
+            address_map: example_addresses(),
+            ..example_module()
+        }),
+        Record::CodeAddresses(CodeAddresses {
+            module: 3,
+            entries: example_addresses(),
+        }),
         Record::ThreadStart(ThreadStart {
             thread: 7,
             time_ns: u64::MAX,
@@ -261,6 +308,8 @@ fn samples_round_trip_with_deltas_and_flags() {
         let f = if i == 2 { flags::HOST } else { 0 };
         let time = 1_000_000 * i as u64 + 17;
         let cpu = 900_000 * i as u64;
+        // Times are kept in whole µs.
+        let (time_us, cpu_us) = (time / 1000 * 1000, cpu / 1000 * 1000);
         let e = if i % 2 == 0 { &mut enc } else { &mut enc2 };
         w.append_sample(
             e,
@@ -275,8 +324,8 @@ fn samples_round_trip_with_deltas_and_flags() {
         let kept = &s[..s.len().min(MAX_FRAMES)];
         expect.push((
             if i % 2 == 0 { 3 } else { 4 },
-            time,
-            cpu,
+            time_us,
+            cpu_us,
             kept.to_vec(),
             s.len() > MAX_FRAMES,
             f,
@@ -346,11 +395,21 @@ fn header_rejects_foreign_files() {
         Err(ReadError::ShortHeader(40))
     ));
     let mut h = example_header().encode().to_vec();
-    h[8] = 2;
+    h[8] = 3;
     assert!(matches!(
         Trace::from_bytes(h),
-        Err(ReadError::UnsupportedVersion { major: 2, .. })
+        Err(ReadError::UnsupportedVersion { major: 3, .. })
     ));
+    // A 1.x trace: refused with a message saying what to do.
+    let mut h = example_header();
+    h.version_major = 1;
+    h.version_minor = 1;
+    let e = Trace::from_bytes(h.encode().to_vec()).err().unwrap();
+    assert!(matches!(e, ReadError::OldVersion { major: 1, minor: 1 }));
+    assert_eq!(
+        e.to_string(),
+        "format 1.1, written by an older wrec: record again"
+    );
     let mut h = example_header().encode().to_vec();
     h[12..16].copy_from_slice(&BYTE_ORDER_MARK.to_be_bytes());
     assert!(matches!(Trace::from_bytes(h), Err(ReadError::BadByteOrder)));
@@ -359,7 +418,7 @@ fn header_rejects_foreign_files() {
 #[test]
 fn unknown_records_are_skipped() {
     let mut bytes = example_header().encode().to_vec();
-    bytes.extend(frame_payload(200, b"private extension"));
+    bytes.extend(frame_payload(100, b"private extension"));
     bytes.extend(frame(&Record::ThreadEnd(ThreadEnd {
         thread: 1,
         time_ns: 2,
@@ -372,7 +431,7 @@ fn unknown_records_are_skipped() {
     assert!(matches!(
         d.next(),
         Some(Ok(Event::Unknown {
-            kind: 200,
+            kind: 100,
             offset: 64
         }))
     ));
@@ -390,10 +449,142 @@ fn module_lookups() {
         m.contains(0x10000) && m.contains(0x100ff) && !m.contains(0x10100) && !m.contains(0xffff)
     );
     assert_eq!(m.function_at(0x10).map(|f| f.index), Some(1));
-    assert_eq!(m.function_at(0x4f).map(|f| f.index), Some(1));
-    assert_eq!(m.function_at(0x50), None);
+    assert_eq!(m.function_at(0x8f).map(|f| f.index), Some(1));
+    assert_eq!(m.function_at(0x90), None);
     assert_eq!(m.function_at(0x0f), None);
+    let m = ModuleRecord {
+        address_map: vec![
+            AddressMapEntry {
+                code_offset: 0,
+                wasm_offset: None,
+            },
+            AddressMapEntry {
+                code_offset: 0x20,
+                wasm_offset: Some(5),
+            },
+            AddressMapEntry {
+                code_offset: 0x30,
+                wasm_offset: None,
+            },
+        ],
+        addresses: example_addresses(),
+        ..m
+    };
     assert_eq!(m.wasm_offset(0x1f), None);
     assert_eq!(m.wasm_offset(0x20), Some(5));
-    assert_eq!(m.wasm_offset(0xff), Some(5));
+    assert_eq!(m.wasm_offset(0xff), None);
+    // The nearest mapped instruction in the function: before, else after.
+    let f = m.functions[0];
+    let mapped = m.mapped_entries();
+    assert_eq!(m.nearest_wasm_offset(&mapped, 0x10, &f), Some(5));
+    assert_eq!(m.nearest_wasm_offset(&mapped, 0x40, &f), Some(5));
+    assert_eq!(m.exact_wasm_offset(0x4f), Some(Some(5)));
+    assert_eq!(m.exact_wasm_offset(0x70), Some(None));
+    assert_eq!(m.exact_wasm_offset(0x50), None);
+}
+
+#[test]
+fn a_scanner_sees_the_samples_of_a_trace_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.wrec");
+    let w = TraceWriter::create(&path, Header::for_this_host(), WriterOptions::default()).unwrap();
+    w.write_record(&Record::RunInfo(RunInfo {
+        interval_ns: 1_000_000,
+        clock: TimerClock::Wall,
+        recorder: "t".into(),
+        args: vec![],
+    }))
+    .unwrap();
+    let mut enc = SampleEncoder::new(0);
+    let mut scanner = SampleScanner::new(HEADER_SIZE as u64);
+    let mut seen = Vec::new();
+    for i in 0..50u64 {
+        let stack: Vec<u64> = (0..(i % 7 + 1))
+            .map(|d| 0x1000 + d * 0x10 + i % 3)
+            .collect();
+        w.append_sample(
+            &mut enc,
+            &SampleRef {
+                time_ns: i * 1_003_000,
+                cpu_ns: i * 1_000_000,
+                flags: 0,
+                stack: &stack,
+            },
+        )
+        .unwrap();
+        if i % 10 == 3 {
+            let bytes = std::fs::read(&path).unwrap();
+            let from = scanner.position() as usize;
+            scanner
+                .scan(&bytes[from..w.committed_len() as usize], &mut |s| {
+                    seen.push(s.stack.to_vec())
+                })
+                .unwrap();
+        }
+    }
+    let from = scanner.position() as usize;
+    scanner
+        .scan(w.committed_since(from as u64), &mut |s| {
+            seen.push(s.stack.to_vec())
+        })
+        .unwrap();
+    assert_eq!(seen.len(), 50);
+    assert_eq!(seen[49], vec![0x1001]);
+    assert_eq!(
+        seen[48],
+        (0..7).map(|d| 0x1000 + d * 0x10).collect::<Vec<u64>>()
+    );
+}
+
+/// Which pages of `len` bytes from `off` in the writer's mapping are in
+/// memory (`mincore`).
+fn resident(w: &TraceWriter, off: usize, len: usize) -> Vec<bool> {
+    let page = 4096;
+    let mut v = vec![0u8; len.div_ceil(page)];
+    // SAFETY: the range lies inside the mapping; v has a byte per page.
+    let rc = unsafe { libc::mincore(w.map.as_ptr().add(off) as *mut _, len, v.as_mut_ptr()) };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+    v.iter().map(|b| b & 1 != 0).collect()
+}
+
+#[test]
+fn the_pages_ahead_of_the_cursor_are_faulted_in_before_samples_reach_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("p.wrec");
+    let opts = WriterOptions::default();
+    let w = TraceWriter::create(&path, Header::for_this_host(), opts).unwrap();
+    // Right after creation: the window after the header is in memory, the
+    // rest of the first growth step (allocated, never touched) is not.
+    let window = opts.prefault as usize;
+    assert!(resident(&w, 0, window).iter().all(|&r| r));
+    assert!(
+        !resident(&w, 4 << 20, 4096)[0],
+        "4 MiB in should not be touched"
+    );
+    // Appending moves the window along when the housekeeper calls prefault.
+    let mut enc = SampleEncoder::new(0);
+    let stack: Vec<u64> = (0..40).map(|i| 0x7000_0000 + i * 0x1_0000).collect();
+    let mut i = 0u64;
+    while w.committed_len() < 3 * window as u64 {
+        // Every sample a different innermost frame far from the others.
+        let mut s = stack.clone();
+        s[0] += i * 0x10_0000;
+        w.append_sample(
+            &mut enc,
+            &SampleRef {
+                time_ns: i * 1_000_000,
+                cpu_ns: i * 1_000_000,
+                flags: 0,
+                stack: &s,
+            },
+        )
+        .unwrap();
+        i += 1;
+    }
+    w.prefault();
+    let cursor = w.committed_len() as usize & !4095;
+    assert!(resident(&w, cursor, window).iter().all(|&r| r));
+    // Nothing was written there.
+    let bytes = std::fs::read(&path).unwrap();
+    assert!(bytes[w.committed_len() as usize..].iter().all(|&b| b == 0));
 }

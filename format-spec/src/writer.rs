@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering::SeqCst};
 use std::sync::Mutex;
 
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::{Advice, MmapOptions, MmapRaw};
 
 use crate::header::{Header, COMMITTED_OFFSET, HEADER_SIZE};
-use crate::records::{flags, kind, Record};
+use crate::records::{flags, kind, Record, SHORT_SAMPLE_MAX};
 use crate::{crc16, varint};
 
 /// The deepest stack a sample holds; deeper stacks keep their innermost
@@ -35,8 +35,59 @@ use crate::{crc16, varint};
 const PAGE: u64 = 4096;
 
 pub const MAX_FRAMES: usize = 1024;
-/// The largest sample record: framing, fixed fields and `MAX_FRAMES` frames.
-pub const MAX_SAMPLE_RECORD: usize = 1 + 5 + 5 + 1 + 10 * 4 + MAX_FRAMES * 10 + 2;
+/// Slots in a thread's table of recent addresses (SPEC.md §2.4).
+pub const RECENT_SLOTS: usize = 14;
+/// Frame code: the frame is written out as an svarint delta.
+pub(crate) const CODE_LITERAL: u8 = 14;
+/// Frame code: no frame (pads the last code byte).
+pub(crate) const CODE_NONE: u8 = 15;
+/// The largest sample record: framing (kind, length, check), the fixed
+/// fields and `MAX_FRAMES` literal frames with their code bytes.
+pub const MAX_SAMPLE_RECORD: usize = 1 + 5 + 4 * 10 + MAX_FRAMES / 2 + MAX_FRAMES * 10 + 2;
+
+/// The table of a thread's recently written frame addresses, most recent
+/// first (SPEC.md §2.4). No allocation: usable in a signal handler.
+#[derive(Clone, Copy)]
+pub(crate) struct Recent {
+    slots: [u64; RECENT_SLOTS],
+    len: usize,
+}
+
+impl Recent {
+    pub(crate) const fn new() -> Recent {
+        Recent {
+            slots: [0; RECENT_SLOTS],
+            len: 0,
+        }
+    }
+
+    /// The slot holding `addr`, if any.
+    #[inline]
+    fn find(&self, addr: u64) -> Option<usize> {
+        self.slots[..self.len].iter().position(|&a| a == addr)
+    }
+
+    /// The address in slot `i` (moved to the front), or `None` past the end.
+    #[inline]
+    pub(crate) fn take(&mut self, i: usize) -> Option<u64> {
+        if i >= self.len {
+            return None;
+        }
+        let a = self.slots[i];
+        self.slots.copy_within(0..i, 1);
+        self.slots[0] = a;
+        Some(a)
+    }
+
+    /// Puts a new address in front, dropping the oldest if the table is full.
+    #[inline]
+    pub(crate) fn insert(&mut self, addr: u64) {
+        let n = self.len.min(RECENT_SLOTS - 1);
+        self.slots.copy_within(0..n, 1);
+        self.slots[0] = addr;
+        self.len = n + 1;
+    }
+}
 
 /// Sizes the writer works with.
 #[derive(Debug, Clone, Copy)]
@@ -49,6 +100,10 @@ pub struct WriterOptions {
     /// The largest the trace may grow (default 16 GiB); the mapping reserves
     /// this much address space up front so it never moves.
     pub max_len: u64,
+    /// How far past the cursor [`TraceWriter::prefault`] keeps the pages
+    /// mapped writable (default 256 KiB), so that the signal handler never
+    /// takes a page fault.
+    pub prefault: u64,
 }
 
 impl Default for WriterOptions {
@@ -57,6 +112,7 @@ impl Default for WriterOptions {
             growth_step: 8 << 20,
             tail_reserve: 64 << 10,
             max_len: 16 << 30,
+            prefault: 256 << 10,
         }
     }
 }
@@ -100,10 +156,14 @@ pub struct SampleRef<'a> {
 pub struct SampleEncoder {
     thread: u32,
     started: bool,
+    /// The previous sample's time and CPU time, in whole µs.
     prev_time: u64,
     prev_cpu: u64,
     prev_len: usize,
     prev: [u64; MAX_FRAMES],
+    recent: Recent,
+    /// The table as it will be once the encoded sample is written.
+    next_recent: Recent,
     scratch: [u8; MAX_SAMPLE_RECORD],
 }
 
@@ -116,6 +176,8 @@ impl SampleEncoder {
             prev_cpu: 0,
             prev_len: 0,
             prev: [0; MAX_FRAMES],
+            recent: Recent::new(),
+            next_recent: Recent::new(),
             scratch: [0; MAX_SAMPLE_RECORD],
         })
     }
@@ -124,14 +186,27 @@ impl SampleEncoder {
         self.thread
     }
 
+    /// The sample's time and CPU time in whole µs, never before the
+    /// previous sample's (so that deltas are never negative).
+    fn times(&self, s: &SampleRef<'_>) -> (u64, u64) {
+        let (t, c) = (s.time_ns / 1000, s.cpu_ns / 1000);
+        if self.started {
+            (t.max(self.prev_time), c.max(self.prev_cpu))
+        } else {
+            (t, c)
+        }
+    }
+
     /// Encodes a whole sample record (framing and check included) into the
-    /// scratch space and returns its length. Does not update the delta state.
-    fn encode(&mut self, s: &SampleRef<'_>) -> usize {
+    /// scratch space and returns its length. `interval_us` is the run's
+    /// sampling interval in whole µs. Does not update the delta state.
+    fn encode(&mut self, s: &SampleRef<'_>, interval_us: u64) -> usize {
         let stack = &s.stack[..s.stack.len().min(MAX_FRAMES)];
-        let mut sflags = s.flags & !flags::KEYFRAME;
+        let mut sflags = s.flags & flags::ALL & !flags::KEYFRAME;
         if s.stack.len() > MAX_FRAMES {
             sflags |= flags::TRUNCATED;
         }
+        let (t, c) = self.times(s);
         let (time, cpu, keep) = if self.started {
             let prev = &self.prev[..self.prev_len];
             let max = stack.len().min(prev.len());
@@ -139,37 +214,78 @@ impl SampleEncoder {
             while keep < max && stack[stack.len() - 1 - keep] == prev[prev.len() - 1 - keep] {
                 keep += 1;
             }
+            // Deltas are never negative (see `times`); i64 holds any
+            // realistic span of µs.
+            let dt = (t - self.prev_time) as i64;
+            let dc = (c - self.prev_cpu) as i64;
             (
-                s.time_ns.saturating_sub(self.prev_time),
-                s.cpu_ns.saturating_sub(self.prev_cpu),
+                varint::zigzag(dt.wrapping_sub(interval_us as i64)),
+                varint::zigzag(dc.wrapping_sub(dt)),
                 keep,
             )
         } else {
             sflags |= flags::KEYFRAME;
-            (s.time_ns, s.cpu_ns, 0)
+            (t, c, 0)
+        };
+        self.next_recent = if self.started {
+            self.recent
+        } else {
+            Recent::new()
         };
         let new = stack.len() - keep;
         // Payload first, leaving room in front for the kind and length.
         const START: usize = 6;
         let buf = &mut self.scratch;
         let mut p = START;
-        p = varint::put(buf, p, u64::from(self.thread));
-        buf[p] = sflags;
-        p += 1;
+        p = varint::put(buf, p, (u64::from(self.thread) << 5) | u64::from(sflags));
         p = varint::put(buf, p, time);
         p = varint::put(buf, p, cpu);
         p = varint::put(buf, p, keep as u64);
-        p = varint::put(buf, p, new as u64);
+        // New frames, outermost first, two codes to a byte.
         let mut reference = if keep > 0 { stack[new] } else { 0 };
-        for &addr in stack[..new].iter().rev() {
-            p = varint::put(buf, p, varint::zigzag(addr.wrapping_sub(reference) as i64));
-            reference = addr;
+        let recent = &mut self.next_recent;
+        let mut i = new;
+        while i > 0 {
+            let code_at = p;
+            p += 1;
+            let mut codes = [CODE_NONE; 2];
+            for code in codes.iter_mut() {
+                if i == 0 {
+                    break;
+                }
+                i -= 1;
+                let addr = stack[i];
+                *code = match recent.find(addr) {
+                    Some(slot) => {
+                        recent.take(slot);
+                        slot as u8
+                    }
+                    None => {
+                        p = varint::put(
+                            buf,
+                            p,
+                            varint::zigzag(addr.wrapping_sub(reference) as i64),
+                        );
+                        recent.insert(addr);
+                        CODE_LITERAL
+                    }
+                };
+                reference = addr;
+            }
+            buf[code_at] = codes[0] | (codes[1] << 4);
         }
         let payload_len = p - START;
-        let len_len = varint::len(payload_len as u64);
-        let begin = START - 1 - len_len;
-        buf[begin] = kind::SAMPLE;
-        varint::put(buf, begin + 1, payload_len as u64);
+        let begin = if payload_len <= SHORT_SAMPLE_MAX {
+            let begin = START - 1;
+            buf[begin] = kind::SHORT_SAMPLE | payload_len as u8;
+            begin
+        } else {
+            let len_len = varint::len(payload_len as u64);
+            let begin = START - 1 - len_len;
+            buf[begin] = kind::SAMPLE;
+            varint::put(buf, begin + 1, payload_len as u64);
+            begin
+        };
         let check = crc16(&buf[begin..p]);
         buf[p..p + 2].copy_from_slice(&check.to_le_bytes());
         // Move the record to the start of the scratch space.
@@ -180,10 +296,12 @@ impl SampleEncoder {
 
     fn commit(&mut self, s: &SampleRef<'_>) {
         let stack = &s.stack[..s.stack.len().min(MAX_FRAMES)];
+        let (t, c) = self.times(s);
         self.prev[..stack.len()].copy_from_slice(stack);
         self.prev_len = stack.len();
-        self.prev_time = s.time_ns;
-        self.prev_cpu = s.cpu_ns;
+        self.prev_time = t;
+        self.prev_cpu = c;
+        self.recent = self.next_recent;
         self.started = true;
     }
 }
@@ -192,7 +310,7 @@ impl SampleEncoder {
 pub struct TraceWriter {
     path: PathBuf,
     file: File,
-    map: MmapRaw,
+    pub(crate) map: MmapRaw,
     opts: WriterOptions,
     /// Next free byte: everything below is reserved.
     cursor: AtomicU64,
@@ -202,6 +320,11 @@ pub struct TraceWriter {
     full: AtomicBool,
     samples_written: AtomicU64,
     samples_dropped: AtomicU64,
+    /// The run's sampling interval in whole µs, from the run-info record;
+    /// sample time deltas are written relative to it (SPEC.md §2.4).
+    interval_us: AtomicU64,
+    /// Pages below this offset have been made writable ahead of the cursor.
+    prefaulted: AtomicU64,
     grow_lock: Mutex<()>,
 }
 
@@ -243,6 +366,10 @@ impl TraceWriter {
             .len(opts.max_len as usize)
             .map_raw(&file)
             .map_err(io_err)?;
+        // Records are appended, never read back: without this hint the first
+        // store makes the kernel read ahead a large window of the (zero,
+        // freshly allocated) file. A hint only: its failure changes nothing.
+        let _ = map.advise(Advice::Random);
         let w = TraceWriter {
             path: path.to_owned(),
             file,
@@ -254,6 +381,8 @@ impl TraceWriter {
             full: AtomicBool::new(false),
             samples_written: AtomicU64::new(0),
             samples_dropped: AtomicU64::new(0),
+            interval_us: AtomicU64::new(0),
+            prefaulted: AtomicU64::new(0),
             grow_lock: Mutex::new(()),
         };
         let min_len = HEADER_SIZE as u64 + opts.tail_reserve * 2;
@@ -265,7 +394,46 @@ impl TraceWriter {
         unsafe {
             std::ptr::copy_nonoverlapping(h.encode().as_ptr(), w.map.as_mut_ptr(), HEADER_SIZE)
         };
+        w.prefault();
         Ok(w)
+    }
+
+    /// Makes the pages from the cursor to [`WriterOptions::prefault`] bytes
+    /// past it (within the allocated space) present and writable, so that
+    /// appending there takes no page fault: a fault in the signal handler
+    /// costs microseconds, or much more when the page must be read. Call it
+    /// from normal context, regularly (the recorder's background thread
+    /// does, after [`grow`](Self::grow)). Works in steps of a quarter of the
+    /// window, so most calls make no system call.
+    pub fn prefault(&self) {
+        // SAFETY: sysconf has no preconditions.
+        let page = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096)) as u64;
+        let cap = self.capacity.load(SeqCst);
+        let cursor = self.cursor.load(SeqCst);
+        let want = cursor.saturating_add(self.opts.prefault).min(cap);
+        let done = self.prefaulted.load(SeqCst).max(cursor & !(page - 1));
+        if want <= done || (want - done < self.opts.prefault / 4 && want < cap) {
+            return;
+        }
+        let (from, to) = (done & !(page - 1), want);
+        let populated = self
+            .map
+            .advise_range(Advice::PopulateWrite, from as usize, (to - from) as usize)
+            .is_ok();
+        if !populated {
+            // Kernels before 5.14: touch each page with an atomic add of 0,
+            // which writes back what it reads, so it cannot undo a sampler's
+            // store into space reserved meanwhile.
+            let mut at = from;
+            while at < to {
+                // SAFETY: at < capacity, inside the mapping; the byte is only
+                // accessed atomically here, and the add leaves it unchanged.
+                unsafe { &*(self.map.as_mut_ptr().add(at as usize) as *const AtomicU8) }
+                    .fetch_add(0, SeqCst);
+                at += page;
+            }
+        }
+        self.prefaulted.fetch_max(to, SeqCst);
     }
 
     pub fn path(&self) -> &Path {
@@ -291,6 +459,20 @@ impl TraceWriter {
     /// The committed length (SPEC.md §3).
     pub fn committed_len(&self) -> u64 {
         self.committed().load(SeqCst)
+    }
+
+    /// The committed records from file offset `from` (at least the header
+    /// size) on: bytes that no writer touches again, for a reader running
+    /// beside the samplers (SPEC.md §2.7).
+    pub fn committed_since(&self, from: u64) -> &[u8] {
+        let end = self.committed_len();
+        let from = from.clamp(HEADER_SIZE as u64, end);
+        // SAFETY: [from, end) lies below the committed length: published
+        // records that nobody writes again, inside allocated space, and
+        // after the header (whose committed-length word changes).
+        unsafe {
+            std::slice::from_raw_parts(self.map.as_ptr().add(from as usize), (end - from) as usize)
+        }
     }
 
     fn committed(&self) -> &AtomicU64 {
@@ -421,6 +603,10 @@ impl TraceWriter {
 
     /// Total length of the published record at `at`, read from its framing.
     unsafe fn framed_len(&self, at: u64) -> u64 {
+        let k = self.kind_byte(at).load(SeqCst);
+        if k & kind::SHORT_SAMPLE != 0 {
+            return 1 + u64::from(k & !kind::SHORT_SAMPLE) + 2;
+        }
         let base = self.map.as_mut_ptr().add(at as usize + 1);
         let mut v: u64 = 0;
         let mut i = 0;
@@ -445,7 +631,7 @@ impl TraceWriter {
         if self.finished.load(SeqCst) {
             return Err(Dropped::Full);
         }
-        let len = enc.encode(s);
+        let len = enc.encode(s, self.interval_us.load(SeqCst));
         let limit = self
             .capacity
             .load(SeqCst)
@@ -467,6 +653,9 @@ impl TraceWriter {
             return Err(WriteError::Finished {
                 path: self.path.clone(),
             });
+        }
+        if let Record::RunInfo(r) = rec {
+            self.interval_us.store(r.interval_ns / 1000, SeqCst);
         }
         let framed = frame(rec);
         let len = framed.len() as u64;
@@ -512,7 +701,9 @@ impl TraceWriter {
             path: self.path.clone(),
             source,
         };
-        self.map.flush().map_err(io_err)?;
+        // No msync: the page cache is coherent, so every reader sees the
+        // records now, and the kernel writes them back in its own time
+        // (SPEC.md §3; the trace is not meant to survive a machine crash).
         self.file.set_len(len).map_err(io_err)?;
         self.capacity.store(len, SeqCst);
         Ok(len)
@@ -524,6 +715,41 @@ pub fn frame(rec: &Record) -> Vec<u8> {
     let mut payload = Vec::new();
     rec.encode_payload(&mut payload);
     frame_payload(rec.kind(), &payload)
+}
+
+/// A sample payload built field by field (SPEC.md §2.4), for tests and tools
+/// that build traces by hand: `time` and `cpu` are the raw field values
+/// (absolute µs in a keyframe, zigzag deltas otherwise), and `literals` the
+/// new frames, outermost first, each as a literal difference from the frame
+/// outside it. Frame it with `frame_payload(kind::SAMPLE, ..)`.
+pub fn sample_payload(
+    thread: u32,
+    flags: u8,
+    time: u64,
+    cpu: u64,
+    keep: u64,
+    literals: &[i64],
+) -> Vec<u8> {
+    let mut p = Vec::new();
+    varint::push(
+        &mut p,
+        (u64::from(thread) << 5) | u64::from(flags & flags::ALL),
+    );
+    varint::push(&mut p, time);
+    varint::push(&mut p, cpu);
+    varint::push(&mut p, keep);
+    for pair in literals.chunks(2) {
+        let none = if pair.len() == 2 {
+            CODE_LITERAL
+        } else {
+            CODE_NONE
+        };
+        p.push(CODE_LITERAL | (none << 4));
+        for &d in pair {
+            varint::push(&mut p, varint::zigzag(d));
+        }
+    }
+    p
 }
 
 /// Frames a payload of any kind (for tests and tools that write extensions).

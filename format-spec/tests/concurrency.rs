@@ -54,7 +54,7 @@ fn a_signal_handler_appending_in_the_middle_of_other_records_keeps_the_trace_val
         writer: &writer,
         enc,
         fired: AtomicU64::new(0),
-        time: AtomicU64::new(1),
+        time: AtomicU64::new(1000),
     }));
     STATE.store(state, SeqCst);
     unsafe {
@@ -161,8 +161,8 @@ fn threads_appending_at_once_each_keep_their_sequence() {
                     w.append_sample(
                         &mut enc,
                         &SampleRef {
-                            time_ns: i * 10 + 1,
-                            cpu_ns: i,
+                            time_ns: (i * 10 + 1) * 1000,
+                            cpu_ns: i * 1000,
                             flags: 0,
                             stack: &stack,
                         },
@@ -191,7 +191,7 @@ fn threads_appending_at_once_each_keep_their_sequence() {
     while let Some(e) = d.next() {
         if let Event::Sample(s) = e.unwrap() {
             let i = next[s.thread as usize];
-            assert_eq!(s.time_ns, i * 10 + 1);
+            assert_eq!(s.time_ns, (i * 10 + 1) * 1000);
             assert_eq!(s.stack.len() as u64, i % 30 + 1);
             assert_eq!(s.stack[0], 0x1000 * u64::from(s.thread + 1));
             assert_eq!(
@@ -212,6 +212,7 @@ fn a_full_log_drops_samples_but_keeps_room_for_the_end() {
         growth_step: 64 << 10,
         tail_reserve: 4 << 10,
         max_len: 256 << 10,
+        ..WriterOptions::default()
     };
     let w = TraceWriter::create(&path, Header::for_this_host(), opts).unwrap();
     let mut enc = SampleEncoder::new(0);

@@ -165,11 +165,16 @@ fn huge_counts_and_lengths_are_refused_without_allocating() {
             varint::push(&mut p, 1_000_000_000);
             p
         }),
-        // A sample claiming a million frames.
+        // A sample whose frames come from recent addresses it has none of.
         (kind::SAMPLE, {
-            let mut p = vec![0, flags::KEYFRAME, 1, 1, 0];
-            varint::push(&mut p, 1_000_000);
-            p.extend([2, 2, 2]);
+            let mut p = sample_payload(0, flags::KEYFRAME, 1, 1, 0, &[]);
+            p.extend([0x10, 0x32]);
+            p
+        }),
+        // A sample with a padding code before its last code byte.
+        (kind::SAMPLE, {
+            let mut p = sample_payload(0, flags::KEYFRAME, 1, 1, 0, &[5]);
+            p.extend([0xee, 2, 2]);
             p
         }),
         // A string longer than the record.
@@ -211,7 +216,10 @@ fn samples_that_do_not_follow_their_thread_are_damage() {
     h.committed_len = 0;
     let mut bytes = h.encode().to_vec();
     // A non-keyframe sample for a thread never seen.
-    bytes.extend(frame_payload(kind::SAMPLE, &[9, 0, 1, 1, 0, 0]));
+    bytes.extend(frame_payload(
+        kind::SAMPLE,
+        &sample_payload(9, 0, 1, 1, 0, &[]),
+    ));
     let len = bytes.len() as u64;
     bytes[48..56].copy_from_slice(&len.to_le_bytes());
     let e = read_all(bytes.clone()).unwrap().error.unwrap();
@@ -226,9 +234,12 @@ fn samples_that_do_not_follow_their_thread_are_damage() {
     let mut bytes = h.encode().to_vec();
     bytes.extend(frame_payload(
         kind::SAMPLE,
-        &[1, flags::KEYFRAME, 1, 1, 0, 1, 2],
+        &sample_payload(1, flags::KEYFRAME, 1, 1, 0, &[1]),
     ));
-    bytes.extend(frame_payload(kind::SAMPLE, &[1, 0, 1, 1, 5, 0]));
+    bytes.extend(frame_payload(
+        kind::SAMPLE,
+        &sample_payload(1, 0, 2, 0, 5, &[]),
+    ));
     let len = bytes.len() as u64;
     bytes[48..56].copy_from_slice(&len.to_le_bytes());
     let out = read_all(bytes).unwrap();
@@ -240,17 +251,38 @@ fn samples_that_do_not_follow_their_thread_are_damage() {
             ..
         })
     ));
+    // A time delta that takes the time past 64 bits.
+    let mut bytes = h.encode().to_vec();
+    bytes.extend(frame_payload(
+        kind::SAMPLE,
+        &sample_payload(1, flags::KEYFRAME, u64::MAX - 5, 1, 0, &[]),
+    ));
+    bytes.extend(frame_payload(
+        kind::SAMPLE,
+        &sample_payload(1, 0, 20, 0, 0, &[]),
+    ));
+    let len = bytes.len() as u64;
+    bytes[48..56].copy_from_slice(&len.to_le_bytes());
+    let out = read_all(bytes).unwrap();
+    assert_eq!(out.samples, 1);
+    assert!(matches!(
+        out.error,
+        Some(ReadError::Damaged {
+            damage: Damage::BadValue(_),
+            ..
+        })
+    ));
 }
 
 #[test]
 fn a_stack_deeper_than_the_writers_limit_is_damage() {
     // A sample record with `keep` previous frames and `new` frames of +1.
     let sample = |keyframe: bool, keep: u64, new: usize| {
-        let mut p = vec![1, if keyframe { flags::KEYFRAME } else { 0 }, 1, 1];
-        varint::push(&mut p, keep);
-        varint::push(&mut p, new as u64);
-        p.extend(std::iter::repeat_n(2u8, new)); // zigzag(+1)
-        frame_payload(kind::SAMPLE, &p)
+        let f = if keyframe { flags::KEYFRAME } else { 0 };
+        frame_payload(
+            kind::SAMPLE,
+            &sample_payload(1, f, 2, 0, keep, &vec![1; new]),
+        )
     };
     let trace = |records: &[Vec<u8>]| {
         let mut bytes = Header::for_this_host().encode().to_vec();

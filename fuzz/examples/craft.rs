@@ -32,21 +32,14 @@ fn module(id: u64, text_addr: u64, text_len: u64) -> Vec<u8> {
             AddressMapEntry { code_offset: 0, wasm_offset: None },
             AddressMapEntry { code_offset: 0x10, wasm_offset: Some(0x1_0000_0000) },
         ],
+        addresses: vec![],
     }))
 }
 
-fn sample(thread: u64, sflags: u8, time: u64, cpu: u64, keep: u64, frames: &[i64]) -> Vec<u8> {
-    let mut p = Vec::new();
-    varint::push(&mut p, thread);
-    p.push(sflags);
-    varint::push(&mut p, time);
-    varint::push(&mut p, cpu);
-    varint::push(&mut p, keep);
-    varint::push(&mut p, frames.len() as u64);
-    for &f in frames {
-        varint::push(&mut p, varint::zigzag(f));
-    }
-    frame_payload(kind::SAMPLE, &p)
+/// A sample of raw time and CPU fields (µs in a keyframe, zigzag deltas
+/// otherwise) and literal frames (differences, outermost first).
+fn sample(thread: u32, sflags: u8, time: u64, cpu: u64, keep: u64, frames: &[i64]) -> Vec<u8> {
+    frame_payload(kind::SAMPLE, &sample_payload(thread, sflags, time, cpu, keep, frames))
 }
 
 fn lost(thread: u32, count: u64) -> Vec<u8> {
@@ -61,6 +54,18 @@ fn main() {
         std::fs::write(d.join(format!("crafted-{name}")), data).unwrap();
     };
     let key = flags::KEYFRAME;
+    // The largest CPU delta a sample can carry (no run info: the interval
+    // is 0, so a time field of 0 is a delta of 0).
+    let huge = varint::zigzag(i64::MAX);
+    let addresses = |module, entries: &[(u64, Option<u64>)]| {
+        frame(&Record::CodeAddresses(CodeAddresses {
+            module,
+            entries: entries
+                .iter()
+                .map(|&(code_offset, wasm_offset)| AddressMapEntry { code_offset, wasm_offset })
+                .collect(),
+        }))
+    };
     let base = 0x7f00_0000_0000i64;
     let cases: Vec<(&str, Vec<u8>)> = vec![
         // Lost-sample counts that overflow a u64 when added up.
@@ -84,10 +89,10 @@ fn main() {
         ("cpu-deltas", trace(&[
             module(0, base as u64, 0x100),
             sample(0, key, 10, 10, 0, &[base + 0x20]),
-            sample(0, 0, 1, u64::MAX, 1, &[]),
-            sample(0, 0, 1, u64::MAX, 1, &[]),
+            sample(0, 0, 0, huge, 1, &[]),
+            sample(0, 0, 0, huge, 1, &[]),
             sample(1, key, 10, 10, 0, &[base + 0x30]),
-            sample(1, 0, 1, u64::MAX, 1, &[]),
+            sample(1, 0, 0, huge, 1, &[]),
         ])),
         // Times and CPU times at the extremes; a second sample wrapping them.
         ("time-extremes", trace(&[
@@ -116,6 +121,16 @@ fn main() {
             module(0, base as u64, 0x100),
             sample(0, key | flags::HOST, 1, 1, 0, &[base + 0x11, 0]),
             sample(0, key, 2, 2, 0, &[base + 0x30]),
+        ])),
+        // Code addresses before their module, for a module that does not
+        // exist, outside the code, past the wasm file, and listed twice.
+        ("code-addresses", trace(&[
+            addresses(0, &[(0x20, Some(u64::MAX - 1))]),
+            module(0, base as u64, 0x100),
+            sample(0, key | flags::HOST, 1, 1, 0, &[base + 0x21, -0x11, 0x10]),
+            addresses(0, &[(0x20, Some(5)), (0x2f, None), (u64::MAX, Some(0x1_0000_0000))]),
+            addresses(7, &[(0x20, Some(1))]),
+            addresses(0, &[(0x20, Some(9)), (0x2f, Some(3))]),
         ])),
     ];
     for (name, t) in &cases {

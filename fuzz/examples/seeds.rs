@@ -154,6 +154,7 @@ fn layout(w: &Wasm, path: &str, sha256: [u8; 32], text_addr: u64) -> Layout {
             text_len: at,
             functions,
             address_map,
+            addresses: Vec::new(),
         },
     }
 }
@@ -224,6 +225,7 @@ fn synth(wasm: &[u8], path: &str, o: &SynthOpts) -> Vec<u8> {
         growth_step: 1 << 20,
         tail_reserve: 4096,
         max_len: 64 << 20,
+        ..WriterOptions::default()
     };
     let tw = TraceWriter::create(&tmp, Header::for_this_host(), wopts).unwrap();
     tw.write_record(&Record::RunInfo(RunInfo {

@@ -29,21 +29,14 @@ fn module(id: u64) -> Vec<u8> {
         text_len: 0x1000,
         functions: vec![],
         address_map: vec![],
+        addresses: vec![],
     }))
 }
 
 fn sample(keyframe: bool, keep: u64, frames: &[u64]) -> Vec<u8> {
-    let mut p = Vec::new();
-    varint::push(&mut p, 0);
-    p.push(if keyframe { flags::KEYFRAME } else { 0 });
-    varint::push(&mut p, 1000);
-    varint::push(&mut p, 1000);
-    varint::push(&mut p, keep);
-    varint::push(&mut p, frames.len() as u64);
-    for &f in frames {
-        varint::push(&mut p, varint::zigzag(f as i64));
-    }
-    frame_payload(kind::SAMPLE, &p)
+    let literals: Vec<i64> = frames.iter().map(|&f| f as i64).collect();
+    let f = if keyframe { flags::KEYFRAME } else { 0 };
+    frame_payload(kind::SAMPLE, &sample_payload(0, f, 1000, 1000, keep, &literals))
 }
 
 fn rss_kb() -> u64 {
@@ -95,6 +88,7 @@ fn main() {
                 text_addr: 0x10_0000,
                 text_len: n + 16,
                 functions: vec![FunctionEntry { index: 1, offset: 0, len: n + 16 }],
+                addresses: vec![],
                 address_map: (0..n)
                     .map(|i| AddressMapEntry { code_offset: i, wasm_offset: None })
                     .collect(),

@@ -75,8 +75,13 @@ pub fn fix_checks(trace: &[u8]) -> Vec<u8> {
     let mut pos = usize::from(u16::from_le_bytes([out[18], out[19]])).max(64);
     while pos < out.len() && out[pos] != 0 {
         let mut p = pos + 1;
-        let Ok(len) = varint::get(&out, &mut p) else {
-            break;
+        let len = if out[pos] & kind::SHORT_SAMPLE != 0 {
+            u64::from(out[pos] & !kind::SHORT_SAMPLE)
+        } else {
+            let Ok(len) = varint::get(&out, &mut p) else {
+                break;
+            };
+            len
         };
         let Some(end) = usize::try_from(len)
             .ok()
@@ -150,6 +155,7 @@ pub fn read_trace(data: &[u8]) {
                             assert!(f.offset <= off.saturating_sub(1));
                         }
                         let _ = m.wasm_offset(off);
+                        let _ = m.exact_wasm_offset(off.saturating_sub(1));
                     }
                 }
             }
@@ -159,6 +165,10 @@ pub fn read_trace(data: &[u8]) {
                     .functions
                     .iter()
                     .all(|f| f.offset.checked_add(f.len).is_some_and(|e| e <= m.text_len)));
+                assert!(m
+                    .addresses
+                    .windows(2)
+                    .all(|w| w[0].code_offset < w[1].code_offset));
                 for f in &m.functions {
                     if let Some(g) = m.function_at(f.offset) {
                         assert!(g.offset <= f.offset && f.offset - g.offset < g.len);
@@ -171,7 +181,10 @@ pub fn read_trace(data: &[u8]) {
             }
             Event::Unknown { offset, kind } => {
                 assert!(offset < end);
-                assert!(kind >= 8, "known kind {kind} reported as unknown");
+                assert!(
+                    kind > kind::CODE_ADDRESSES,
+                    "known kind {kind} reported as unknown"
+                );
             }
         }
     }

@@ -58,8 +58,9 @@ use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use wrec_format::{
-    clock_ns, AddressMapEntry, End, FunctionEntry, Header, LossReason, ModuleRecord, Record,
-    RunInfo, SamplesLost, ThreadEnd, ThreadStart, TraceWriter, WriteError,
+    clock_ns, flags, AddressMapEntry, CodeAddresses, End, FunctionEntry, Header, LossReason,
+    ModuleRecord, Record, RunInfo, SampleScanner, SamplesLost, ThreadEnd, ThreadStart, TraceWriter,
+    WriteError, HEADER_SIZE,
 };
 
 mod arch;
@@ -242,6 +243,96 @@ pub(crate) struct Shared {
     ended_overruns: AtomicU64,
     ended_stats: Mutex<SamplerStats>,
     full: Mutex<Option<String>>,
+    code: Mutex<CodeMaps>,
+}
+
+/// At most this many code addresses (~8 bytes each) per module go into a
+/// full trace's reserved tail (64 KiB by default).
+const MAX_ENTRIES_WHEN_FULL: usize = 2048;
+
+/// A module's full address map, kept to answer the code addresses the
+/// samples use (SPEC.md §2.7).
+struct ModuleMap {
+    id: u64,
+    /// The module record as written, but with the full address map.
+    rec: ModuleRecord,
+    mapped: Vec<usize>,
+    /// Code offsets written in code-addresses records, and those found
+    /// since (not yet written).
+    written: std::collections::HashSet<u64>,
+    pending: std::collections::BTreeMap<u64, Option<u64>>,
+}
+
+/// Reads the committed samples behind the samplers and writes the wasm
+/// offsets of the code offsets they look up: the part of the address maps a
+/// profile needs, instead of the whole maps (a module's map is ~15 KB).
+struct CodeMaps {
+    scanner: SampleScanner,
+    modules: Vec<ModuleMap>,
+}
+
+impl CodeMaps {
+    /// Notes the code offsets of newly committed samples and writes them.
+    /// Normal context (housekeeping thread and `finish`).
+    fn update(&mut self, writer: &TraceWriter) {
+        let CodeMaps { scanner, modules } = self;
+        let data = writer.committed_since(scanner.position());
+        // Our own trace: damage is impossible short of a bug; stop looking.
+        let _ = scanner.scan(data, &mut |s| {
+            let host = s.flags & flags::HOST != 0;
+            for (j, &addr) in s.stack.iter().enumerate() {
+                let Some(m) = modules.iter_mut().find(|m| m.rec.contains(addr)) else {
+                    continue;
+                };
+                // The offset a reader looks up: return addresses minus one.
+                let mut off = addr - m.rec.text_addr;
+                if (j > 0 || host) && off > 0 {
+                    off -= 1;
+                }
+                if m.written.contains(&off) || m.pending.contains_key(&off) {
+                    continue;
+                }
+                // Trampolines have no function and need no entry.
+                if let Some(f) = m.rec.function_at(off) {
+                    let w = m.rec.nearest_wasm_offset(&m.mapped, off, f);
+                    m.pending.insert(off, w);
+                }
+            }
+        });
+        // A full trace writes these (at the end) into the space kept back
+        // for the loss and end records: a bounded share of it, so the end
+        // record still fits; the rest lose their lines (wanalyze says so).
+        let limit = if writer.is_full() {
+            MAX_ENTRIES_WHEN_FULL
+        } else {
+            usize::MAX
+        };
+        for m in modules.iter_mut().filter(|m| !m.pending.is_empty()) {
+            let entries: Vec<AddressMapEntry> = m
+                .pending
+                .iter()
+                .take(limit)
+                .map(|(&code_offset, &wasm_offset)| AddressMapEntry {
+                    code_offset,
+                    wasm_offset,
+                })
+                .collect();
+            let n = entries.len();
+            let rec = Record::CodeAddresses(CodeAddresses {
+                module: m.id,
+                entries,
+            });
+            // On failure (the trace is full) they stay pending for the
+            // next try.
+            if writer.write_record(&rec).is_ok() {
+                for _ in 0..n {
+                    if let Some((off, _)) = m.pending.pop_first() {
+                        m.written.insert(off);
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -390,6 +481,10 @@ impl Recorder {
             ended_overruns: AtomicU64::new(0),
             ended_stats: Mutex::new(SamplerStats::default()),
             full: Mutex::new(None),
+            code: Mutex::new(CodeMaps {
+                scanner: SampleScanner::new(HEADER_SIZE as u64),
+                modules: Vec::new(),
+            }),
         });
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let housekeeper = {
@@ -465,17 +560,35 @@ impl Recorder {
                 .map(|d| d.join(path))
                 .unwrap_or_else(|_| path.to_owned())
         });
-        let rec = ModuleRecord {
+        let mut rec = ModuleRecord {
             id,
             path: abs.to_string_lossy().into_owned(),
             sha256: Sha256::digest(bytes).into(),
             text_addr,
             text_len: text.len() as u64,
             functions,
-            address_map,
+            address_map: Vec::new(),
+            addresses: Vec::new(),
         };
-        // The record goes out before any sampler may point into the code.
-        self.shared.writer.write_record(&Record::Module(rec))?;
+        // The record goes out before any sampler may point into the code;
+        // the address map stays here, and only the code offsets that
+        // samples use are written, as code addresses (SPEC.md §2.7).
+        self.shared
+            .writer
+            .write_record(&Record::Module(rec.clone()))?;
+        rec.address_map = address_map;
+        self.shared
+            .code
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .modules
+            .push(ModuleMap {
+                id,
+                mapped: rec.mapped_entries(),
+                rec,
+                written: Default::default(),
+                pending: Default::default(),
+            });
         if !self.shared.ranges.push(text_addr, text.len() as u64) {
             return Err(Error::TooManyModules);
         }
@@ -546,6 +659,12 @@ impl Recorder {
             let cpu = e.state.thread_cpu_ns();
             shared.end_thread(&mut e, cpu);
         }
+        // The wasm offsets of the code the last samples use.
+        shared
+            .code
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .update(&shared.writer);
         let dropped = shared.ended_dropped.load(Ordering::Relaxed);
         let lost = dropped + shared.ended_overruns.load(Ordering::Relaxed);
         let samples = shared.writer.samples_written();
@@ -590,9 +709,10 @@ impl Drop for Recorder {
     }
 }
 
-/// The background thread: grows the trace ahead of the samplers and reports
-/// losses while there is room for them (when the trace is full, losses are
-/// reported once at the end, in the space kept back for that).
+/// The background thread: grows the trace ahead of the samplers, reports
+/// losses and writes the code addresses of new samples while there is room
+/// for them (when the trace is full, both are written once at the end, in
+/// the space kept back for that).
 fn housekeeping(shared: &Shared, stop: &(Mutex<bool>, Condvar)) {
     let (m, cv) = stop;
     let mut stopped = m.lock().unwrap_or_else(|e| e.into_inner());
@@ -607,8 +727,14 @@ fn housekeeping(shared: &Shared, stop: &(Mutex<bool>, Condvar)) {
         if let Err(e) = shared.writer.grow() {
             shared.note_full(&e);
         }
+        shared.writer.prefault();
         if !shared.writer.is_full() {
             shared.flush_losses(None);
+            shared
+                .code
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .update(&shared.writer);
         }
     }
 }

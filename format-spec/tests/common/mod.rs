@@ -35,6 +35,7 @@ pub fn write_sample_trace(path: &Path) -> (Vec<u8>, usize) {
                 wasm_offset: (i % 5 != 0).then_some(0x400 + i * 3),
             })
             .collect(),
+        addresses: vec![],
     }))
     .unwrap();
     let mut encs = [SampleEncoder::new(0), SampleEncoder::new(1)];
@@ -67,6 +68,16 @@ pub fn write_sample_trace(path: &Path) -> (Vec<u8>, usize) {
         .unwrap();
         n += 1;
     }
+    w.write_record(&Record::CodeAddresses(CodeAddresses {
+        module: 0,
+        entries: (0..30)
+            .map(|i| AddressMapEntry {
+                code_offset: i * 0x100 + 0x10,
+                wasm_offset: (i % 4 != 0).then_some(0x500 + i),
+            })
+            .collect(),
+    }))
+    .unwrap();
     w.write_record(&Record::SamplesLost(SamplesLost {
         thread: 0,
         count: 3,

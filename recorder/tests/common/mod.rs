@@ -129,6 +129,8 @@ impl Loaded {
                 Event::Record(Record::ThreadEnd(e)) => ends.push(e),
                 Event::Record(Record::SamplesLost(l)) => lost.push(l),
                 Event::Record(Record::End(e)) => end = Some(e),
+                // The decoder attaches them to their module records.
+                Event::Record(Record::CodeAddresses(_)) => {}
                 Event::Sample(s) => {
                     assert!(!modules.is_empty(), "sample before any module record");
                     assert!(
