@@ -195,7 +195,8 @@ fn can_mount_tmpfs() -> bool {
         .unwrap_or(false)
 }
 
-/// Recording onto a 256 KiB tmpfs: the guest runs to its normal end with its
+/// Recording at 50us onto a 256 KiB tmpfs (room for about half the run):
+/// the guest runs to its normal end with its
 /// normal output and status; the trace holds what fitted, counts the rest as
 /// lost, and wrec says so once. (RLIMIT_FSIZE, the other kind of full disk,
 /// is in recorder/tests/sampling.rs.)
@@ -211,7 +212,7 @@ fn a_full_file_system_keeps_the_guest_running() {
     let out_dir = dir.path();
     let script = format!(
         "set -e; m={d}/mnt; mkdir -p $m; mount -t tmpfs -o size=256k none $m; \
-         set +e; {wrec} --interval 100us -o $m/t.wrec {wasm} 2400; s=$?; \
+         set +e; {wrec} --interval 50us -o $m/t.wrec {wasm} 2400; s=$?; \
          cp $m/t.wrec {d}/t.wrec; exit $s",
         d = out_dir.display(),
         wrec = bin("wrec").display(),
