@@ -1,10 +1,16 @@
 //! The sampler's signal handler makes no system call but the thread CPU
-//! clock, checked by tracing real `wrec` runs at 100us with strace: between
+//! clock, checked by tracing real `wrec` runs with strace: between
 //! each `SIGPROF` delivery and its `rt_sigreturn` on the same thread, the only
 //! system call allowed is `clock_gettime`. A lock that waits (futex), an
 //! allocation that needs memory from the kernel (brk, mmap), a write or any
 //! formatting to stderr would show up here. (Allocations served from the heap
 //! without a system call are caught by recorder/tests/handler_alloc.rs.)
+//!
+//! The interval is 500us, not the 100us of the stress tests: the handler
+//! runs the same code at any interval, and under ptrace every signal costs
+//! ~5 tracer round trips (delivery, the clock's entry and exit, the
+//! sigreturn's), ~100 us on this VM, so at 100us the traced guest could make
+//! almost no progress between signals.
 
 mod common;
 
@@ -71,13 +77,13 @@ fn the_signal_handler_makes_no_system_call_but_the_cpu_clock() {
         return;
     }
     let dir = tempfile::tempdir().unwrap();
-    for (fixture_name, args) in [("fib-O2.wasm", "20"), ("hostloop.wasm", "100")] {
+    for (fixture_name, args) in [("fib-O2.wasm", "40"), ("hostloop.wasm", "300")] {
         let log = dir.path().join(format!("{fixture_name}.strace"));
         let out = run(Command::new("strace")
             .args(["-f", "-qq", "-o"])
             .arg(&log)
             .arg(bin("wrec"))
-            .args(["--interval", "100us", "-o"])
+            .args(["--interval", "500us", "-o"])
             .arg(dir.path().join("t.wrec"))
             .arg("--force")
             .arg(fixture(fixture_name))
@@ -86,7 +92,7 @@ fn the_signal_handler_makes_no_system_call_but_the_cpu_clock() {
         let log = std::fs::read_to_string(&log).unwrap();
         let (handlers, bad, clocks) = handler_syscalls(&log);
         eprintln!("{fixture_name}: {handlers} handler runs, {clocks} CPU clock reads");
-        assert!(handlers >= 500, "{fixture_name}: only {handlers} signals");
+        assert!(handlers >= 300, "{fixture_name}: only {handlers} signals");
         assert!(
             clocks * 10 >= handlers * 9,
             "{fixture_name}: the handler should read the CPU clock each time"
