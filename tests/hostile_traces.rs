@@ -25,7 +25,7 @@ fn records(trace: &Path) -> (Header, Vec<(u8, Vec<u8>)>) {
             (r.kind, r.payload.to_vec())
         })
         .collect();
-    (t.header().clone(), recs)
+    (*t.header(), recs)
 }
 
 /// A trace of these records, framed afresh (valid checks) after `header`.
@@ -34,7 +34,7 @@ fn build(header: &Header, recs: &[(u8, Vec<u8>)]) -> Vec<u8> {
     for (k, p) in recs {
         body.extend(frame_payload(*k, p));
     }
-    let mut h = header.clone();
+    let mut h = *header;
     h.committed_len = (h.encode().len() + body.len()) as u64;
     let mut out = h.encode().to_vec();
     out.extend(body);
@@ -160,7 +160,7 @@ fn a_module_pointing_outside_its_code_and_samples_in_no_module() {
         .filter(|r| r.0 == kind::SAMPLE)
         .count();
     let p = analyze_bytes(dir.path(), "outside.wrec", &build(&header, &recs2)).unwrap();
-    assert_eq!(p.sample_count() as usize, samples_before);
+    assert_eq!(p.sample_count(), samples_before);
     assert!(
         p.meta
             .warnings
