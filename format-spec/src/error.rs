@@ -36,7 +36,7 @@ pub enum ReadError {
     },
     #[error("not a wrec trace (no WRECTRC magic at the start)")]
     NotATrace,
-    #[error("the trace is shorter than its 64-byte header ({0} bytes)")]
+    #[error("{}", short_header(*.0))]
     ShortHeader(u64),
     #[error("the trace's byte-order mark is wrong: written on a machine this reader does not understand, or damaged")]
     BadByteOrder,
@@ -57,5 +57,14 @@ impl ReadError {
             ReadError::Damaged { offset, .. } => Some(*offset),
             _ => None,
         }
+    }
+}
+
+fn short_header(len: u64) -> String {
+    if len == 0 {
+        "the file is empty: the recorder stopped (was killed?) before it wrote the trace's header"
+            .to_owned()
+    } else {
+        format!("the trace is shorter than its 64-byte header ({len} bytes)")
     }
 }

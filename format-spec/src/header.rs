@@ -105,6 +105,9 @@ impl Header {
     }
 
     pub fn decode(b: &[u8]) -> Result<Header, ReadError> {
+        if b.is_empty() {
+            return Err(ReadError::ShortHeader(0));
+        }
         if b.len() < 8 || b[0..8] != MAGIC {
             return Err(ReadError::NotATrace);
         }
