@@ -41,6 +41,13 @@ fn build(header: &Header, recs: &[(u8, Vec<u8>)]) -> Vec<u8> {
     out
 }
 
+/// The payload of `rec` as a writer frames it (kind, length, payload, check).
+fn payload(rec: &Record) -> Vec<u8> {
+    let framed = frame(rec);
+    let mut it = wrec_format::RecordIter::for_tests(&framed);
+    it.next().unwrap().unwrap().payload.to_vec()
+}
+
 fn analyze_bytes(dir: &Path, name: &str, bytes: &[u8]) -> Result<Profile, String> {
     let path = dir.join(name);
     std::fs::write(&path, bytes).unwrap();
@@ -150,10 +157,7 @@ fn a_module_pointing_outside_its_code_and_samples_in_no_module() {
         f.len = u64::MAX / 4;
     }
     let mut recs2 = recs.clone();
-    let framed = frame(&Record::Module(bad));
-    // Re-take the payload from the framed record (kind, length, payload, check).
-    let mut it = wrec_format::RecordIter::for_tests(&framed);
-    recs2[module_at].1 = it.next().unwrap().unwrap().payload.to_vec();
+    recs2[module_at].1 = payload(&Record::Module(bad));
     let good = analyze_bytes(dir.path(), "good.wrec", &build(&header, &recs)).unwrap();
     let samples_before = recs[..module_at]
         .iter()
@@ -174,10 +178,8 @@ fn a_module_pointing_outside_its_code_and_samples_in_no_module() {
     // module, and the profile says so instead of naming wrong functions.
     let mut moved = m.clone();
     moved.text_addr = moved.text_addr.wrapping_add(1 << 44);
-    let framed = frame(&Record::Module(moved));
-    let mut it = wrec_format::RecordIter::for_tests(&framed);
     let mut recs3 = recs.clone();
-    recs3[module_at].1 = it.next().unwrap().unwrap().payload.to_vec();
+    recs3[module_at].1 = payload(&Record::Module(moved));
     let p = analyze_bytes(dir.path(), "nomodule.wrec", &build(&header, &recs3)).unwrap();
     assert_eq!(p.sample_count(), good.sample_count());
     let mut out = Vec::new();

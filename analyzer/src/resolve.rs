@@ -153,17 +153,25 @@ impl Resolver {
         if let Some(&f) = self.synthetic.get(name) {
             return f;
         }
+        let f = self.leaf_frame(name.to_owned(), category, None);
+        self.synthetic.insert(name, f);
+        f
+    }
+
+    /// A frame without address or line for a function of its own: the
+    /// synthetic and host frames.
+    fn leaf_frame(&mut self, name: String, category: Category, lib: Option<u32>) -> FrameId {
         let func = self.interner.func(
             &mut self.profile,
             Func {
-                name: name.to_owned(),
+                name,
                 file: None,
                 line: None,
                 category,
-                lib: None,
+                lib,
             },
         );
-        let f = self.interner.frame(
+        self.interner.frame(
             &mut self.profile,
             Frame {
                 func,
@@ -172,9 +180,7 @@ impl Resolver {
                 column: None,
                 inline_depth: 0,
             },
-        );
-        self.synthetic.insert(name, f);
-        f
+        )
     }
 
     fn module_of(&self, addr: u64) -> Option<usize> {
@@ -345,26 +351,7 @@ impl Resolver {
             }
             None => (HOST.to_owned(), None),
         };
-        let func = self.interner.func(
-            &mut self.profile,
-            Func {
-                name,
-                file: None,
-                line: None,
-                category: Category::Host,
-                lib,
-            },
-        );
-        let f = self.interner.frame(
-            &mut self.profile,
-            Frame {
-                func,
-                address: None,
-                line: None,
-                column: None,
-                inline_depth: 0,
-            },
-        );
+        let f = self.leaf_frame(name, Category::Host, lib);
         self.host_cache.insert(site, f);
         f
     }

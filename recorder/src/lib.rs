@@ -409,26 +409,41 @@ fn add_stats(s: &mut SamplerStats, st: &ThreadState) {
 }
 
 fn report_losses(writer: &TraceWriter, e: &mut LossEntry) {
-    let dropped = e.state.dropped.load(Ordering::Relaxed);
-    if dropped > e.reported_dropped {
+    let thread = e.state.thread;
+    report_loss(
+        writer,
+        thread,
+        &e.state.dropped,
+        &mut e.reported_dropped,
+        LossReason::LogFull,
+    );
+    report_loss(
+        writer,
+        thread,
+        &e.state.overruns,
+        &mut e.reported_overruns,
+        LossReason::TimerOverrun,
+    );
+}
+
+/// Writes a loss record for what `counter` gained since `reported`, and
+/// moves `reported` on if it was written (else the next call retries).
+fn report_loss(
+    writer: &TraceWriter,
+    thread: u32,
+    counter: &AtomicU64,
+    reported: &mut u64,
+    reason: LossReason,
+) {
+    let now = counter.load(Ordering::Relaxed);
+    if now > *reported {
         let rec = Record::SamplesLost(SamplesLost {
-            thread: e.state.thread,
-            count: dropped - e.reported_dropped,
-            reason: LossReason::LogFull,
+            thread,
+            count: now - *reported,
+            reason,
         });
         if writer.write_record(&rec).is_ok() {
-            e.reported_dropped = dropped;
-        }
-    }
-    let overruns = e.state.overruns.load(Ordering::Relaxed);
-    if overruns > e.reported_overruns {
-        let rec = Record::SamplesLost(SamplesLost {
-            thread: e.state.thread,
-            count: overruns - e.reported_overruns,
-            reason: LossReason::TimerOverrun,
-        });
-        if writer.write_record(&rec).is_ok() {
-            e.reported_overruns = overruns;
+            *reported = now;
         }
     }
 }
