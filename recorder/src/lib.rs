@@ -83,7 +83,8 @@ pub const RECORDER: &str = concat!("wrec ", env!("CARGO_PKG_VERSION"));
 /// costs ~45 us of CPU on these VMs (mostly the context switch), so at 10 ms
 /// it was 0.6% of a program's CPU time; at 50 ms it is ~0.1%. Still far ahead
 /// of need: at the fastest interval (10us, ~15 bytes a sample) a period
-/// writes ~75 KiB, against 256 KiB pre-faulted and 4 MiB of growth margin.
+/// writes ~75 KiB, against a pre-faulted window of four periods' writing
+/// (at least 64 KiB) and 4 MiB of growth margin.
 /// The cost: a SIGKILLed recording may lack the lines (not the names) of
 /// code first sampled in its last ~50 ms.
 const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(50);
@@ -266,7 +267,7 @@ struct ModuleMap {
     mapped: Vec<usize>,
     /// Code offsets written in code-addresses records, and those found
     /// since (not yet written).
-    written: std::collections::HashSet<u64>,
+    written: rustc_hash::FxHashSet<u64>,
     pending: std::collections::BTreeMap<u64, Option<u64>>,
 }
 
@@ -276,24 +277,55 @@ struct ModuleMap {
 struct CodeMaps {
     scanner: SampleScanner,
     modules: Vec<ModuleMap>,
+    /// The frames looked at lately, direct-mapped by [`seen_key`]: a
+    /// sample's frames mostly repeat recent samples', so most of them stop
+    /// at one compare here instead of the module search and two set
+    /// look-ups (which were most of this thread's time at 100us).
+    seen: Box<[u64; SEEN_SLOTS]>,
+}
+
+/// Slots of [`CodeMaps::seen`] (32 KiB).
+const SEEN_SLOTS: usize = 4096;
+/// An empty slot: no key has all bits set (native addresses are below 2^63).
+const SEEN_EMPTY: u64 = u64::MAX;
+
+/// The key of a frame in [`CodeMaps::seen`]: its address, and whether it is
+/// looked up as a return address (minus one).
+fn seen_key(addr: u64, is_return: bool) -> u64 {
+    addr << 1 | u64::from(is_return)
+}
+
+fn seen_slot(key: u64) -> usize {
+    (key.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - SEEN_SLOTS.trailing_zeros())) as usize
 }
 
 impl CodeMaps {
     /// Notes the code offsets of newly committed samples and writes them.
     /// Normal context (housekeeping thread and `finish`).
     fn update(&mut self, writer: &TraceWriter) {
-        let CodeMaps { scanner, modules } = self;
+        let CodeMaps {
+            scanner,
+            modules,
+            seen,
+        } = self;
         let data = writer.committed_since(scanner.position());
         // Our own trace: damage is impossible short of a bug; stop looking.
         let _ = scanner.scan(data, &mut |s| {
             let host = s.flags & flags::HOST != 0;
             for (j, &addr) in s.stack.iter().enumerate() {
+                let is_return = j > 0 || host;
+                let key = seen_key(addr, is_return);
+                let slot = &mut seen[seen_slot(key)];
+                if *slot == key {
+                    continue;
+                }
+                *slot = key;
                 let Some(m) = modules.iter_mut().find(|m| m.rec.contains(addr)) else {
                     continue;
                 };
                 // The offset a reader looks up: return addresses minus one.
                 let mut off = addr - m.rec.text_addr;
-                if (j > 0 || host) && off > 0 {
+                if is_return && off > 0 {
                     off -= 1;
                 }
                 if m.written.contains(&off) || m.pending.contains_key(&off) {
@@ -506,6 +538,7 @@ impl Recorder {
             code: Mutex::new(CodeMaps {
                 scanner: SampleScanner::new(HEADER_SIZE as u64),
                 modules: Vec::new(),
+                seen: Box::new([SEEN_EMPTY; SEEN_SLOTS]),
             }),
         });
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
@@ -599,18 +632,17 @@ impl Recorder {
             .writer
             .write_record(&Record::Module(rec.clone()))?;
         rec.address_map = address_map;
-        self.shared
-            .code
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .modules
-            .push(ModuleMap {
-                id,
-                mapped: rec.mapped_entries(),
-                rec,
-                written: Default::default(),
-                pending: Default::default(),
-            });
+        let mut code = self.shared.code.lock().unwrap_or_else(|e| e.into_inner());
+        code.modules.push(ModuleMap {
+            id,
+            mapped: rec.mapped_entries(),
+            rec,
+            written: Default::default(),
+            pending: Default::default(),
+        });
+        // A frame seen before in no module could be in this one.
+        code.seen.fill(SEEN_EMPTY);
+        drop(code);
         if !self.shared.ranges.push(text_addr, text.len() as u64) {
             return Err(Error::TooManyModules);
         }
