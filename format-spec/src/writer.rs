@@ -101,10 +101,16 @@ pub struct WriterOptions {
     /// this much address space up front so it never moves.
     pub max_len: u64,
     /// How far past the cursor [`TraceWriter::prefault`] keeps the pages
-    /// mapped writable (default 256 KiB), so that the signal handler never
-    /// takes a page fault.
+    /// mapped writable, at least (default 64 KiB), so that the signal
+    /// handler never takes a page fault. The window widens to four times
+    /// what was appended between two calls, so a fast writer stays covered;
+    /// a slow one does not pay for pages it never uses (each costs ~10 µs
+    /// to make writable on ext4, and again to drop at the end).
     pub prefault: u64,
 }
+
+/// The widest window [`TraceWriter::prefault`] keeps ahead of the cursor.
+const MAX_PREFAULT: u64 = 16 << 20;
 
 impl Default for WriterOptions {
     fn default() -> Self {
@@ -112,7 +118,7 @@ impl Default for WriterOptions {
             growth_step: 8 << 20,
             tail_reserve: 64 << 10,
             max_len: 16 << 30,
-            prefault: 256 << 10,
+            prefault: 64 << 10,
         }
     }
 }
@@ -325,6 +331,8 @@ pub struct TraceWriter {
     interval_us: AtomicU64,
     /// Pages below this offset have been made writable ahead of the cursor.
     prefaulted: AtomicU64,
+    /// The cursor at the previous [`TraceWriter::prefault`] call.
+    prefault_cursor: AtomicU64,
     grow_lock: Mutex<()>,
 }
 
@@ -383,6 +391,7 @@ impl TraceWriter {
             samples_dropped: AtomicU64::new(0),
             interval_us: AtomicU64::new(0),
             prefaulted: AtomicU64::new(0),
+            prefault_cursor: AtomicU64::new(0),
             grow_lock: Mutex::new(()),
         };
         let min_len = HEADER_SIZE as u64 + opts.tail_reserve * 2;
@@ -399,7 +408,9 @@ impl TraceWriter {
     }
 
     /// Makes the pages from the cursor to [`WriterOptions::prefault`] bytes
-    /// past it (within the allocated space) present and writable, so that
+    /// past it, or four times what was appended since the previous call if
+    /// that is more (up to 16 MiB), within the allocated space, present
+    /// and writable, so that
     /// appending there takes no page fault: a fault in the signal handler
     /// costs microseconds, or much more when the page must be read. Call it
     /// from normal context, regularly (the recorder's background thread
@@ -410,9 +421,14 @@ impl TraceWriter {
         let page = (unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096)) as u64;
         let cap = self.capacity.load(SeqCst);
         let cursor = self.cursor.load(SeqCst);
-        let want = cursor.saturating_add(self.opts.prefault).min(cap);
+        let appended = cursor.saturating_sub(self.prefault_cursor.swap(cursor, SeqCst));
+        let window = self
+            .opts
+            .prefault
+            .max(appended.saturating_mul(4).min(MAX_PREFAULT));
+        let want = cursor.saturating_add(window).min(cap);
         let done = self.prefaulted.load(SeqCst).max(cursor & !(page - 1));
-        if want <= done || (want - done < self.opts.prefault / 4 && want < cap) {
+        if want <= done || (want - done < window / 4 && want < cap) {
             return;
         }
         let (from, to) = (done & !(page - 1), want);
