@@ -586,7 +586,7 @@ fn the_pages_ahead_of_the_cursor_are_faulted_in_before_samples_reach_them() {
     assert!(resident(&w, cursor, window).iter().all(|&r| r));
     // A fast writer gets a wider window: four times what it appended since
     // the previous call, and no more.
-    let wide = 4 * appended & !4095;
+    let wide = (4 * appended) & !4095;
     assert!(resident(&w, cursor, wide - 4096).iter().all(|&r| r));
     assert!(!resident(&w, cursor + wide + (1 << 20), 4096)[0]);
     // Nothing was written there.
