@@ -11,6 +11,7 @@ pub mod addr2line;
 pub mod firefox;
 pub mod folded;
 pub mod model;
+mod ranges;
 mod release;
 pub mod resolve;
 pub mod symbols;

@@ -26,6 +26,7 @@ use crate::model::{
     Category, Frame, FrameId, Func, FuncId, Interner, Lib, Meta, Profile, RunEnd, Sample, Stack,
     StackId, Thread,
 };
+use crate::ranges::FirstOwner;
 use crate::symbols::{CallTarget, WasmSymbols};
 
 /// How to analyze.
@@ -122,6 +123,8 @@ const RECENT: usize = 4096;
 
 struct Resolver {
     modules: Vec<Module>,
+    /// Which of `modules` holds an address: the first whose code does.
+    module_ranges: FirstOwner,
     profile: Profile,
     interner: Interner,
     /// Every distinct (address, is return) resolved so far.
@@ -184,7 +187,7 @@ impl Resolver {
     }
 
     fn module_of(&self, addr: u64) -> Option<usize> {
-        self.modules.iter().position(|m| m.rec.contains(addr))
+        self.module_ranges.find(addr)
     }
 
     /// Resolves one stack entry (cached); its frames are in `self.frames`.
@@ -418,6 +421,7 @@ pub fn analyze(
     let overrides = load_overrides(&opts.modules)?;
     let mut r = Resolver {
         modules: Vec::new(),
+        module_ranges: FirstOwner::default(),
         profile: Profile::default(),
         interner: Interner::default(),
         resolved: Vec::new(),
@@ -541,6 +545,8 @@ pub fn analyze(
                         )?
                     }
                 };
+                r.module_ranges
+                    .add(m.rec.text_addr, m.rec.text_len, r.modules.len());
                 r.modules.push(m);
             }
             Event::Record(Record::ThreadStart(ts)) => {
