@@ -27,8 +27,8 @@
 //!
 //! Writing directly keeps memory at the model plus, for the thread being
 //! written, one `u32` remapping entry per model stack/frame/func and the
-//! list of the strings it uses; samples are never copied (a permutation is
-//! built only if a thread's samples are out of time order). Each thread gets
+//! list of the strings it uses; samples are never copied (unless a thread's
+//! samples are out of time order: then a sorted copy of that thread's). Each thread gets
 //! the subset of stacks, frames and funcs its samples use, renumbered so that
 //! every stack's prefix comes before it, which the profiler relies on.
 //!
@@ -431,8 +431,11 @@ struct ThreadTables<'a> {
     /// The run-end marker's name, on the main thread; its string index is
     /// `strings.len()`.
     marker_name: Option<String>,
-    /// Sample order, when the samples are not sorted by time.
-    order: Option<Vec<u32>>,
+    /// The samples sorted by time, when they are not already: a damaged
+    /// trace whose keyframes go back in time, or a hand-built profile.
+    /// [`Samples`](crate::model::Samples) are read in order only, so this
+    /// is a copy.
+    sorted: Option<Vec<Sample>>,
 }
 
 struct Strings<'a> {
@@ -521,14 +524,18 @@ impl<'a> ThreadTables<'a> {
             }
         }
 
-        let sorted = (1..t.samples.len()).all(|i| t.samples.time_ns(i - 1) <= t.samples.time_ns(i));
-        let order = if sorted {
-            None
-        } else {
-            let mut order: Vec<u32> = (0..t.samples.len() as u32).collect();
-            order.sort_by_key(|&i| t.samples.time_ns(i as usize));
-            Some(order)
-        };
+        let mut last = 0;
+        let in_order = t.samples.iter().all(|s| {
+            let ok = last <= s.time_ns;
+            last = s.time_ns;
+            ok
+        });
+        let sorted = (!in_order).then(|| {
+            let mut v: Vec<Sample> = t.samples.iter().collect();
+            // Stable: samples at the same time keep their order.
+            v.sort_by_key(|s| s.time_ns);
+            v
+        });
 
         ThreadTables {
             stacks,
@@ -544,16 +551,32 @@ impl<'a> ThreadTables<'a> {
             func_file,
             resource_name,
             marker_name: main.then(|| format!("Run ended: {}", run_end_text(p))),
-            order,
+            sorted,
         }
     }
 
     /// The thread's samples in time order.
-    fn samples<'t>(&'t self, t: &'t Thread) -> impl Iterator<Item = Sample> + 't {
-        (0..t.samples.len()).map(move |i| match &self.order {
-            Some(o) => t.samples.get(o[i] as usize),
-            None => t.samples.get(i),
-        })
+    fn samples<'t>(&'t self, t: &'t Thread) -> InOrder<'t> {
+        match &self.sorted {
+            Some(v) => InOrder::Sorted(v.iter()),
+            None => InOrder::AsIs(t.samples.iter()),
+        }
+    }
+}
+
+/// See [`ThreadTables::samples`].
+enum InOrder<'a> {
+    AsIs(crate::model::SampleIter<'a>),
+    Sorted(std::slice::Iter<'a, Sample>),
+}
+
+impl Iterator for InOrder<'_> {
+    type Item = Sample;
+    fn next(&mut self) -> Option<Sample> {
+        match self {
+            InOrder::AsIs(i) => i.next(),
+            InOrder::Sorted(i) => i.next().copied(),
+        }
     }
 }
 

@@ -177,25 +177,75 @@ pub struct Sample {
     pub stack: Option<StackId>,
 }
 
-/// A thread's samples, 16 bytes each instead of a [`Sample`]'s 24: a
-/// million samples is most of a profile's memory. CPU deltas of 2^32 − 1 ns
-/// (4.3 s) or more, which only long gaps or damaged traces have, are kept
-/// exactly on the side.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// A thread's samples, about 6 bytes each instead of a [`Sample`]'s 24: a
+/// million samples is most of a profile's memory.
+///
+/// Stacks are a `u32` each; times and CPU deltas are a byte stream read in
+/// order. Traces carry whole µs (the format's sample records hold µs
+/// deltas), so each sample writes two varints: the change of its time delta
+/// from the previous sample's, `zigzag(Δt − Δt_prev)` in µs (a steady
+/// interval gives 0), and `zigzag(Δcpu − Δt)` in µs (a busy thread's CPU
+/// time follows the wall clock). Each is shifted left by one; a set low bit
+/// instead marks an escape followed by the exact ns value, for values that
+/// are not whole µs or would not fit, so any [`Sample`] comes back exactly
+/// (times in any order, with wrapping arithmetic). Only sequential access
+/// is offered: every reader walks the samples in order.
+#[derive(Clone, PartialEq, Eq, Default)]
 pub struct Samples {
-    packed: Vec<Packed>,
-    /// (index, CPU delta) of the samples whose delta does not fit a `u32`,
-    /// by index.
-    long_cpu: Vec<(usize, u64)>,
+    /// Per sample, its leaf stack; `StackId::MAX` for none.
+    stacks: Vec<StackId>,
+    /// Per sample, its time token then its CPU token (see above).
+    deltas: Vec<u8>,
+    /// Encoder state: the last sample's time and the µs time delta the
+    /// next one is predicted from.
+    last: Cursor,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Packed {
+/// Where a decoder (or the encoder) stands in the delta stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+struct Cursor {
     time_ns: u64,
-    /// `u32::MAX`: see `long_cpu`.
-    cpu_delta_ns: u32,
-    /// `StackId::MAX` for none.
-    stack: StackId,
+    /// The last Δt that was whole µs, in µs (0 at the start).
+    dt_us: i64,
+}
+
+/// Zigzag of a token value, with room for the escape bit; `None` if it
+/// does not fit in 63 bits.
+fn token(v: i64) -> Option<u64> {
+    let z = ((v << 1) ^ (v >> 63)) as u64;
+    (z >> 63 == 0).then_some(z << 1)
+}
+
+fn untoken(t: u64) -> i64 {
+    let z = t >> 1;
+    (z >> 1) as i64 ^ -((z & 1) as i64)
+}
+
+/// Whole µs of `ns`, if it is.
+fn whole_us(ns: i64) -> Option<i64> {
+    (ns % 1000 == 0).then_some(ns / 1000)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Reads a varint the encoder wrote at `*at` (the stream is never foreign).
+fn get_varint(bytes: &[u8], at: &mut usize) -> u64 {
+    let (mut v, mut shift) = (0u64, 0);
+    loop {
+        let b = bytes[*at];
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b < 0x80 {
+            return v;
+        }
+        shift += 7;
+    }
 }
 
 impl Samples {
@@ -205,80 +255,102 @@ impl Samples {
 
     pub fn push(&mut self, s: Sample) {
         debug_assert_ne!(s.stack, Some(StackId::MAX));
-        let cpu_delta_ns = match u32::try_from(s.cpu_delta_ns) {
-            Ok(d) if d != u32::MAX => d,
-            _ => {
-                self.long_cpu.push((self.packed.len(), s.cpu_delta_ns));
-                u32::MAX
+        self.stacks.push(s.stack.unwrap_or(StackId::MAX));
+        let dt_ns = s.time_ns.wrapping_sub(self.last.time_ns) as i64;
+        // The µs Δt the CPU delta is predicted from: this sample's, or 0
+        // when it is not whole µs.
+        let mut dt_us = 0;
+        match whole_us(dt_ns).and_then(|us| Some((us, token(us.wrapping_sub(self.last.dt_us))?))) {
+            Some((us, t)) => {
+                put_varint(&mut self.deltas, t);
+                self.last.dt_us = us;
+                dt_us = us;
             }
-        };
-        self.packed.push(Packed {
-            time_ns: s.time_ns,
-            cpu_delta_ns,
-            stack: s.stack.unwrap_or(StackId::MAX),
-        });
-    }
-
-    pub fn reserve(&mut self, additional: usize) {
-        self.packed.reserve(additional);
-    }
-
-    pub fn len(&self) -> usize {
-        self.packed.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.packed.is_empty()
-    }
-
-    /// Sample `i`; panics if there is none, like indexing.
-    pub fn get(&self, i: usize) -> Sample {
-        let p = self.packed[i];
-        Sample {
-            time_ns: p.time_ns,
-            cpu_delta_ns: if p.cpu_delta_ns == u32::MAX {
-                let k = self.long_cpu.partition_point(|&(j, _)| j < i);
-                self.long_cpu[k].1
-            } else {
-                u64::from(p.cpu_delta_ns)
-            },
-            stack: (p.stack != StackId::MAX).then_some(p.stack),
+            None => {
+                put_varint(&mut self.deltas, 1);
+                put_varint(&mut self.deltas, dt_ns as u64);
+            }
+        }
+        self.last.time_ns = s.time_ns;
+        let cpu = i64::try_from(s.cpu_delta_ns).ok().and_then(whole_us);
+        match cpu.and_then(|us| token(us.wrapping_sub(dt_us))) {
+            Some(t) => put_varint(&mut self.deltas, t),
+            None => {
+                put_varint(&mut self.deltas, 1);
+                put_varint(&mut self.deltas, s.cpu_delta_ns);
+            }
         }
     }
 
-    /// The time of sample `i`; panics if there is none.
-    pub fn time_ns(&self, i: usize) -> u64 {
-        self.packed[i].time_ns
+    pub fn reserve(&mut self, additional: usize) {
+        self.stacks.reserve(additional);
+        self.deltas.reserve(2 * additional);
+    }
+
+    pub fn len(&self) -> usize {
+        self.stacks.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.stacks.is_empty()
     }
 
     /// The samples in order, by value.
     pub fn iter(&self) -> SampleIter<'_> {
         SampleIter {
-            samples: self,
-            range: 0..self.len(),
+            stacks: self.stacks.iter(),
+            deltas: &self.deltas,
+            at: 0,
+            cur: Cursor::default(),
         }
+    }
+}
+
+impl std::fmt::Debug for Samples {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
     }
 }
 
 /// See [`Samples::iter`].
 pub struct SampleIter<'a> {
-    samples: &'a Samples,
-    range: std::ops::Range<usize>,
+    stacks: std::slice::Iter<'a, StackId>,
+    deltas: &'a [u8],
+    at: usize,
+    cur: Cursor,
 }
 
 impl Iterator for SampleIter<'_> {
     type Item = Sample;
     fn next(&mut self) -> Option<Sample> {
-        self.range.next().map(|i| self.samples.get(i))
+        let &stack = self.stacks.next()?;
+        let mut dt_us = 0;
+        let t = get_varint(self.deltas, &mut self.at);
+        if t & 1 == 0 {
+            dt_us = self.cur.dt_us.wrapping_add(untoken(t));
+            self.cur.dt_us = dt_us;
+            self.cur.time_ns = self
+                .cur
+                .time_ns
+                .wrapping_add(dt_us.wrapping_mul(1000) as u64);
+        } else {
+            let dt_ns = get_varint(self.deltas, &mut self.at);
+            self.cur.time_ns = self.cur.time_ns.wrapping_add(dt_ns);
+        }
+        let c = get_varint(self.deltas, &mut self.at);
+        let cpu_delta_ns = if c & 1 == 0 {
+            untoken(c).wrapping_add(dt_us).wrapping_mul(1000) as u64
+        } else {
+            get_varint(self.deltas, &mut self.at)
+        };
+        Some(Sample {
+            time_ns: self.cur.time_ns,
+            cpu_delta_ns,
+            stack: (stack != StackId::MAX).then_some(stack),
+        })
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.range.size_hint()
-    }
-}
-
-impl DoubleEndedIterator for SampleIter<'_> {
-    fn next_back(&mut self) -> Option<Sample> {
-        self.range.next_back().map(|i| self.samples.get(i))
+        self.stacks.size_hint()
     }
 }
 
@@ -571,13 +643,14 @@ mod tests {
         }
     }
 
-    /// Samples come back exactly as pushed, by index and in order, also
-    /// with CPU deltas that do not fit the packed `u32` and without stacks.
+    /// Samples come back exactly as pushed: times in any order and at any
+    /// distance (wrapping), deltas that are or are not whole µs, at the
+    /// ends of the `u64` range, and samples without stacks.
     #[test]
     fn samples_round_trip() {
         let big = u64::from(u32::MAX);
         let cpus = [0, 1, big - 1, big, big + 1, 7, u64::MAX / 4, u64::MAX, big];
-        let v: Vec<Sample> = cpus
+        let mut v: Vec<Sample> = cpus
             .iter()
             .enumerate()
             .map(|(i, &cpu_delta_ns)| Sample {
@@ -586,17 +659,68 @@ mod tests {
                 stack: (i % 3 != 0).then_some(i as StackId * 1000),
             })
             .collect();
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let mut rnd = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let mut t = 0u64;
+        let edges = [
+            0,
+            1000,
+            i64::MAX as u64 / 1000 * 1000,
+            u64::MAX / 1000 * 1000,
+        ];
+        for i in 0..10_000u64 {
+            let r = rnd();
+            // Mostly a steady interval with jitter in whole µs, as traces
+            // have; now and then a jump, a step back, a non-µs value or an
+            // extreme one.
+            t = match r % 16 {
+                0 => t.wrapping_sub(r >> 40),
+                1 => t.wrapping_add(r >> 8),
+                2 => edges[(r >> 8) as usize % edges.len()],
+                3 => rnd(),
+                _ => t.wrapping_add(20_000 + (r >> 60) * 1000),
+            };
+            let cpu_delta_ns = match (r >> 4) % 8 {
+                0 => rnd(),
+                1 => (r >> 20) * 1000,
+                2 => edges[(r >> 12) as usize % edges.len()],
+                _ => 19_000 + (r >> 61) * 1000,
+            };
+            v.push(Sample {
+                time_ns: t,
+                cpu_delta_ns,
+                stack: ((r >> 7) % 5 != 0).then_some((i * 7) as StackId),
+            });
+        }
         let s = Samples::from(v.clone());
         assert_eq!(s.len(), v.len());
+        assert_eq!(s.iter().len(), v.len());
         assert_eq!(s.iter().collect::<Vec<_>>(), v);
-        assert_eq!(
-            s.iter().rev().collect::<Vec<_>>(),
-            v.iter().rev().copied().collect::<Vec<_>>()
-        );
-        for (i, x) in v.iter().enumerate() {
-            assert_eq!(s.get(i), *x);
-            assert_eq!(s.time_ns(i), x.time_ns);
+        assert_eq!((&s).into_iter().count(), v.len());
+        // Equal exactly when the samples are.
+        assert_eq!(Samples::from(v.clone()), s);
+        v[5000].cpu_delta_ns ^= 1;
+        assert_ne!(Samples::from(v), s);
+    }
+
+    /// A steady trace's samples take 6 bytes each (a stack and two 1-byte
+    /// tokens), the size this type is for.
+    #[test]
+    fn samples_of_a_steady_trace_are_small() {
+        let mut s = Samples::new();
+        for i in 0..1000u64 {
+            let jitter = [0, 3, 0, 12, 0, 1][i as usize % 6] * 1000;
+            s.push(Sample {
+                time_ns: i * 20_000 + jitter,
+                cpu_delta_ns: 20_000 - (i % 3) * 1000,
+                stack: Some(i as StackId),
+            });
         }
-        assert_eq!(std::mem::size_of::<Packed>(), 16);
+        assert_eq!(s.stacks.len() * 4 + s.deltas.len(), 1000 * 6);
     }
 }
