@@ -68,12 +68,16 @@ pub struct Stack {
 }
 
 /// The stack prefix tree: [`Stack`]s by id. While an [`Interner`] builds
-/// it, each node is 4 words: parent (`NO_NODE` for a root), frame, and the
-/// links the interner walks to find a node's children (next sibling, first
-/// child), so that a look-up reads one place per node it visits and the
-/// tree is stored once; [`Interner::finish`] then drops the links in place,
-/// leaving 2 words a node. It is most of a profile's memory when stacks
-/// are deep and varied.
+/// it, each node is 3 words: frame, and the links the interner walks to
+/// find a node's children (next sibling, first child), so that a look-up
+/// reads one place per node it visits and the tree is stored once. A look-up
+/// walks down from its own parent, so nodes need no parent link then;
+/// [`Interner::finish`] derives the parents from the child lists, in place,
+/// leaving 2 words a node (parent, frame). It is most of a profile's
+/// memory when stacks are deep and varied.
+///
+/// Nodes can only be read once the interner is finished: reading before
+/// panics, like an index out of bounds, as a bug in the caller.
 #[derive(Debug, Clone)]
 pub struct Stacks {
     words: Vec<u32>,
@@ -81,12 +85,17 @@ pub struct Stacks {
     stride: usize,
 }
 
-/// Words per node while an interner builds the tree.
-const LINKED: usize = 4;
+/// Words per node while an interner builds the tree: frame, next sibling,
+/// first child.
+const LINKED: usize = 3;
+const NEXT: usize = 1;
+const FIRST: usize = 2;
+/// Words per node once finished: parent (`NO_NODE` for a root), frame.
+const FINISHED: usize = 2;
 const PARENT: usize = 0;
+/// The frame is word 0 while linked, 1 once finished.
+const LINKED_FRAME: usize = 0;
 const FRAME: usize = 1;
-const NEXT: usize = 2;
-const FIRST: usize = 3;
 
 impl Default for Stacks {
     fn default() -> Self {
@@ -106,9 +115,11 @@ impl Stacks {
         self.words.is_empty()
     }
 
-    /// Node `i`; panics if there is none, like indexing.
+    /// Node `i`; panics if there is none, like indexing, or if the
+    /// interner that builds these stacks is not finished.
     pub fn get(&self, i: usize) -> Stack {
-        let at = i * self.stride;
+        assert_eq!(self.stride, FINISHED, "stacks read before Interner::finish");
+        let at = i * FINISHED;
         let parent = self.words[at + PARENT];
         Stack {
             parent: (parent != NO_NODE).then_some(parent),
@@ -121,12 +132,12 @@ impl Stacks {
         (0..self.len()).map(|i| self.get(i))
     }
 
-    /// Rewrites node `i` as readers see it, e.g. to test how exporters
-    /// take a damaged model. An [`Interner`] must not add to these stacks
-    /// afterwards. `Some(StackId::MAX)` is not a valid parent.
+    /// Rewrites node `i` of finished stacks, e.g. to test how exporters
+    /// take a damaged model. `Some(StackId::MAX)` is not a valid parent.
     pub fn set(&mut self, i: usize, s: Stack) {
         debug_assert_ne!(s.parent, Some(NO_NODE));
-        let at = i * self.stride;
+        assert_eq!(self.stride, FINISHED, "stacks set before Interner::finish");
+        let at = i * FINISHED;
         self.words[at + PARENT] = s.parent.unwrap_or(NO_NODE);
         self.words[at + FRAME] = s.frame;
     }
@@ -140,19 +151,49 @@ impl Stacks {
         self.words[i as usize * LINKED + field] = value;
     }
 
-    /// Drops the links, in place.
-    fn unlink(&mut self) {
+    /// Turns the links into parents and drops them, in place: each node
+    /// is in exactly one child list (its parent's; the roots' for a root)
+    /// or in `wide`, so walking every list and overwriting each member's
+    /// next-sibling word with the list's parent, after reading it, leaves
+    /// every node's parent in that word.
+    fn unlink(&mut self, roots: StackId, wide: &FxHashMap<Stack, StackId>) {
         if self.stride != LINKED {
             return;
         }
         let n = self.len();
-        for i in 0..n {
-            self.words[2 * i] = self.words[LINKED * i + PARENT];
-            self.words[2 * i + 1] = self.words[LINKED * i + FRAME];
+        let relink = |words: &mut [u32], head: StackId, parent: StackId| {
+            let mut c = head;
+            while c != NO_NODE {
+                let at = c as usize * LINKED + NEXT;
+                c = words[at];
+                words[at] = parent;
+            }
+        };
+        if roots != WIDE {
+            relink(&mut self.words, roots, NO_NODE);
         }
-        self.words.truncate(2 * n);
+        for q in 0..n {
+            let head = self.words[q * LINKED + FIRST];
+            if head != WIDE {
+                relink(&mut self.words, head, q as StackId);
+            }
+        }
+        // The children of wide parents (their next-sibling words are stale
+        // list links or `NO_NODE`; no list walk above reached them).
+        for (s, &id) in wide {
+            self.words[id as usize * LINKED + NEXT] = s.parent.unwrap_or(NO_NODE);
+        }
+        // Node i's words go to 2i and 2i + 1, below its own (3i, 3i + 1)
+        // and those of every later node.
+        for i in 0..n {
+            let frame = self.words[LINKED * i + LINKED_FRAME];
+            let parent = self.words[LINKED * i + NEXT];
+            self.words[FINISHED * i + PARENT] = parent;
+            self.words[FINISHED * i + FRAME] = frame;
+        }
+        self.words.truncate(FINISHED * n);
         self.words.shrink_to_fit();
-        self.stride = 2;
+        self.stride = FINISHED;
     }
 }
 
@@ -551,7 +592,7 @@ impl Interner {
             let (mut prev, mut cur, mut walked) = (NO_NODE, head, 0);
             while cur != NO_NODE {
                 let next = st.link(cur, NEXT);
-                if st.link(cur, FRAME) == s.frame {
+                if st.link(cur, LINKED_FRAME) == s.frame {
                     if prev != NO_NODE {
                         // Move to front.
                         st.set_link(prev, NEXT, next);
@@ -566,7 +607,14 @@ impl Interner {
             if walked >= MAX_WALK {
                 let mut c = head;
                 while c != NO_NODE {
-                    self.wide.insert(p.stacks.get(c as usize), c);
+                    let frame = p.stacks.link(c, LINKED_FRAME);
+                    self.wide.insert(
+                        Stack {
+                            parent: s.parent,
+                            frame,
+                        },
+                        c,
+                    );
                     c = p.stacks.link(c, NEXT);
                 }
                 self.set_head(p, s.parent, WIDE);
@@ -583,18 +631,16 @@ impl Interner {
             self.set_head(p, s.parent, id);
             head
         };
-        p.stacks.words.extend_from_slice(&[
-            s.parent.unwrap_or(NO_NODE),
-            s.frame,
-            next_sibling,
-            NO_NODE,
-        ]);
+        p.stacks
+            .words
+            .extend_from_slice(&[s.frame, next_sibling, NO_NODE]);
         id
     }
 
-    /// Done adding to `p`: drops what only the interner needs from it.
+    /// Done adding to `p`: gives its stacks their parents and drops what
+    /// only the interner needs. Stacks can be read only after this.
     pub fn finish(self, p: &mut Profile) {
-        p.stacks.unlink();
+        p.stacks.unlink(self.roots, &self.wide);
     }
 }
 
@@ -631,16 +677,94 @@ mod tests {
                 let next = reference.len() as StackId;
                 let want = *reference.entry(s).or_insert(next);
                 assert_eq!(i.stack(&mut p, s), want, "fanout {fanout}: {s:?}");
-                assert_eq!(p.stacks.get(want as usize), s);
             }
             assert_eq!(p.stacks.len(), reference.len());
-            let before: Vec<Stack> = p.stacks.iter().collect();
             i.finish(&mut p);
-            assert_eq!(p.stacks.iter().collect::<Vec<_>>(), before);
+            assert_eq!(p.stacks.len(), reference.len());
             for (s, id) in reference {
                 assert_eq!(p.stacks.get(id as usize), s);
             }
         }
+    }
+
+    /// `finish` gives every node its parent, whichever way its parent keeps
+    /// its children: a list reordered by look-ups, the wide table (roots
+    /// too), a long chain; and a finished tree reads as what was interned.
+    #[test]
+    fn finish_gives_every_node_its_parent() {
+        let mut p = Profile::default();
+        let mut i = Interner::default();
+        let mut want: Vec<Stack> = Vec::new();
+        let mut add = |p: &mut Profile, s: Stack| {
+            let id = i.stack(p, s);
+            if id as usize == want.len() {
+                want.push(s);
+            }
+            assert_eq!(want[id as usize], s);
+            id
+        };
+        // Wide roots: more than MAX_WALK of them.
+        let roots: Vec<StackId> = (0..100)
+            .map(|f| {
+                add(
+                    &mut p,
+                    Stack {
+                        parent: None,
+                        frame: f,
+                    },
+                )
+            })
+            .collect();
+        // A deep chain under one root, looked up twice (move-to-front does
+        // nothing on one-child lists, but the second walk must find them).
+        let mut chain_leaf = 0;
+        for _ in 0..2 {
+            chain_leaf = roots[7];
+            for f in 0..10_000 {
+                let s = Stack {
+                    parent: Some(chain_leaf),
+                    frame: f % 3,
+                };
+                chain_leaf = add(&mut p, s);
+            }
+        }
+        // A wide parent in the middle of the chain, and a narrow one whose
+        // list the look-ups below reorder.
+        let (wide, narrow) = (roots[7] + 100, roots[42]);
+        for k in 0..3 {
+            for f in 0..(MAX_WALK as u32 + 10) {
+                let f = (f * 5 + k) % (MAX_WALK as u32 + 10);
+                add(
+                    &mut p,
+                    Stack {
+                        parent: Some(wide),
+                        frame: 1000 + f,
+                    },
+                );
+            }
+            for f in (0..5).rev() {
+                let child = add(
+                    &mut p,
+                    Stack {
+                        parent: Some(narrow),
+                        frame: f + k,
+                    },
+                );
+                add(
+                    &mut p,
+                    Stack {
+                        parent: Some(child),
+                        frame: 9,
+                    },
+                );
+            }
+        }
+        assert_eq!(i.head(&p, Some(wide)), WIDE, "the test needs a wide parent");
+        assert_eq!(i.roots, WIDE, "the test needs wide roots");
+        i.finish(&mut p);
+        assert_eq!(p.stacks.iter().collect::<Vec<_>>(), want);
+        // The chain's leaf walks up through 10 000 frames to its root.
+        assert_eq!(p.stack_frames(Some(chain_leaf)).count(), 10_001);
     }
 
     /// Samples come back exactly as pushed: times in any order and at any

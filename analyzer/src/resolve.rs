@@ -661,6 +661,8 @@ pub fn analyze(
         }
     }
     meta.has_lines = r.modules.iter().any(|m| m.dwarf && m.symbols.found_lines());
+    // No stack is added after this; it gives them their parents.
+    std::mem::take(&mut r.interner).finish(&mut r.profile);
     if let Some(&unknown) = r.synthetic.get(UNKNOWN) {
         // Addresses in no recorded module: a trace whose module records are
         // missing, late or wrong. Say how much of the profile that is.
@@ -700,7 +702,6 @@ pub fn analyze(
     meta.start_unix_ms = wall_ns / 1e6;
     r.profile.start_ns = zero;
     r.profile.meta = meta;
-    std::mem::take(&mut r.interner).finish(&mut r.profile);
     Ok(r.profile)
 }
 

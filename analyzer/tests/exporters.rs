@@ -86,6 +86,13 @@ impl Builder {
         }
         parent.expect("non-empty stack")
     }
+
+    /// The profile, its stacks finished (given their parents).
+    fn finish(self) -> Profile {
+        let mut p = self.p;
+        self.i.finish(&mut p);
+        p
+    }
 }
 
 fn sample(time_ns: u64, cpu_delta_ns: u64, stack: Option<StackId>) -> Sample {
@@ -150,7 +157,7 @@ fn fixture() -> Profile {
         sample(5_500_000, 900_000, Some(shallow)),
     ];
 
-    let mut p = b.p;
+    let mut p = b.finish();
     p.threads = vec![
         Thread {
             name: "main".into(),
@@ -620,7 +627,7 @@ fn firefox_rejects_an_invalid_model() {
 
 #[test]
 fn firefox_empty_profile() {
-    let p = Builder::new().p;
+    let p = Builder::new().finish();
     let (_, v) = firefox_json(&p);
     check_firefox(&v, 1);
     let mut p = p;
@@ -699,7 +706,7 @@ fn folded_single_thread_and_sanitizing() {
     let fb = b.frame(bad, Some(1), None, 0);
     let fe = b.frame(empty, None, None, 0);
     let st = b.stack(&[fe, fb]);
-    let mut p = b.p;
+    let mut p = b.finish();
     p.threads.push(Thread {
         name: "only".into(),
         tid: 1,
@@ -881,7 +888,7 @@ fn large_profile_exports() {
         let st = b.stack(&frames);
         samples.push(sample(t, 999_999, Some(st)));
     }
-    let mut p = b.p;
+    let mut p = b.finish();
     let half = samples.split_off(100_000);
     p.threads = vec![
         Thread {
