@@ -698,6 +698,47 @@ fn folded_counts_and_order() {
     assert!(lines.contains(&("worker;_start;fib".to_string(), 3600)));
 }
 
+/// Folded lines follow each stack's parent wherever it is in the table: a
+/// model need not list parents first (the interner does, a rewrite may not).
+#[test]
+fn folded_with_a_parent_after_its_child() {
+    let mut b = Builder::new();
+    let fa = b.func("a", None, None, Category::Wasm);
+    let fb = b.func("b", None, None, Category::Wasm);
+    let (fa, fb) = (b.frame(fa, Some(1), None, 0), b.frame(fb, Some(2), None, 0));
+    assert_eq!(b.stack(&[fa, fb]), 1);
+    let mut p = b.finish();
+    // Swapped: node 0 is now `a;b`, under the root `a` at 1.
+    p.stacks.set(
+        0,
+        Stack {
+            parent: Some(1),
+            frame: fb,
+        },
+    );
+    p.stacks.set(
+        1,
+        Stack {
+            parent: None,
+            frame: fa,
+        },
+    );
+    p.threads.push(Thread {
+        name: "only".into(),
+        tid: 1,
+        samples: vec![
+            sample(1, 1, Some(0)),
+            sample(2, 1, Some(1)),
+            sample(3, 1, Some(0)),
+        ]
+        .into(),
+        ..Default::default()
+    });
+    let mut out = Vec::new();
+    folded::write(&p, &mut out).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), "a 1\na;b 2\n");
+}
+
 #[test]
 fn folded_single_thread_and_sanitizing() {
     let mut b = Builder::new();
