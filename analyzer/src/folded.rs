@@ -108,7 +108,7 @@ pub fn collapse(profile: &Profile, opts: &FoldedOptions) -> io::Result<BTreeMap<
                 Weight::CpuMicros => s.cpu_delta_ns,
             };
             match s.stack {
-                Some(st) => per_path[paths.of_stack[st as usize] as usize] += w,
+                Some(st) => per_path[paths.of_stack(st) as usize] += w,
                 None => no_stack += w,
             }
         }
@@ -160,7 +160,7 @@ pub fn collapse(profile: &Profile, opts: &FoldedOptions) -> io::Result<BTreeMap<
 /// which takes a `u32` per stack node and a counter per path (far fewer
 /// than stacks when recursion or many call sites give many stacks) instead
 /// of a counter per distinct leaf stack in a hash map.
-struct FuncPaths {
+pub(crate) struct FuncPaths {
     /// Stack id → its path.
     of_stack: Vec<u32>,
     /// Path → (parent path or `NO_PATH`, func).
@@ -171,7 +171,7 @@ const NO_PATH: u32 = u32::MAX;
 
 impl FuncPaths {
     /// Needs a model `check_model` accepted (parents in range, no cycles).
-    fn new(p: &Profile) -> Self {
+    pub(crate) fn new(p: &Profile) -> Self {
         let mut of_stack = vec![NO_PATH; p.stacks.len()];
         let mut nodes: Vec<(u32, FuncId)> = Vec::new();
         // Keyed (parent path, func): its size is the number of paths.
@@ -203,12 +203,17 @@ impl FuncPaths {
         FuncPaths { of_stack, nodes }
     }
 
-    fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.nodes.len()
     }
 
+    /// The path of stack `st`.
+    pub(crate) fn of_stack(&self, st: StackId) -> u32 {
+        self.of_stack[st as usize]
+    }
+
     /// The functions of `path`, leaf first.
-    fn funcs(&self, mut path: u32) -> impl Iterator<Item = FuncId> + '_ {
+    pub(crate) fn funcs(&self, mut path: u32) -> impl Iterator<Item = FuncId> + '_ {
         std::iter::from_fn(move || {
             let (parent, func) = *self.nodes.get(path as usize)?;
             path = parent;
