@@ -454,8 +454,11 @@ pub fn analyze(
     let mut lost_by_reason: std::collections::BTreeMap<u8, u64> = Default::default();
     let total = trace.data_end();
     let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
+    // The decoder's first pass reads the whole trace, then the main pass
+    // reads it again: each lets go of the pages behind it.
     let mut behind = crate::release::Behind::new(trace.bytes(), file_len);
-    let mut decoder = trace.decoder();
+    let mut decoder = trace.decoder_with(&mut |offset| behind.release(offset));
+    let mut behind = crate::release::Behind::new(trace.bytes(), file_len);
     let mut n = 0u64;
     let mut damage = None;
     while let Some(ev) = decoder.next() {
