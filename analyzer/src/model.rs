@@ -218,48 +218,58 @@ pub struct Sample {
     pub stack: Option<StackId>,
 }
 
-/// A thread's samples, about 6 bytes each instead of a [`Sample`]'s 24: a
+/// A thread's samples, 3 to 5 bytes each instead of a [`Sample`]'s 24: a
 /// million samples is most of a profile's memory.
 ///
-/// Stacks are a `u32` each; times and CPU deltas are a byte stream read in
-/// order. Traces carry whole µs (the format's sample records hold µs
-/// deltas), so each sample writes two varints: the change of its time delta
-/// from the previous sample's, `zigzag(Δt − Δt_prev)` in µs (a steady
-/// interval gives 0), and `zigzag(Δcpu − Δt)` in µs (a busy thread's CPU
-/// time follows the wall clock). Each is shifted left by one; a set low bit
-/// instead marks an escape followed by the exact ns value, for values that
-/// are not whole µs or would not fit, so any [`Sample`] comes back exactly
-/// (times in any order, with wrapping arithmetic). Only sequential access
-/// is offered: every reader walks the samples in order.
+/// They are a byte stream read in order, three varints a sample. The stack:
+/// `zigzag(id − previous id)` (none is −1): a sample's leaf was mostly
+/// created for it or for a recent sample, so it is near the previous one.
+/// Traces carry whole µs (the format's sample records hold µs deltas), so
+/// then the change of the time delta from the previous sample's,
+/// `zigzag(Δt − Δt_prev)` in µs (a steady interval gives 0), and
+/// `zigzag(Δcpu − Δt)` in µs (a busy thread's CPU time follows the wall
+/// clock). These two are shifted left by one; a set low bit instead marks
+/// an escape followed by the exact ns value, for values that are not whole
+/// µs or would not fit, so any [`Sample`] comes back exactly (times in any
+/// order, with wrapping arithmetic). Only sequential access is offered:
+/// every reader walks the samples in order.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct Samples {
-    /// Per sample, its leaf stack; `StackId::MAX` for none.
-    stacks: Vec<StackId>,
-    /// Per sample, its time token then its CPU token (see above).
-    deltas: Vec<u8>,
-    /// Encoder state: the last sample's time and the µs time delta the
-    /// next one is predicted from.
+    /// Per sample, its stack token, time token and CPU token (see above).
+    bytes: Vec<u8>,
+    len: usize,
+    /// Encoder state: the last sample's stack and time, and the µs time
+    /// delta the next one is predicted from.
     last: Cursor,
 }
 
-/// Where a decoder (or the encoder) stands in the delta stream.
+/// Where a decoder (or the encoder) stands in the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 struct Cursor {
+    /// The stack id, −1 for none.
+    stack: i64,
     time_ns: u64,
     /// The last Δt that was whole µs, in µs (0 at the start).
     dt_us: i64,
 }
 
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(z: u64) -> i64 {
+    (z >> 1) as i64 ^ -((z & 1) as i64)
+}
+
 /// Zigzag of a token value, with room for the escape bit; `None` if it
 /// does not fit in 63 bits.
 fn token(v: i64) -> Option<u64> {
-    let z = ((v << 1) ^ (v >> 63)) as u64;
+    let z = zigzag(v);
     (z >> 63 == 0).then_some(z << 1)
 }
 
 fn untoken(t: u64) -> i64 {
-    let z = t >> 1;
-    (z >> 1) as i64 ^ -((z & 1) as i64)
+    unzigzag(t >> 1)
 }
 
 /// Whole µs of `ns`, if it is.
@@ -296,51 +306,53 @@ impl Samples {
 
     pub fn push(&mut self, s: Sample) {
         debug_assert_ne!(s.stack, Some(StackId::MAX));
-        self.stacks.push(s.stack.unwrap_or(StackId::MAX));
+        self.len += 1;
+        let stack = s.stack.map_or(-1, i64::from);
+        put_varint(&mut self.bytes, zigzag(stack - self.last.stack));
+        self.last.stack = stack;
         let dt_ns = s.time_ns.wrapping_sub(self.last.time_ns) as i64;
         // The µs Δt the CPU delta is predicted from: this sample's, or 0
         // when it is not whole µs.
         let mut dt_us = 0;
         match whole_us(dt_ns).and_then(|us| Some((us, token(us.wrapping_sub(self.last.dt_us))?))) {
             Some((us, t)) => {
-                put_varint(&mut self.deltas, t);
+                put_varint(&mut self.bytes, t);
                 self.last.dt_us = us;
                 dt_us = us;
             }
             None => {
-                put_varint(&mut self.deltas, 1);
-                put_varint(&mut self.deltas, dt_ns as u64);
+                put_varint(&mut self.bytes, 1);
+                put_varint(&mut self.bytes, dt_ns as u64);
             }
         }
         self.last.time_ns = s.time_ns;
         let cpu = i64::try_from(s.cpu_delta_ns).ok().and_then(whole_us);
         match cpu.and_then(|us| token(us.wrapping_sub(dt_us))) {
-            Some(t) => put_varint(&mut self.deltas, t),
+            Some(t) => put_varint(&mut self.bytes, t),
             None => {
-                put_varint(&mut self.deltas, 1);
-                put_varint(&mut self.deltas, s.cpu_delta_ns);
+                put_varint(&mut self.bytes, 1);
+                put_varint(&mut self.bytes, s.cpu_delta_ns);
             }
         }
     }
 
     pub fn reserve(&mut self, additional: usize) {
-        self.stacks.reserve(additional);
-        self.deltas.reserve(2 * additional);
+        self.bytes.reserve(3 * additional);
     }
 
     pub fn len(&self) -> usize {
-        self.stacks.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.stacks.is_empty()
+        self.len == 0
     }
 
     /// The samples in order, by value.
     pub fn iter(&self) -> SampleIter<'_> {
         SampleIter {
-            stacks: self.stacks.iter(),
-            deltas: &self.deltas,
+            left: self.len,
+            bytes: &self.bytes,
             at: 0,
             cur: Cursor::default(),
         }
@@ -355,8 +367,8 @@ impl std::fmt::Debug for Samples {
 
 /// See [`Samples::iter`].
 pub struct SampleIter<'a> {
-    stacks: std::slice::Iter<'a, StackId>,
-    deltas: &'a [u8],
+    left: usize,
+    bytes: &'a [u8],
     at: usize,
     cur: Cursor,
 }
@@ -364,9 +376,10 @@ pub struct SampleIter<'a> {
 impl Iterator for SampleIter<'_> {
     type Item = Sample;
     fn next(&mut self) -> Option<Sample> {
-        let &stack = self.stacks.next()?;
+        self.left = self.left.checked_sub(1)?;
+        self.cur.stack += unzigzag(get_varint(self.bytes, &mut self.at));
         let mut dt_us = 0;
-        let t = get_varint(self.deltas, &mut self.at);
+        let t = get_varint(self.bytes, &mut self.at);
         if t & 1 == 0 {
             dt_us = self.cur.dt_us.wrapping_add(untoken(t));
             self.cur.dt_us = dt_us;
@@ -375,23 +388,23 @@ impl Iterator for SampleIter<'_> {
                 .time_ns
                 .wrapping_add(dt_us.wrapping_mul(1000) as u64);
         } else {
-            let dt_ns = get_varint(self.deltas, &mut self.at);
+            let dt_ns = get_varint(self.bytes, &mut self.at);
             self.cur.time_ns = self.cur.time_ns.wrapping_add(dt_ns);
         }
-        let c = get_varint(self.deltas, &mut self.at);
+        let c = get_varint(self.bytes, &mut self.at);
         let cpu_delta_ns = if c & 1 == 0 {
             untoken(c).wrapping_add(dt_us).wrapping_mul(1000) as u64
         } else {
-            get_varint(self.deltas, &mut self.at)
+            get_varint(self.bytes, &mut self.at)
         };
         Some(Sample {
             time_ns: self.cur.time_ns,
             cpu_delta_ns,
-            stack: (stack != StackId::MAX).then_some(stack),
+            stack: StackId::try_from(self.cur.stack).ok(),
         })
     }
     fn size_hint(&self) -> (usize, Option<usize>) {
-        self.stacks.size_hint()
+        (self.left, Some(self.left))
     }
 }
 
@@ -832,8 +845,8 @@ mod tests {
         assert_ne!(Samples::from(v), s);
     }
 
-    /// A steady trace's samples take 6 bytes each (a stack and two 1-byte
-    /// tokens), the size this type is for.
+    /// A steady trace's samples take 3 bytes each (three 1-byte tokens)
+    /// when each stack is near the previous one, the case this type is for.
     #[test]
     fn samples_of_a_steady_trace_are_small() {
         let mut s = Samples::new();
@@ -842,9 +855,9 @@ mod tests {
             s.push(Sample {
                 time_ns: i * 20_000 + jitter,
                 cpu_delta_ns: 20_000 - (i % 3) * 1000,
-                stack: Some(i as StackId),
+                stack: Some((i * 5 % 17) as StackId),
             });
         }
-        assert_eq!(s.stacks.len() * 4 + s.deltas.len(), 1000 * 6);
+        assert_eq!(s.bytes.len(), 1000 * 3);
     }
 }
