@@ -23,8 +23,10 @@ pub struct Behind<'a> {
     enabled: bool,
 }
 
-/// Releases in steps of at least this many bytes (few system calls).
-const STEP: usize = 1 << 20;
+/// Releases in steps of at least this many bytes: a system call per 256
+/// KiB read is nothing next to decoding them, and at most that much of the
+/// trace is resident behind the reader.
+const STEP: usize = 1 << 18;
 
 impl<'a> Behind<'a> {
     /// `file_len` is the length of the file `bytes` maps.

@@ -473,9 +473,13 @@ pub fn analyze(
         match ev {
             Event::Sample(s) => {
                 samples_read += 1;
-                if n.is_multiple_of(65536) {
-                    progress(s.offset, total);
+                if n.is_multiple_of(4096) {
+                    // A few hundred KB of trace: the pages behind go
+                    // before they add up (see `release::STEP`).
                     behind.release(s.offset);
+                    if n.is_multiple_of(65536) {
+                        progress(s.offset, total);
+                    }
                 }
                 let zero = *start_ns.get_or_insert(s.time_ns);
                 // Most traces have one thread, or long runs of one: skip the
