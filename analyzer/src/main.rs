@@ -112,6 +112,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let opts = resolve::Options {
         dwarf: cli.dwarf,
         modules: cli.modules,
+        // Folded stacks name functions only: a smaller profile will do.
+        by_function: cli.format == Format::Folded,
     };
     let bar = progress_bar(cli.quiet);
     let profile = resolve::analyze(&trace, &opts, &mut |done, total| {

@@ -537,6 +537,9 @@ pub struct Interner {
     /// The children of parents with so many that a list walk would be slow
     /// (a wide fan-out, or a hostile trace).
     wide: FxHashMap<Stack, StackId>,
+    /// With [`Interner::by_function`]: func id → the frame that stands for
+    /// all of the function's frames in stacks (`NO_NODE`: none yet).
+    func_frames: Option<Vec<FrameId>>,
 }
 
 impl Default for Interner {
@@ -546,6 +549,7 @@ impl Default for Interner {
             frames: Default::default(),
             roots: NO_NODE,
             wide: FxHashMap::default(),
+            func_frames: None,
         }
     }
 }
@@ -559,6 +563,19 @@ const WIDE: StackId = 1 << 31;
 const MAX_WALK: usize = 32;
 
 impl Interner {
+    /// An interner whose stacks tell functions apart but not frames: each
+    /// stack node's frame is the first frame [`Interner::stack`] was given
+    /// for its function, so stacks that differ only in addresses or lines
+    /// within the same functions are one node. What an output that names
+    /// functions only (folded stacks) needs, and far fewer nodes when
+    /// stacks are deep and varied (recursion through several call sites).
+    pub fn by_function() -> Self {
+        Interner {
+            func_frames: Some(Vec::new()),
+            ..Interner::default()
+        }
+    }
+
     pub fn func(&mut self, p: &mut Profile, f: Func) -> FuncId {
         *self.funcs.entry(f).or_insert_with_key(|f| {
             p.funcs.push(f.clone());
@@ -588,13 +605,24 @@ impl Interner {
     }
 
     /// The node for `s`, added to `p.stacks` if it is new. Every node of
-    /// `p.stacks` must come from this interner, `s.parent` too.
+    /// `p.stacks` must come from this interner, `s.parent` too, and (for
+    /// [`Interner::by_function`]) `s.frame` must be one of `p.frames`.
     ///
     /// # Panics
     /// If the profile would have 2^31 stack nodes (hundreds of GB of
     /// trace; every exporter refuses far fewer).
-    pub fn stack(&mut self, p: &mut Profile, s: Stack) -> StackId {
+    pub fn stack(&mut self, p: &mut Profile, mut s: Stack) -> StackId {
         assert_eq!(p.stacks.stride, LINKED, "stacks already finished");
+        if let Some(func_frames) = &mut self.func_frames {
+            let func = p.frames[s.frame as usize].func as usize;
+            if func >= func_frames.len() {
+                func_frames.resize(func + 1, NO_NODE);
+            }
+            if func_frames[func] == NO_NODE {
+                func_frames[func] = s.frame;
+            }
+            s.frame = func_frames[func];
+        }
         let head = self.head(p, s.parent);
         if head == WIDE {
             if let Some(&id) = self.wide.get(&s) {
@@ -778,6 +806,73 @@ mod tests {
         assert_eq!(p.stacks.iter().collect::<Vec<_>>(), want);
         // The chain's leaf walks up through 10 000 frames to its root.
         assert_eq!(p.stack_frames(Some(chain_leaf)).count(), 10_001);
+    }
+
+    /// By function, a stack node stands for every frame of its function
+    /// (the first one given to the interner), under any parent; by frame,
+    /// each frame is its own node.
+    #[test]
+    fn stacks_by_function_merge_the_frames_of_a_function() {
+        for by_function in [false, true] {
+            let mut p = Profile::default();
+            let mut i = if by_function {
+                Interner::by_function()
+            } else {
+                Interner::default()
+            };
+            let func = |i: &mut Interner, p: &mut Profile, name: &str| {
+                i.func(
+                    p,
+                    Func {
+                        name: name.into(),
+                        file: None,
+                        line: None,
+                        category: Category::Wasm,
+                        lib: None,
+                    },
+                )
+            };
+            let (fa, fb) = (func(&mut i, &mut p, "a"), func(&mut i, &mut p, "b"));
+            let frame = |i: &mut Interner, p: &mut Profile, func, address| {
+                i.frame(
+                    p,
+                    Frame {
+                        func,
+                        address: Some(address),
+                        line: None,
+                        column: None,
+                        inline_depth: 0,
+                    },
+                )
+            };
+            let a1 = frame(&mut i, &mut p, fa, 1);
+            let a2 = frame(&mut i, &mut p, fa, 2);
+            let b1 = frame(&mut i, &mut p, fb, 3);
+            let mut stack = |frames: &[FrameId]| {
+                let mut node = None;
+                for &frame in frames {
+                    node = Some(i.stack(
+                        &mut p,
+                        Stack {
+                            parent: node,
+                            frame,
+                        },
+                    ));
+                }
+                node.unwrap()
+            };
+            let x = stack(&[a1, b1]);
+            let y = stack(&[a2, b1]);
+            let z = stack(&[b1, a2]);
+            let w = stack(&[b1, a1]);
+            assert_eq!(x == y, by_function);
+            assert_eq!(z == w, by_function);
+            i.finish(&mut p);
+            assert_eq!(p.stacks.len(), if by_function { 4 } else { 7 });
+            // `a` at address 2 is `a` at 1, the first frame of `a` seen.
+            let frames: Vec<FrameId> = p.stack_frames(Some(z)).collect();
+            assert_eq!(frames, vec![if by_function { a1 } else { a2 }, b1]);
+        }
     }
 
     /// Samples come back exactly as pushed: times in any order and at any

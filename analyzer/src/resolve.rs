@@ -36,6 +36,11 @@ pub struct Options {
     /// Wasm files to use instead of the paths recorded in the trace; each is
     /// matched to a recorded module by its SHA-256.
     pub modules: Vec<PathBuf>,
+    /// Stacks of functions rather than frames ([`Interner::by_function`]):
+    /// enough for folded stacks, which name functions only, and a far
+    /// smaller stack tree when stacks are deep and varied. Firefox and text
+    /// outputs need the frames (addresses, lines).
+    pub by_function: bool,
 }
 
 /// Why a trace could not be analyzed at all. Damage *inside* a trace is not
@@ -419,7 +424,11 @@ pub fn analyze(
     let mut r = Resolver {
         modules: Vec::new(),
         profile: Profile::default(),
-        interner: Interner::default(),
+        interner: if opts.by_function {
+            Interner::by_function()
+        } else {
+            Interner::default()
+        },
         resolved: Vec::new(),
         frames: Vec::new(),
         cache: HashMap::new(),

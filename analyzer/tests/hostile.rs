@@ -1,6 +1,7 @@
 //! The analyzer on hostile traces that the fuzzers' small inputs cannot
 //! reach (see fuzz/FINDINGS.md): many copies of one module, sums of
-//! lost-sample counts and CPU times beyond u64.
+//! lost-sample counts and CPU times beyond u64. And, with the same
+//! hand-made traces, stacks by function.
 
 use std::path::{Path, PathBuf};
 
@@ -75,6 +76,7 @@ fn analyze_all(t: &[u8]) -> wanalyze::model::Profile {
     let opts = Options {
         dwarf: true,
         modules: vec![fixture("fib-O2.wasm")],
+        by_function: false,
     };
     let p = analyze(&path, &opts, &mut |_, _| {}).unwrap();
     firefox::write(&p, &mut std::io::sink()).unwrap();
@@ -180,4 +182,65 @@ fn a_sampled_address_without_its_code_address_is_named_and_reported() {
         .find(|w| w.contains("have no recorded wasm offset"))
         .unwrap_or_else(|| panic!("{:?}", without.meta.warnings));
     assert!(warning.contains(" 1 sampled code addresses"), "{warning}");
+}
+
+/// Stacks by function merge the frames of one function (here at two wasm
+/// offsets) into one node, and folded stacks, which name functions only,
+/// come out the same.
+#[test]
+fn stacks_by_function_give_the_same_folded_stacks_from_fewer_nodes() {
+    let hash = sha256(&std::fs::read(fixture("fib-O2.wasm")).unwrap());
+    let module = frame(&Record::Module(ModuleRecord {
+        id: 0,
+        path: "/nonexistent/fib-O2.wasm".into(),
+        sha256: hash,
+        text_addr: 0x10_0000,
+        text_len: 0x100,
+        functions: vec![FunctionEntry {
+            index: 1,
+            offset: 0x10,
+            len: 0x40,
+        }],
+        // Wasm offsets 0x200 and 0x204: `_start`, lines 15 and 16.
+        address_map: vec![
+            AddressMapEntry {
+                code_offset: 0x10,
+                wasm_offset: Some(0x200),
+            },
+            AddressMapEntry {
+                code_offset: 0x20,
+                wasm_offset: Some(0x204),
+            },
+        ],
+        addresses: vec![],
+    }));
+    let t = trace(&[
+        module,
+        sample(0, flags::KEYFRAME, 1, 1, &[0x10_0011]),
+        sample(0, flags::KEYFRAME, 2, 2, &[0x10_0021]),
+        sample(0, flags::KEYFRAME, 3, 3, &[0x10_0011, 0x10_0022]),
+        sample(0, flags::KEYFRAME, 4, 4, &[0x10_0021, 0x10_0012]),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.wrec");
+    std::fs::write(&path, t).unwrap();
+    let run = |by_function| {
+        let opts = Options {
+            dwarf: true,
+            modules: vec![fixture("fib-O2.wasm")],
+            by_function,
+        };
+        let p = analyze(&path, &opts, &mut |_, _| {}).unwrap();
+        let mut out = Vec::new();
+        folded::write(&p, &mut out).unwrap();
+        (p.stacks.len(), String::from_utf8(out).unwrap())
+    };
+    let (frame_nodes, by_frame) = run(false);
+    let (func_nodes, by_func) = run(true);
+    assert_eq!(by_func, by_frame);
+    // One function F at both addresses: `F 2` and `F;F 2`.
+    let lines: Vec<&str> = by_func.lines().collect();
+    let f = lines[0].strip_suffix(" 2").unwrap();
+    assert_eq!(lines, [format!("{f} 2"), format!("{f};{f} 2")], "{by_func}");
+    assert_eq!((frame_nodes, func_nodes), (4, 2));
 }

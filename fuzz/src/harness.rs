@@ -358,6 +358,8 @@ pub fn run_analyzer(input: &AnalyzeInput<'_>) -> Result<wanalyze::model::Profile
     let opts = Options {
         dwarf,
         modules: vec![s.wasm.clone()],
+        // Frames: every exporter runs on this profile.
+        by_function: false,
     };
     let profile = match resolve::analyze(&s.trace, &opts, &mut |_, _| {}) {
         Ok(p) => p,
