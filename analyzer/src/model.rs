@@ -563,12 +563,14 @@ const WIDE: StackId = 1 << 31;
 const MAX_WALK: usize = 32;
 
 impl Interner {
-    /// An interner whose stacks tell functions apart but not frames: each
-    /// stack node's frame is the first frame [`Interner::stack`] was given
-    /// for its function, so stacks that differ only in addresses or lines
-    /// within the same functions are one node. What an output that names
-    /// functions only (folded stacks) needs, and far fewer nodes when
-    /// stacks are deep and varied (recursion through several call sites).
+    /// An interner whose stacks tell functions apart but not frames, but
+    /// for samples' leaves: each node's frame from [`Interner::stack`] is
+    /// the first frame given for its function, so stacks that differ only
+    /// in addresses or lines within the same functions are one node, while
+    /// [`Interner::leaf_stack`] keeps the leaf's own frame. What outputs
+    /// that name functions and leaf lines only (folded stacks, the text
+    /// report) need, and far fewer nodes when stacks are deep and varied
+    /// (recursion through several call sites).
     pub fn by_function() -> Self {
         Interner {
             func_frames: Some(Vec::new()),
@@ -604,6 +606,13 @@ impl Interner {
         }
     }
 
+    /// The node for `s` as a sample's leaf, for which
+    /// [`Interner::by_function`] keeps `s.frame` itself; otherwise as
+    /// [`Interner::stack`]. Such a node should not be a parent.
+    pub fn leaf_stack(&mut self, p: &mut Profile, s: Stack) -> StackId {
+        self.node(p, s)
+    }
+
     /// The node for `s`, added to `p.stacks` if it is new. Every node of
     /// `p.stacks` must come from this interner, `s.parent` too, and (for
     /// [`Interner::by_function`]) `s.frame` must be one of `p.frames`.
@@ -612,7 +621,6 @@ impl Interner {
     /// If the profile would have 2^31 stack nodes (hundreds of GB of
     /// trace; every exporter refuses far fewer).
     pub fn stack(&mut self, p: &mut Profile, mut s: Stack) -> StackId {
-        assert_eq!(p.stacks.stride, LINKED, "stacks already finished");
         if let Some(func_frames) = &mut self.func_frames {
             let func = p.frames[s.frame as usize].func as usize;
             if func >= func_frames.len() {
@@ -623,6 +631,12 @@ impl Interner {
             }
             s.frame = func_frames[func];
         }
+        self.node(p, s)
+    }
+
+    /// See [`Interner::stack`]: `s` as it is.
+    fn node(&mut self, p: &mut Profile, s: Stack) -> StackId {
+        assert_eq!(p.stacks.stride, LINKED, "stacks already finished");
         let head = self.head(p, s.parent);
         if head == WIDE {
             if let Some(&id) = self.wide.get(&s) {
@@ -809,8 +823,8 @@ mod tests {
     }
 
     /// By function, a stack node stands for every frame of its function
-    /// (the first one given to the interner), under any parent; by frame,
-    /// each frame is its own node.
+    /// (the first one given to the interner), under any parent, but a
+    /// leaf's keeps its frame; by frame, each frame is its own node.
     #[test]
     fn stacks_by_function_merge_the_frames_of_a_function() {
         for by_function in [false, true] {
@@ -867,11 +881,24 @@ mod tests {
             let w = stack(&[b1, a1]);
             assert_eq!(x == y, by_function);
             assert_eq!(z == w, by_function);
+            // A leaf keeps its own frame either way: `b` → `a` at 2.
+            let b = stack(&[b1]);
+            let leaf = i.leaf_stack(
+                &mut p,
+                Stack {
+                    parent: Some(b),
+                    frame: a2,
+                },
+            );
+            assert_ne!(leaf, w);
+            assert_eq!(leaf == z, !by_function);
             i.finish(&mut p);
-            assert_eq!(p.stacks.len(), if by_function { 4 } else { 7 });
+            assert_eq!(p.stacks.len(), if by_function { 5 } else { 7 });
             // `a` at address 2 is `a` at 1, the first frame of `a` seen.
             let frames: Vec<FrameId> = p.stack_frames(Some(z)).collect();
             assert_eq!(frames, vec![if by_function { a1 } else { a2 }, b1]);
+            let frames: Vec<FrameId> = p.stack_frames(Some(leaf)).collect();
+            assert_eq!(frames, vec![a2, b1]);
         }
     }
 

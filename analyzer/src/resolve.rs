@@ -36,10 +36,11 @@ pub struct Options {
     /// Wasm files to use instead of the paths recorded in the trace; each is
     /// matched to a recorded module by its SHA-256.
     pub modules: Vec<PathBuf>,
-    /// Stacks of functions rather than frames ([`Interner::by_function`]):
-    /// enough for folded stacks, which name functions only, and a far
-    /// smaller stack tree when stacks are deep and varied. Firefox and text
-    /// outputs need the frames (addresses, lines).
+    /// Stacks of functions rather than frames, but for each sample's leaf
+    /// frame ([`Interner::by_function`]): enough for folded stacks and the
+    /// text report, which name functions and leaf lines only, and a far
+    /// smaller stack tree when stacks are deep and varied. The Firefox
+    /// output needs every frame (addresses, lines).
     pub by_function: bool,
 }
 
@@ -361,37 +362,56 @@ impl Resolver {
         f
     }
 
+    /// Pushes a synthetic or host frame (the only frame of its function,
+    /// so a leaf or not makes no difference) onto `parent`.
     fn push(&mut self, parent: Option<StackId>, frame: FrameId) -> Option<StackId> {
-        push(&mut self.interner, &mut self.profile, parent, &[frame])
+        push(
+            &mut self.interner,
+            &mut self.profile,
+            parent,
+            &[frame],
+            false,
+        )
     }
 
-    /// Pushes the frames of `res` (from [`Resolver::resolve`]) onto `parent`.
-    fn push_resolved(&mut self, parent: Option<StackId>, res: Resolved) -> Option<StackId> {
+    /// Pushes the frames of `res` (from [`Resolver::resolve`]) onto `parent`;
+    /// `leaf`: the last of them is the sample's leaf.
+    fn push_resolved(
+        &mut self,
+        parent: Option<StackId>,
+        res: Resolved,
+        leaf: bool,
+    ) -> Option<StackId> {
         push(
             &mut self.interner,
             &mut self.profile,
             parent,
             &self.frames[res.start..res.end],
+            leaf,
         )
     }
 }
 
-/// The stack node for `frames` (outermost first) called from `parent`.
+/// The stack node for `frames` (outermost first) called from `parent`;
+/// `leaf`: the last frame is a sample's leaf ([`Interner::leaf_stack`]).
 fn push(
     interner: &mut Interner,
     profile: &mut Profile,
     parent: Option<StackId>,
     frames: &[FrameId],
+    leaf: bool,
 ) -> Option<StackId> {
     let mut node = parent;
-    for &frame in frames {
-        node = Some(interner.stack(
-            profile,
-            Stack {
-                parent: node,
-                frame,
-            },
-        ));
+    for (i, &frame) in frames.iter().enumerate() {
+        let s = Stack {
+            parent: node,
+            frame,
+        };
+        node = Some(if leaf && i + 1 == frames.len() {
+            interner.leaf_stack(profile, s)
+        } else {
+            interner.stack(profile, s)
+        });
     }
     node
 }
@@ -758,7 +778,11 @@ fn sample_stack(r: &mut Resolver, ctx: &mut ThreadCtx, sflags: u8, raw: &[u64]) 
     for j in (0..n - shared).rev() {
         let is_return = j > 0 || host;
         let res = r.resolve(raw[j], is_return);
-        let node = r.push_resolved(nodes[n - j - 1], res);
+        // Entry 0's innermost frame is the sample's leaf unless a host
+        // frame goes below it (then nothing is pushed here if it is in a
+        // trampoline). The node is never a parent: the next sample keeps
+        // none of this sample's entry 0 (see `shared`).
+        let node = r.push_resolved(nodes[n - j - 1], res, j == 0 && !host);
         let site = if res.is_empty() {
             sites[n - j - 1]
         } else {

@@ -185,8 +185,8 @@ fn a_sampled_address_without_its_code_address_is_named_and_reported() {
 }
 
 /// Stacks by function merge the frames of one function (here at two wasm
-/// offsets) into one node, and folded stacks, which name functions only,
-/// come out the same.
+/// offsets) into one node but for leaves, and folded stacks and the text
+/// report, which name functions and leaf lines only, come out the same.
 #[test]
 fn stacks_by_function_give_the_same_folded_stacks_from_fewer_nodes() {
     let hash = sha256(&std::fs::read(fixture("fib-O2.wasm")).unwrap());
@@ -196,30 +196,33 @@ fn stacks_by_function_give_the_same_folded_stacks_from_fewer_nodes() {
         sha256: hash,
         text_addr: 0x10_0000,
         text_len: 0x100,
+        // Function 8 of fib-O2.wasm: `fib`.
         functions: vec![FunctionEntry {
-            index: 1,
+            index: 8,
             offset: 0x10,
             len: 0x40,
         }],
-        // Wasm offsets 0x200 and 0x204: `_start`, lines 15 and 16.
+        // Wasm offsets 0x218 and 0x222: `fib`, lines 45 and 47.
         address_map: vec![
             AddressMapEntry {
                 code_offset: 0x10,
-                wasm_offset: Some(0x200),
+                wasm_offset: Some(0x218),
             },
             AddressMapEntry {
                 code_offset: 0x20,
-                wasm_offset: Some(0x204),
+                wasm_offset: Some(0x222),
             },
         ],
         addresses: vec![],
     }));
     let t = trace(&[
         module,
-        sample(0, flags::KEYFRAME, 1, 1, &[0x10_0011]),
-        sample(0, flags::KEYFRAME, 2, 2, &[0x10_0021]),
-        sample(0, flags::KEYFRAME, 3, 3, &[0x10_0011, 0x10_0022]),
-        sample(0, flags::KEYFRAME, 4, 4, &[0x10_0021, 0x10_0012]),
+        // Leaves at either offset, called through the two call sites in
+        // either order (recursion).
+        sample(0, flags::KEYFRAME, 1, 1, &[0x10_0011, 0x10_0012, 0x10_0022]),
+        sample(0, flags::KEYFRAME, 2, 2, &[0x10_0011, 0x10_0022, 0x10_0012]),
+        sample(0, flags::KEYFRAME, 3, 3, &[0x10_0021, 0x10_0012, 0x10_0022]),
+        sample(0, flags::KEYFRAME, 4, 4, &[0x10_0021, 0x10_0022, 0x10_0012]),
     ]);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.wrec");
@@ -233,14 +236,21 @@ fn stacks_by_function_give_the_same_folded_stacks_from_fewer_nodes() {
         let p = analyze(&path, &opts, &mut |_, _| {}).unwrap();
         let mut out = Vec::new();
         folded::write(&p, &mut out).unwrap();
-        (p.stacks.len(), String::from_utf8(out).unwrap())
+        let mut report = Vec::new();
+        text::write(&p, &Default::default(), &mut report).unwrap();
+        let report = String::from_utf8(report).unwrap();
+        (p.stacks.len(), String::from_utf8(out).unwrap(), report)
     };
-    let (frame_nodes, by_frame) = run(false);
-    let (func_nodes, by_func) = run(true);
+    let (frame_nodes, by_frame, frame_report) = run(false);
+    let (func_nodes, by_func, func_report) = run(true);
     assert_eq!(by_func, by_frame);
-    // One function F at both addresses: `F 2` and `F;F 2`.
-    let lines: Vec<&str> = by_func.lines().collect();
-    let f = lines[0].strip_suffix(" 2").unwrap();
-    assert_eq!(lines, [format!("{f} 2"), format!("{f};{f} 2")], "{by_func}");
-    assert_eq!((frame_nodes, func_nodes), (4, 2));
+    assert_eq!(func_report, frame_report);
+    // Both leaf lines are there.
+    assert!(func_report.contains("fib.c:45"), "{func_report}");
+    assert!(func_report.contains("fib.c:47"), "{func_report}");
+    assert_eq!(by_func, "fib;fib;fib 4\n");
+    // By frame, each call site order and leaf offset makes its own nodes;
+    // by function: `fib`, `fib` under it, and the two leaves under that
+    // (leaves keep their frames, for their lines).
+    assert_eq!((frame_nodes, func_nodes), (10, 4));
 }
