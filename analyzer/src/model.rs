@@ -68,62 +68,116 @@ pub struct Stack {
 }
 
 /// The stack prefix tree: [`Stack`]s by id. While an [`Interner`] builds
-/// it, each node is 3 words: frame, and the links the interner walks to
-/// find a node's children (next sibling, first child), so that a look-up
-/// reads one place per node it visits and the tree is stored once. A look-up
+/// it, each node is its frame and the links the interner walks to find a
+/// node's children (next sibling, first child), so that a look-up reads
+/// one place per node it visits and the tree is stored once. A look-up
 /// walks down from its own parent, so nodes need no parent link then;
 /// [`Interner::finish`] derives the parents from the child lists, in place,
-/// leaving 2 words a node (parent, frame). It is most of a profile's
-/// memory when stacks are deep and varied.
+/// leaving a parent and a frame a node. Frame ids take 2 bytes while they
+/// fit (programs rarely have 65 536 distinct frames), so a node is 10 bytes
+/// while interning and 6 after. It is most of a profile's memory when
+/// stacks are deep and varied.
 ///
 /// Nodes can only be read once the interner is finished: reading before
 /// panics, like an index out of bounds, as a bug in the caller.
 #[derive(Debug, Clone)]
 pub struct Stacks {
-    words: Vec<u32>,
-    /// Words per node: `LINKED` or 2.
-    stride: usize,
+    /// While linked, `LINKS` words a node: next sibling, first child.
+    /// Finished: a node's parent (`NO_NODE` for a root).
+    links: Vec<u32>,
+    frames: Frames,
+    linked: bool,
 }
 
-/// Words per node while an interner builds the tree: frame, next sibling,
-/// first child.
-const LINKED: usize = 3;
-const NEXT: usize = 1;
-const FIRST: usize = 2;
-/// Words per node once finished: parent (`NO_NODE` for a root), frame.
-const FINISHED: usize = 2;
-const PARENT: usize = 0;
-/// The frame is word 0 while linked, 1 once finished.
-const LINKED_FRAME: usize = 0;
-const FRAME: usize = 1;
+/// Links per node while an interner builds the tree.
+const LINKS: usize = 2;
+const NEXT: usize = 0;
+const FIRST: usize = 1;
+
+/// Frame ids by node: `u16`s until one does not fit.
+#[derive(Debug, Clone)]
+enum Frames {
+    Narrow(Vec<u16>),
+    Wide(Vec<u32>),
+}
+
+impl Frames {
+    fn len(&self) -> usize {
+        match self {
+            Frames::Narrow(v) => v.len(),
+            Frames::Wide(v) => v.len(),
+        }
+    }
+
+    fn get(&self, i: usize) -> FrameId {
+        match self {
+            Frames::Narrow(v) => FrameId::from(v[i]),
+            Frames::Wide(v) => v[i],
+        }
+    }
+
+    /// Narrow ids as wide ones, if `frame` needs it (once: 4 bytes a node
+    /// next to the 2 of the narrow ids, while they are copied).
+    fn fit(&mut self, frame: FrameId) {
+        if let Frames::Narrow(v) = self {
+            if u16::try_from(frame).is_err() {
+                *self = Frames::Wide(v.iter().map(|&f| FrameId::from(f)).collect());
+            }
+        }
+    }
+
+    fn push(&mut self, frame: FrameId) {
+        self.fit(frame);
+        match self {
+            // `fit` made it wide if it does not fit.
+            Frames::Narrow(v) => v.push(frame as u16),
+            Frames::Wide(v) => v.push(frame),
+        }
+    }
+
+    fn set(&mut self, i: usize, frame: FrameId) {
+        self.fit(frame);
+        match self {
+            Frames::Narrow(v) => v[i] = frame as u16,
+            Frames::Wide(v) => v[i] = frame,
+        }
+    }
+
+    fn shrink_to_fit(&mut self) {
+        match self {
+            Frames::Narrow(v) => v.shrink_to_fit(),
+            Frames::Wide(v) => v.shrink_to_fit(),
+        }
+    }
+}
 
 impl Default for Stacks {
     fn default() -> Self {
         Stacks {
-            words: Vec::new(),
-            stride: LINKED,
+            links: Vec::new(),
+            frames: Frames::Narrow(Vec::new()),
+            linked: true,
         }
     }
 }
 
 impl Stacks {
     pub fn len(&self) -> usize {
-        self.words.len() / self.stride
+        self.frames.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.words.is_empty()
+        self.len() == 0
     }
 
     /// Node `i`; panics if there is none, like indexing, or if the
     /// interner that builds these stacks is not finished.
     pub fn get(&self, i: usize) -> Stack {
-        assert_eq!(self.stride, FINISHED, "stacks read before Interner::finish");
-        let at = i * FINISHED;
-        let parent = self.words[at + PARENT];
+        assert!(!self.linked, "stacks read before Interner::finish");
+        let parent = self.links[i];
         Stack {
             parent: (parent != NO_NODE).then_some(parent),
-            frame: self.words[at + FRAME],
+            frame: self.frames.get(i),
         }
     }
 
@@ -136,19 +190,18 @@ impl Stacks {
     /// take a damaged model. `Some(StackId::MAX)` is not a valid parent.
     pub fn set(&mut self, i: usize, s: Stack) {
         debug_assert_ne!(s.parent, Some(NO_NODE));
-        assert_eq!(self.stride, FINISHED, "stacks set before Interner::finish");
-        let at = i * FINISHED;
-        self.words[at + PARENT] = s.parent.unwrap_or(NO_NODE);
-        self.words[at + FRAME] = s.frame;
+        assert!(!self.linked, "stacks set before Interner::finish");
+        self.links[i] = s.parent.unwrap_or(NO_NODE);
+        self.frames.set(i, s.frame);
     }
 
-    /// Word `field` of node `i`, which has its links.
+    /// Link `field` of node `i`, which has its links.
     fn link(&self, i: StackId, field: usize) -> u32 {
-        self.words[i as usize * LINKED + field]
+        self.links[i as usize * LINKS + field]
     }
 
     fn set_link(&mut self, i: StackId, field: usize, value: u32) {
-        self.words[i as usize * LINKED + field] = value;
+        self.links[i as usize * LINKS + field] = value;
     }
 
     /// Turns the links into parents and drops them, in place: each node
@@ -157,43 +210,41 @@ impl Stacks {
     /// next-sibling word with the list's parent, after reading it, leaves
     /// every node's parent in that word.
     fn unlink(&mut self, roots: StackId, wide: &FxHashMap<Stack, StackId>) {
-        if self.stride != LINKED {
+        if !self.linked {
             return;
         }
         let n = self.len();
-        let relink = |words: &mut [u32], head: StackId, parent: StackId| {
+        let relink = |links: &mut [u32], head: StackId, parent: StackId| {
             let mut c = head;
             while c != NO_NODE {
-                let at = c as usize * LINKED + NEXT;
-                c = words[at];
-                words[at] = parent;
+                let at = c as usize * LINKS + NEXT;
+                c = links[at];
+                links[at] = parent;
             }
         };
         if roots != WIDE {
-            relink(&mut self.words, roots, NO_NODE);
+            relink(&mut self.links, roots, NO_NODE);
         }
         for q in 0..n {
-            let head = self.words[q * LINKED + FIRST];
+            let head = self.links[q * LINKS + FIRST];
             if head != WIDE {
-                relink(&mut self.words, head, q as StackId);
+                relink(&mut self.links, head, q as StackId);
             }
         }
         // The children of wide parents (their next-sibling words are stale
         // list links or `NO_NODE`; no list walk above reached them).
         for (s, &id) in wide {
-            self.words[id as usize * LINKED + NEXT] = s.parent.unwrap_or(NO_NODE);
+            self.links[id as usize * LINKS + NEXT] = s.parent.unwrap_or(NO_NODE);
         }
-        // Node i's words go to 2i and 2i + 1, below its own (3i, 3i + 1)
-        // and those of every later node.
+        // Node i's parent goes to word i, at or below its own (2i) and
+        // below those of every later node.
         for i in 0..n {
-            let frame = self.words[LINKED * i + LINKED_FRAME];
-            let parent = self.words[LINKED * i + NEXT];
-            self.words[FINISHED * i + PARENT] = parent;
-            self.words[FINISHED * i + FRAME] = frame;
+            self.links[i] = self.links[LINKS * i + NEXT];
         }
-        self.words.truncate(FINISHED * n);
-        self.words.shrink_to_fit();
-        self.stride = FINISHED;
+        self.links.truncate(n);
+        self.links.shrink_to_fit();
+        self.frames.shrink_to_fit();
+        self.linked = false;
     }
 }
 
@@ -636,7 +687,7 @@ impl Interner {
 
     /// See [`Interner::stack`]: `s` as it is.
     fn node(&mut self, p: &mut Profile, s: Stack) -> StackId {
-        assert_eq!(p.stacks.stride, LINKED, "stacks already finished");
+        assert!(p.stacks.linked, "stacks already finished");
         let head = self.head(p, s.parent);
         if head == WIDE {
             if let Some(&id) = self.wide.get(&s) {
@@ -647,7 +698,7 @@ impl Interner {
             let (mut prev, mut cur, mut walked) = (NO_NODE, head, 0);
             while cur != NO_NODE {
                 let next = st.link(cur, NEXT);
-                if st.link(cur, LINKED_FRAME) == s.frame {
+                if st.frames.get(cur as usize) == s.frame {
                     if prev != NO_NODE {
                         // Move to front.
                         st.set_link(prev, NEXT, next);
@@ -662,7 +713,7 @@ impl Interner {
             if walked >= MAX_WALK {
                 let mut c = head;
                 while c != NO_NODE {
-                    let frame = p.stacks.link(c, LINKED_FRAME);
+                    let frame = p.stacks.frames.get(c as usize);
                     self.wide.insert(
                         Stack {
                             parent: s.parent,
@@ -686,9 +737,8 @@ impl Interner {
             self.set_head(p, s.parent, id);
             head
         };
-        p.stacks
-            .words
-            .extend_from_slice(&[s.frame, next_sibling, NO_NODE]);
+        p.stacks.frames.push(s.frame);
+        p.stacks.links.extend_from_slice(&[next_sibling, NO_NODE]);
         id
     }
 
@@ -820,6 +870,70 @@ mod tests {
         assert_eq!(p.stacks.iter().collect::<Vec<_>>(), want);
         // The chain's leaf walks up through 10 000 frames to its root.
         assert_eq!(p.stack_frames(Some(chain_leaf)).count(), 10_001);
+    }
+
+    /// Frame ids that do not fit 2 bytes, first met while interning or in
+    /// a rewrite of a finished tree, widen the nodes' frames and keep the
+    /// ones before.
+    #[test]
+    fn frame_ids_beyond_u16_widen_the_frames() {
+        let big = FrameId::from(u16::MAX) + 1;
+        let mut p = Profile::default();
+        let mut i = Interner::default();
+        let mut want = Vec::new();
+        let mut node = None;
+        for frame in [1, u16::MAX.into(), 7, big, 3, FrameId::MAX - 1, 7] {
+            let s = Stack {
+                parent: node,
+                frame,
+            };
+            node = Some(i.stack(&mut p, s));
+            want.push(s);
+            // Found again, narrow or wide.
+            assert_eq!(i.stack(&mut p, s), node.unwrap());
+        }
+        i.finish(&mut p);
+        assert_eq!(p.stacks.iter().collect::<Vec<_>>(), want);
+
+        let mut p = Profile::default();
+        let mut i = Interner::default();
+        let root = i.stack(
+            &mut p,
+            Stack {
+                parent: None,
+                frame: 5,
+            },
+        );
+        i.stack(
+            &mut p,
+            Stack {
+                parent: Some(root),
+                frame: 6,
+            },
+        );
+        i.finish(&mut p);
+        assert!(matches!(p.stacks.frames, Frames::Narrow(_)));
+        p.stacks.set(
+            0,
+            Stack {
+                parent: None,
+                frame: big,
+            },
+        );
+        assert_eq!(
+            p.stacks.get(0),
+            Stack {
+                parent: None,
+                frame: big
+            }
+        );
+        assert_eq!(
+            p.stacks.get(1),
+            Stack {
+                parent: Some(0),
+                frame: 6
+            }
+        );
     }
 
     /// By function, a stack node stands for every frame of its function
