@@ -26,9 +26,10 @@
 //!   memory (its own hash maps and vectors next to the model's).
 //!
 //! Writing directly keeps memory at the model plus, for the thread being
-//! written, one `u32` remapping entry per model stack/frame/func and the
-//! list of the strings it uses; samples are never copied (a permutation is
-//! built only if a thread's samples are out of time order). Each thread gets
+//! written, one `u32` remapping entry per model stack/frame/func (none per
+//! stack when the thread's stacks keep their model ids, as a
+//! single-threaded trace's do) and the list of the strings it uses; samples are never copied (unless a thread's
+//! samples are out of time order: then a sorted copy of that thread's). Each thread gets
 //! the subset of stacks, frames and funcs its samples use, renumbered so that
 //! every stack's prefix comes before it, which the profiler relies on.
 //!
@@ -76,7 +77,7 @@ use anyhow::Context;
 use serde::ser::{Error as _, Serialize, SerializeMap, Serializer};
 use serde_json::json;
 
-use crate::model::{Category, Profile, Sample, Thread};
+use crate::model::{Category, Profile, Sample, StackId, Thread};
 
 /// The processed-profile format version written (`meta.preprocessedProfileVersion`).
 pub const PROCESSED_PROFILE_VERSION: u32 = 55;
@@ -410,10 +411,8 @@ impl Serialize for Threads<'_> {
 
 /// The part of the model one thread uses, renumbered for its tables.
 struct ThreadTables<'a> {
-    /// Model stack ids in output order (every prefix before its children).
-    stacks: Vec<u32>,
-    /// Model stack id → output index, or `NONE`.
-    stack_index: Vec<u32>,
+    /// The stacks the thread uses, in output order.
+    stacks: StackOrder,
     /// Model frame ids in output order, and the reverse map.
     frames: Vec<u32>,
     frame_index: Vec<u32>,
@@ -431,8 +430,11 @@ struct ThreadTables<'a> {
     /// The run-end marker's name, on the main thread; its string index is
     /// `strings.len()`.
     marker_name: Option<String>,
-    /// Sample order, when the samples are not sorted by time.
-    order: Option<Vec<u32>>,
+    /// The samples sorted by time, when they are not already: a damaged
+    /// trace whose keyframes go back in time, or a hand-built profile.
+    /// [`Samples`](crate::model::Samples) are read in order only, so this
+    /// is a copy.
+    sorted: Option<Vec<Sample>>,
 }
 
 struct Strings<'a> {
@@ -459,18 +461,40 @@ fn assign(index: &mut [u32], order: &mut Vec<u32>, id: u32) -> u32 {
     *slot
 }
 
-impl<'a> ThreadTables<'a> {
-    fn build(p: &'a Profile, t: &Thread, main: bool) -> Self {
-        // Stacks: walk up from each sample's stack to the first one already
-        // numbered, then number the walked path root first, so that every
-        // prefix gets a smaller index than its children.
-        let mut stack_index = vec![NONE; p.stacks.len()];
+/// A thread's stacks in output order: walk up from each sample's stack (in
+/// the order they are stored) to the first one already numbered, then
+/// number the walked path root first, so that every prefix gets a smaller
+/// index than its children.
+enum StackOrder {
+    /// Output index = model id, for the model's first `n` stacks. What a
+    /// single-threaded trace gives: the resolver creates each stack node
+    /// when the first sample that has it is read, root first. It saves the
+    /// two maps below, 8 bytes per stack node.
+    Identity(u32),
+    Mapped {
+        /// Model stack ids in output order.
+        stacks: Vec<u32>,
+        /// Model stack id → output index, or `NONE`.
+        index: Vec<u32>,
+    },
+}
+
+impl StackOrder {
+    fn build(p: &Profile, t: &Thread) -> Self {
+        match Self::identity(p, t) {
+            Some(n) => StackOrder::Identity(n),
+            None => Self::mapped(p, t),
+        }
+    }
+
+    fn mapped(p: &Profile, t: &Thread) -> Self {
+        let mut index = vec![NONE; p.stacks.len()];
         let mut stacks = Vec::new();
         let mut path = Vec::new();
         for s in &t.samples {
             let Some(mut cur) = s.stack else { continue };
             path.clear();
-            while stack_index[cur as usize] == NONE {
+            while index[cur as usize] == NONE {
                 path.push(cur);
                 match p.stacks.get(cur as usize).parent {
                     Some(parent) => cur = parent,
@@ -478,14 +502,75 @@ impl<'a> ThreadTables<'a> {
                 }
             }
             for &id in path.iter().rev() {
-                stack_index[id as usize] = stacks.len() as u32;
+                index[id as usize] = stacks.len() as u32;
                 stacks.push(id);
             }
         }
+        StackOrder::Mapped { stacks, index }
+    }
+
+    /// `Some(n)` if the numbering above gives every stack its model id:
+    /// then stacks `0..n` are numbered, and each sample's path of stacks not
+    /// numbered yet is exactly the ids from `n` up to its stack, each the
+    /// parent of the next.
+    fn identity(p: &Profile, t: &Thread) -> Option<u32> {
+        let mut n = 0;
+        for s in &t.samples {
+            let Some(leaf) = s.stack else { continue };
+            if leaf < n {
+                continue;
+            }
+            let mut cur = leaf;
+            loop {
+                let parent = p.stacks.get(cur as usize).parent;
+                if cur == n {
+                    if parent.is_some_and(|q| q >= n) {
+                        return None;
+                    }
+                    break;
+                }
+                if parent != Some(cur - 1) {
+                    return None;
+                }
+                cur -= 1;
+            }
+            n = leaf + 1;
+        }
+        Some(n)
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            StackOrder::Identity(n) => *n as usize,
+            StackOrder::Mapped { stacks, .. } => stacks.len(),
+        }
+    }
+
+    /// The output index of model stack `id`, which the thread uses.
+    fn index(&self, id: StackId) -> u32 {
+        match self {
+            StackOrder::Identity(_) => id,
+            StackOrder::Mapped { index, .. } => index[id as usize],
+        }
+    }
+
+    /// Model stack ids in output order.
+    fn model_ids(&self) -> impl Iterator<Item = StackId> + '_ {
+        let (n, stacks) = match self {
+            StackOrder::Identity(n) => (*n, &[][..]),
+            StackOrder::Mapped { stacks, .. } => (0, &stacks[..]),
+        };
+        (0..n).chain(stacks.iter().copied())
+    }
+}
+
+impl<'a> ThreadTables<'a> {
+    fn build(p: &'a Profile, t: &Thread, main: bool) -> Self {
+        let stacks = StackOrder::build(p, t);
 
         let mut frame_index = vec![NONE; p.frames.len()];
         let mut frames = Vec::new();
-        for &s in &stacks {
+        for s in stacks.model_ids() {
             assign(
                 &mut frame_index,
                 &mut frames,
@@ -521,18 +606,21 @@ impl<'a> ThreadTables<'a> {
             }
         }
 
-        let sorted = (1..t.samples.len()).all(|i| t.samples.time_ns(i - 1) <= t.samples.time_ns(i));
-        let order = if sorted {
-            None
-        } else {
-            let mut order: Vec<u32> = (0..t.samples.len() as u32).collect();
-            order.sort_by_key(|&i| t.samples.time_ns(i as usize));
-            Some(order)
-        };
+        let mut last = 0;
+        let in_order = t.samples.iter().all(|s| {
+            let ok = last <= s.time_ns;
+            last = s.time_ns;
+            ok
+        });
+        let sorted = (!in_order).then(|| {
+            let mut v: Vec<Sample> = t.samples.iter().collect();
+            // Stable: samples at the same time keep their order.
+            v.sort_by_key(|s| s.time_ns);
+            v
+        });
 
         ThreadTables {
             stacks,
-            stack_index,
             frames,
             frame_index,
             funcs,
@@ -544,16 +632,32 @@ impl<'a> ThreadTables<'a> {
             func_file,
             resource_name,
             marker_name: main.then(|| format!("Run ended: {}", run_end_text(p))),
-            order,
+            sorted,
         }
     }
 
     /// The thread's samples in time order.
-    fn samples<'t>(&'t self, t: &'t Thread) -> impl Iterator<Item = Sample> + 't {
-        (0..t.samples.len()).map(move |i| match &self.order {
-            Some(o) => t.samples.get(o[i] as usize),
-            None => t.samples.get(i),
-        })
+    fn samples<'t>(&'t self, t: &'t Thread) -> InOrder<'t> {
+        match &self.sorted {
+            Some(v) => InOrder::Sorted(v.iter()),
+            None => InOrder::AsIs(t.samples.iter()),
+        }
+    }
+}
+
+/// See [`ThreadTables::samples`].
+enum InOrder<'a> {
+    AsIs(crate::model::SampleIter<'a>),
+    Sorted(std::slice::Iter<'a, Sample>),
+}
+
+impl Iterator for InOrder<'_> {
+    type Item = Sample;
+    fn next(&mut self) -> Option<Sample> {
+        match self {
+            InOrder::AsIs(i) => i.next(),
+            InOrder::Sorted(i) => i.next().copied(),
+        }
     }
 }
 
@@ -723,10 +827,7 @@ impl Serialize for Samples<'_, '_> {
         map.serialize_entry("weight", &())?;
         map.serialize_entry(
             "stack",
-            &Seq(|| {
-                tt.samples(t)
-                    .map(|s| s.stack.map(|st| tt.stack_index[st as usize]))
-            }),
+            &Seq(|| tt.samples(t).map(|s| s.stack.map(|st| tt.stacks.index(st)))),
         )?;
         map.serialize_entry(
             "timeDeltas",
@@ -766,17 +867,112 @@ struct StackTable<'a, 'b>(&'a Profile, &'b ThreadTables<'a>);
 impl Serialize for StackTable<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let StackTable(p, tt) = *self;
-        let stacks = || tt.stacks.iter().map(|&st| p.stacks.get(st as usize));
+        let stacks = || tt.stacks.model_ids().map(|st| p.stacks.get(st as usize));
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("length", &tt.stacks.len())?;
         map.serialize_entry(
             "prefix",
-            &Seq(|| stacks().map(|st| st.parent.map(|pa| tt.stack_index[pa as usize]))),
+            &Seq(|| stacks().map(|st| st.parent.map(|pa| tt.stacks.index(pa)))),
         )?;
         map.serialize_entry(
             "frame",
             &Seq(|| stacks().map(|st| tt.frame_index[st.frame as usize])),
         )?;
         map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Interner, Stack};
+
+    /// The identity shortcut is taken exactly when the general numbering
+    /// gives every stack its model id, and both give the same order: on
+    /// stacks interned in sample order (as the resolver does), on samples
+    /// reordered, with a sample without stack, with stacks interned before
+    /// any sample uses them.
+    #[test]
+    fn stack_order_identity_iff_general_numbering_is() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rnd = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let (mut identities, mut mapped) = (0, 0);
+        for case in 0..200 {
+            let mut p = Profile::default();
+            let mut i = Interner::default();
+            let mut leaves = Vec::new();
+            for _ in 0..rnd(50) + 1 {
+                // A path of 1 to 6 frames from few, so paths share prefixes.
+                let mut node = None;
+                for _ in 0..rnd(6) + 1 {
+                    node = Some(i.stack(
+                        &mut p,
+                        Stack {
+                            parent: node,
+                            frame: rnd(3) as u32,
+                        },
+                    ));
+                }
+                if rnd(20) == 0 {
+                    // Interned ahead of use.
+                    i.stack(
+                        &mut p,
+                        Stack {
+                            parent: node,
+                            frame: 7,
+                        },
+                    );
+                }
+                leaves.push(node);
+            }
+            i.finish(&mut p);
+            match case % 4 {
+                0 => {}
+                1 => {
+                    let k = rnd(leaves.len() as u64) as usize;
+                    leaves.swap(k, 0)
+                }
+                2 => leaves.insert(0, None),
+                _ => leaves.reverse(),
+            }
+            let t = Thread {
+                samples: leaves
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &stack)| Sample {
+                        time_ns: k as u64,
+                        cpu_delta_ns: 0,
+                        stack,
+                    })
+                    .collect(),
+                ..Thread::default()
+            };
+            let StackOrder::Mapped { stacks, index } = StackOrder::mapped(&p, &t) else {
+                unreachable!()
+            };
+            let is_identity = stacks.iter().enumerate().all(|(k, &id)| id as usize == k);
+            match StackOrder::identity(&p, &t) {
+                Some(n) => {
+                    assert!(is_identity, "case {case}");
+                    assert_eq!(n as usize, stacks.len(), "case {case}");
+                    identities += 1;
+                }
+                None => {
+                    assert!(!is_identity, "case {case}: {stacks:?}");
+                    mapped += 1;
+                }
+            }
+            let order = StackOrder::build(&p, &t);
+            assert_eq!(order.model_ids().collect::<Vec<_>>(), stacks);
+            for &id in &stacks {
+                assert_eq!(order.index(id), index[id as usize]);
+            }
+        }
+        assert!(identities > 20 && mapped > 20, "{identities} {mapped}");
     }
 }

@@ -112,6 +112,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     let opts = resolve::Options {
         dwarf: cli.dwarf,
         modules: cli.modules,
+        // Folded stacks and the text report name functions and leaf lines
+        // only: a smaller profile will do.
+        by_function: cli.format != Format::Firefox,
     };
     let bar = progress_bar(cli.quiet);
     let profile = resolve::analyze(&trace, &opts, &mut |done, total| {

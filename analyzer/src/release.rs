@@ -1,10 +1,11 @@
 //! Letting go of the part of a mapped trace the decoder has read.
 //!
 //! `wrec_format::Trace::open` maps the whole file and the decoder reads it
-//! once, front to back. Every page it touched would stay resident until the
-//! analysis ends: the trace's whole size on top of the profile. The decoder
-//! never reads behind its position again (events own what they carry), so
-//! the pages there can go: `MADV_DONTNEED` on a read-only file mapping only
+//! front to back, twice: a first pass for the code addresses, then the
+//! events. Every page it touched would stay resident until the analysis
+//! ends: the trace's whole size on top of the profile. Neither pass reads
+//! behind its position again (events own what they carry), so the pages
+//! there can go (one [`Behind`] per pass): `MADV_DONTNEED` on a read-only file mapping only
 //! drops them from this process (the page cache keeps them and a read would
 //! map them again, unchanged).
 //!
@@ -22,8 +23,10 @@ pub struct Behind<'a> {
     enabled: bool,
 }
 
-/// Releases in steps of at least this many bytes (few system calls).
-const STEP: usize = 1 << 20;
+/// Releases in steps of at least this many bytes: a system call per 256
+/// KiB read is nothing next to decoding them, and at most that much of the
+/// trace is resident behind the reader.
+const STEP: usize = 1 << 18;
 
 impl<'a> Behind<'a> {
     /// `file_len` is the length of the file `bytes` maps.

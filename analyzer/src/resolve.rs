@@ -37,6 +37,12 @@ pub struct Options {
     /// Wasm files to use instead of the paths recorded in the trace; each is
     /// matched to a recorded module by its SHA-256.
     pub modules: Vec<PathBuf>,
+    /// Stacks of functions rather than frames, but for each sample's leaf
+    /// frame ([`Interner::by_function`]): enough for folded stacks and the
+    /// text report, which name functions and leaf lines only, and a far
+    /// smaller stack tree when stacks are deep and varied. The Firefox
+    /// output needs every frame (addresses, lines).
+    pub by_function: bool,
 }
 
 /// Why a trace could not be analyzed at all. Damage *inside* a trace is not
@@ -359,37 +365,56 @@ impl Resolver {
         f
     }
 
+    /// Pushes a synthetic or host frame (the only frame of its function,
+    /// so a leaf or not makes no difference) onto `parent`.
     fn push(&mut self, parent: Option<StackId>, frame: FrameId) -> Option<StackId> {
-        push(&mut self.interner, &mut self.profile, parent, &[frame])
+        push(
+            &mut self.interner,
+            &mut self.profile,
+            parent,
+            &[frame],
+            false,
+        )
     }
 
-    /// Pushes the frames of `res` (from [`Resolver::resolve`]) onto `parent`.
-    fn push_resolved(&mut self, parent: Option<StackId>, res: Resolved) -> Option<StackId> {
+    /// Pushes the frames of `res` (from [`Resolver::resolve`]) onto `parent`;
+    /// `leaf`: the last of them is the sample's leaf.
+    fn push_resolved(
+        &mut self,
+        parent: Option<StackId>,
+        res: Resolved,
+        leaf: bool,
+    ) -> Option<StackId> {
         push(
             &mut self.interner,
             &mut self.profile,
             parent,
             &self.frames[res.start..res.end],
+            leaf,
         )
     }
 }
 
-/// The stack node for `frames` (outermost first) called from `parent`.
+/// The stack node for `frames` (outermost first) called from `parent`;
+/// `leaf`: the last frame is a sample's leaf ([`Interner::leaf_stack`]).
 fn push(
     interner: &mut Interner,
     profile: &mut Profile,
     parent: Option<StackId>,
     frames: &[FrameId],
+    leaf: bool,
 ) -> Option<StackId> {
     let mut node = parent;
-    for &frame in frames {
-        node = Some(interner.stack(
-            profile,
-            Stack {
-                parent: node,
-                frame,
-            },
-        ));
+    for (i, &frame) in frames.iter().enumerate() {
+        let s = Stack {
+            parent: node,
+            frame,
+        };
+        node = Some(if leaf && i + 1 == frames.len() {
+            interner.leaf_stack(profile, s)
+        } else {
+            interner.stack(profile, s)
+        });
     }
     node
 }
@@ -423,7 +448,11 @@ pub fn analyze(
         modules: Vec::new(),
         module_ranges: FirstOwner::default(),
         profile: Profile::default(),
-        interner: Interner::default(),
+        interner: if opts.by_function {
+            Interner::by_function()
+        } else {
+            Interner::default()
+        },
         resolved: Vec::new(),
         frames: Vec::new(),
         cache: HashMap::new(),
@@ -458,8 +487,11 @@ pub fn analyze(
     let mut lost_by_reason: std::collections::BTreeMap<u8, u64> = Default::default();
     let total = trace.data_end();
     let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
+    // The decoder's first pass reads the whole trace, then the main pass
+    // reads it again: each lets go of the pages behind it.
     let mut behind = crate::release::Behind::new(trace.bytes(), file_len);
-    let mut decoder = trace.decoder();
+    let mut decoder = trace.decoder_with(&mut |offset| behind.release(offset));
+    let mut behind = crate::release::Behind::new(trace.bytes(), file_len);
     let mut n = 0u64;
     let mut damage = None;
     while let Some(ev) = decoder.next() {
@@ -474,9 +506,13 @@ pub fn analyze(
         match ev {
             Event::Sample(s) => {
                 samples_read += 1;
-                if n.is_multiple_of(65536) {
-                    progress(s.offset, total);
+                if n.is_multiple_of(4096) {
+                    // A few hundred KB of trace: the pages behind go
+                    // before they add up (see `release::STEP`).
                     behind.release(s.offset);
+                    if n.is_multiple_of(65536) {
+                        progress(s.offset, total);
+                    }
                 }
                 let zero = *start_ns.get_or_insert(s.time_ns);
                 // Most traces have one thread, or long runs of one: skip the
@@ -667,6 +703,8 @@ pub fn analyze(
         }
     }
     meta.has_lines = r.modules.iter().any(|m| m.dwarf && m.symbols.found_lines());
+    // No stack is added after this; it gives them their parents.
+    std::mem::take(&mut r.interner).finish(&mut r.profile);
     if let Some(&unknown) = r.synthetic.get(UNKNOWN) {
         // Addresses in no recorded module: a trace whose module records are
         // missing, late or wrong. Say how much of the profile that is.
@@ -706,7 +744,6 @@ pub fn analyze(
     meta.start_unix_ms = wall_ns / 1e6;
     r.profile.start_ns = zero;
     r.profile.meta = meta;
-    std::mem::take(&mut r.interner).finish(&mut r.profile);
     Ok(r.profile)
 }
 
@@ -747,7 +784,11 @@ fn sample_stack(r: &mut Resolver, ctx: &mut ThreadCtx, sflags: u8, raw: &[u64]) 
     for j in (0..n - shared).rev() {
         let is_return = j > 0 || host;
         let res = r.resolve(raw[j], is_return);
-        let node = r.push_resolved(nodes[n - j - 1], res);
+        // Entry 0's innermost frame is the sample's leaf unless a host
+        // frame goes below it (then nothing is pushed here if it is in a
+        // trampoline). The node is never a parent: the next sample keeps
+        // none of this sample's entry 0 (see `shared`).
+        let node = r.push_resolved(nodes[n - j - 1], res, j == 0 && !host);
         let site = if res.is_empty() {
             sites[n - j - 1]
         } else {

@@ -151,9 +151,12 @@ pub fn try_summarize(profile: &Profile) -> Result<Summary, String> {
     let p = profile;
     let m = &p.meta;
 
-    // Weights per leaf stack, over all threads.
-    let mut stack_samples = vec![0u64; p.stacks.len()];
-    let mut stack_cpu = vec![0u64; p.stacks.len()];
+    // Weights [samples, CPU ns] per function path (the stack's functions:
+    // what the totals need) and per leaf frame (what self and lines need),
+    // over all threads: far fewer of either than of stacks.
+    let paths = crate::folded::FuncPaths::new(p);
+    let mut path_weights = vec![[0u64; 2]; paths.len()];
+    let mut leaf_weights = vec![[0u64; 2]; p.frames.len()];
     let mut samples = 0u64;
     let mut without_stack = 0u64;
     let mut cpu_ns = 0u64;
@@ -168,8 +171,12 @@ pub fn try_summarize(profile: &Profile) -> Result<Summary, String> {
             end = end.max(s.time_ns);
             match s.stack {
                 Some(st) => {
-                    stack_samples[st as usize] += 1;
-                    stack_cpu[st as usize] += s.cpu_delta_ns;
+                    let w = &mut path_weights[paths.of_stack(st) as usize];
+                    w[0] += 1;
+                    w[1] += s.cpu_delta_ns;
+                    let w = &mut leaf_weights[p.stacks.get(st as usize).frame as usize];
+                    w[0] += 1;
+                    w[1] += s.cpu_delta_ns;
                 }
                 None => without_stack += 1,
             }
@@ -194,23 +201,27 @@ pub fn try_summarize(profile: &Profile) -> Result<Summary, String> {
 
     let mut stats = vec![[0u64; 4]; names.len()]; // self, total, self cpu, total cpu
     let mut stamp = vec![u32::MAX; names.len()];
-    let mut line_stats: HashMap<(&str, u32, u32), (u64, u64)> = HashMap::new();
-    for (st, (&n, &cpu)) in stack_samples.iter().zip(&stack_cpu).enumerate() {
+    for (path, &[n, cpu]) in path_weights.iter().enumerate() {
         if n == 0 {
             continue;
         }
-        let leaf = &p.frames[p.stacks.get(st).frame as usize];
-        let leaf_name = func_name[leaf.func as usize];
-        stats[leaf_name as usize][0] += n;
-        stats[leaf_name as usize][2] += cpu;
-        for f in p.stack_frames(Some(st as u32)) {
-            let name = func_name[p.frames[f as usize].func as usize] as usize;
-            if stamp[name] != st as u32 {
-                stamp[name] = st as u32;
+        for func in paths.funcs(path as u32) {
+            let name = func_name[func as usize] as usize;
+            if stamp[name] != path as u32 {
+                stamp[name] = path as u32;
                 stats[name][1] += n;
                 stats[name][3] += cpu;
             }
         }
+    }
+    let mut line_stats: HashMap<(&str, u32, u32), (u64, u64)> = HashMap::new();
+    for (leaf, &[n, cpu]) in p.frames.iter().zip(&leaf_weights) {
+        if n == 0 {
+            continue;
+        }
+        let leaf_name = func_name[leaf.func as usize];
+        stats[leaf_name as usize][0] += n;
+        stats[leaf_name as usize][2] += cpu;
         if let (Some(file), Some(line)) = (&p.funcs[leaf.func as usize].file, leaf.line) {
             let e = line_stats
                 .entry((file.as_str(), line, leaf_name))

@@ -86,6 +86,13 @@ impl Builder {
         }
         parent.expect("non-empty stack")
     }
+
+    /// The profile, its stacks finished (given their parents).
+    fn finish(self) -> Profile {
+        let mut p = self.p;
+        self.i.finish(&mut p);
+        p
+    }
 }
 
 fn sample(time_ns: u64, cpu_delta_ns: u64, stack: Option<StackId>) -> Sample {
@@ -150,7 +157,7 @@ fn fixture() -> Profile {
         sample(5_500_000, 900_000, Some(shallow)),
     ];
 
-    let mut p = b.p;
+    let mut p = b.finish();
     p.threads = vec![
         Thread {
             name: "main".into(),
@@ -620,7 +627,7 @@ fn firefox_rejects_an_invalid_model() {
 
 #[test]
 fn firefox_empty_profile() {
-    let p = Builder::new().p;
+    let p = Builder::new().finish();
     let (_, v) = firefox_json(&p);
     check_firefox(&v, 1);
     let mut p = p;
@@ -691,6 +698,47 @@ fn folded_counts_and_order() {
     assert!(lines.contains(&("worker;_start;fib".to_string(), 3600)));
 }
 
+/// Folded lines follow each stack's parent wherever it is in the table: a
+/// model need not list parents first (the interner does, a rewrite may not).
+#[test]
+fn folded_with_a_parent_after_its_child() {
+    let mut b = Builder::new();
+    let fa = b.func("a", None, None, Category::Wasm);
+    let fb = b.func("b", None, None, Category::Wasm);
+    let (fa, fb) = (b.frame(fa, Some(1), None, 0), b.frame(fb, Some(2), None, 0));
+    assert_eq!(b.stack(&[fa, fb]), 1);
+    let mut p = b.finish();
+    // Swapped: node 0 is now `a;b`, under the root `a` at 1.
+    p.stacks.set(
+        0,
+        Stack {
+            parent: Some(1),
+            frame: fb,
+        },
+    );
+    p.stacks.set(
+        1,
+        Stack {
+            parent: None,
+            frame: fa,
+        },
+    );
+    p.threads.push(Thread {
+        name: "only".into(),
+        tid: 1,
+        samples: vec![
+            sample(1, 1, Some(0)),
+            sample(2, 1, Some(1)),
+            sample(3, 1, Some(0)),
+        ]
+        .into(),
+        ..Default::default()
+    });
+    let mut out = Vec::new();
+    folded::write(&p, &mut out).unwrap();
+    assert_eq!(String::from_utf8(out).unwrap(), "a 1\na;b 2\n");
+}
+
 #[test]
 fn folded_single_thread_and_sanitizing() {
     let mut b = Builder::new();
@@ -699,7 +747,7 @@ fn folded_single_thread_and_sanitizing() {
     let fb = b.frame(bad, Some(1), None, 0);
     let fe = b.frame(empty, None, None, 0);
     let st = b.stack(&[fe, fb]);
-    let mut p = b.p;
+    let mut p = b.finish();
     p.threads.push(Thread {
         name: "only".into(),
         tid: 1,
@@ -881,7 +929,7 @@ fn large_profile_exports() {
         let st = b.stack(&frames);
         samples.push(sample(t, 999_999, Some(st)));
     }
-    let mut p = b.p;
+    let mut p = b.finish();
     let half = samples.split_off(100_000);
     p.threads = vec![
         Thread {

@@ -1,6 +1,7 @@
 //! The analyzer on hostile traces that the fuzzers' small inputs cannot
 //! reach (see fuzz/FINDINGS.md): many copies of one module, sums of
-//! lost-sample counts and CPU times beyond u64.
+//! lost-sample counts and CPU times beyond u64. And, with the same
+//! hand-made traces, stacks by function.
 
 use std::path::{Path, PathBuf};
 
@@ -75,6 +76,7 @@ fn analyze_all(t: &[u8]) -> wanalyze::model::Profile {
     let opts = Options {
         dwarf: true,
         modules: vec![fixture("fib-O2.wasm")],
+        by_function: false,
     };
     let p = analyze(&path, &opts, &mut |_, _| {}).unwrap();
     firefox::write(&p, &mut std::io::sink()).unwrap();
@@ -180,4 +182,75 @@ fn a_sampled_address_without_its_code_address_is_named_and_reported() {
         .find(|w| w.contains("have no recorded wasm offset"))
         .unwrap_or_else(|| panic!("{:?}", without.meta.warnings));
     assert!(warning.contains(" 1 sampled code addresses"), "{warning}");
+}
+
+/// Stacks by function merge the frames of one function (here at two wasm
+/// offsets) into one node but for leaves, and folded stacks and the text
+/// report, which name functions and leaf lines only, come out the same.
+#[test]
+fn stacks_by_function_give_the_same_folded_stacks_from_fewer_nodes() {
+    let hash = sha256(&std::fs::read(fixture("fib-O2.wasm")).unwrap());
+    let module = frame(&Record::Module(ModuleRecord {
+        id: 0,
+        path: "/nonexistent/fib-O2.wasm".into(),
+        sha256: hash,
+        text_addr: 0x10_0000,
+        text_len: 0x100,
+        // Function 8 of fib-O2.wasm: `fib`.
+        functions: vec![FunctionEntry {
+            index: 8,
+            offset: 0x10,
+            len: 0x40,
+        }],
+        // Wasm offsets 0x218 and 0x222: `fib`, lines 45 and 47.
+        address_map: vec![
+            AddressMapEntry {
+                code_offset: 0x10,
+                wasm_offset: Some(0x218),
+            },
+            AddressMapEntry {
+                code_offset: 0x20,
+                wasm_offset: Some(0x222),
+            },
+        ],
+        addresses: vec![],
+    }));
+    let t = trace(&[
+        module,
+        // Leaves at either offset, called through the two call sites in
+        // either order (recursion).
+        sample(0, flags::KEYFRAME, 1, 1, &[0x10_0011, 0x10_0012, 0x10_0022]),
+        sample(0, flags::KEYFRAME, 2, 2, &[0x10_0011, 0x10_0022, 0x10_0012]),
+        sample(0, flags::KEYFRAME, 3, 3, &[0x10_0021, 0x10_0012, 0x10_0022]),
+        sample(0, flags::KEYFRAME, 4, 4, &[0x10_0021, 0x10_0022, 0x10_0012]),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.wrec");
+    std::fs::write(&path, t).unwrap();
+    let run = |by_function| {
+        let opts = Options {
+            dwarf: true,
+            modules: vec![fixture("fib-O2.wasm")],
+            by_function,
+        };
+        let p = analyze(&path, &opts, &mut |_, _| {}).unwrap();
+        let mut out = Vec::new();
+        folded::write(&p, &mut out).unwrap();
+        let mut report = Vec::new();
+        text::write(&p, &Default::default(), &mut report).unwrap();
+        let report = String::from_utf8(report).unwrap();
+        (p.stacks.len(), String::from_utf8(out).unwrap(), report)
+    };
+    let (frame_nodes, by_frame, frame_report) = run(false);
+    let (func_nodes, by_func, func_report) = run(true);
+    assert_eq!(by_func, by_frame);
+    assert_eq!(func_report, frame_report);
+    // Both leaf lines are there.
+    assert!(func_report.contains("fib.c:45"), "{func_report}");
+    assert!(func_report.contains("fib.c:47"), "{func_report}");
+    assert_eq!(by_func, "fib;fib;fib 4\n");
+    // By frame, each call site order and leaf offset makes its own nodes;
+    // by function: `fib`, `fib` under it, and the two leaves under that
+    // (leaves keep their frames, for their lines).
+    assert_eq!((frame_nodes, func_nodes), (10, 4));
 }

@@ -359,6 +359,8 @@ pub fn child_main(a: &AnalyzeArgs) -> Result<()> {
     let opts = wanalyze::resolve::Options {
         dwarf: a.format != AnalyzeOutput::FirefoxNodwarf,
         modules: Vec::new(),
+        // As `wanalyze --format folded` does.
+        by_function: a.format == AnalyzeOutput::Folded,
     };
     let cpu0 = sys::process_cpu_ns();
     let t0 = sys::mono_ns();

@@ -123,9 +123,19 @@ impl Trace {
     /// in the intact part of the trace, wherever they lie: a first pass
     /// gathers them.
     pub fn decoder(&self) -> Decoder<'_> {
+        self.decoder_with(&mut |_| {})
+    }
+
+    /// [`Trace::decoder`], calling `passed` with the file offset of each
+    /// record of its first pass as it goes past it: the first pass reads
+    /// the whole trace, so a caller that maps it can let go of the pages
+    /// behind (a reader of a large trace would otherwise have all of it
+    /// resident before the first event).
+    pub fn decoder_with(&self, passed: &mut dyn FnMut(u64)) -> Decoder<'_> {
         let mut addresses: HashMap<u64, Vec<AddressMapEntry>> = HashMap::new();
         for rec in self.records() {
             let Ok(rec) = rec else { break };
+            passed(rec.offset);
             if rec.kind != kind::CODE_ADDRESSES {
                 continue;
             }

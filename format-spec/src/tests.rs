@@ -593,3 +593,24 @@ fn the_pages_ahead_of_the_cursor_are_faulted_in_before_samples_reach_them() {
     let bytes = std::fs::read(&path).unwrap();
     assert!(bytes[w.committed_len() as usize..].iter().all(|&b| b == 0));
 }
+
+/// `decoder_with` reports its first pass going past every intact record,
+/// in file order, and decodes what `decoder` does.
+#[test]
+fn decoder_with_reports_each_record_of_its_first_pass() {
+    let t = Trace::from_bytes(spec_example_bytes()).unwrap();
+    let mut passed = Vec::new();
+    let mut d = t.decoder_with(&mut |offset| passed.push(offset));
+    let want: Vec<u64> = t.records().map(|r| r.unwrap().offset).collect();
+    assert!(want.len() > 3, "{want:?}");
+    assert_eq!(passed, want);
+    let mut plain = t.decoder();
+    let mut n = 0;
+    while let Some(e) = d.next() {
+        let e = format!("{:?}", e.unwrap());
+        assert_eq!(e, format!("{:?}", plain.next().unwrap().unwrap()));
+        n += 1;
+    }
+    assert!(plain.next().is_none());
+    assert!(n > 3);
+}

@@ -313,6 +313,14 @@ struct Scratch {
 }
 
 impl Scratch {
+    /// Scratch files holding the input's trace and wasm.
+    fn with(input: &AnalyzeInput<'_>) -> Scratch {
+        let s = Scratch::new();
+        std::fs::write(&s.trace, &input.trace).expect("write scratch trace");
+        std::fs::write(&s.wasm, input.wasm).expect("write scratch wasm");
+        s
+    }
+
     fn new() -> Scratch {
         static N: AtomicU64 = AtomicU64::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
@@ -339,25 +347,39 @@ impl Drop for Scratch {
 }
 
 /// Analyzes the input's trace against its wasm (given as `--module`) and
-/// runs the three exporters on the profile.
+/// runs the three exporters on the profile. Then analyzes it again with
+/// stacks by function (what `wanalyze --format folded|text` does), which
+/// must give the same folded stacks and text report.
 pub fn analyze_prepared(input: &AnalyzeInput<'_>) {
-    let profile = match run_analyzer(input) {
+    let s = Scratch::with(input);
+    let profile = match analyze_scratch(&s, input.dwarf, false) {
         Ok(p) => p,
         Err(()) => return,
     };
     export_all(&profile);
+    let by_function = analyze_scratch(&s, input.dwarf, true)
+        .expect("the analyzer refused by function a trace it took by frame");
+    let (folded, report) = folded_and_text(&profile);
+    let (folded_f, report_f) = folded_and_text(&by_function);
+    assert!(folded == folded_f, "folded stacks differ by function");
+    assert!(report == report_f, "text reports differ by function");
 }
 
 /// Runs `resolve::analyze` on the input (through scratch files, as it reads
 /// from disk). `Err(())` for an error the analyzer may rightly return.
 pub fn run_analyzer(input: &AnalyzeInput<'_>) -> Result<wanalyze::model::Profile, ()> {
-    let (wasm, trace, dwarf) = (input.wasm, &input.trace, input.dwarf);
-    let s = Scratch::new();
-    std::fs::write(&s.trace, trace).expect("write scratch trace");
-    std::fs::write(&s.wasm, wasm).expect("write scratch wasm");
+    analyze_scratch(&Scratch::with(input), input.dwarf, false)
+}
+
+fn analyze_scratch(
+    s: &Scratch,
+    dwarf: bool,
+    by_function: bool,
+) -> Result<wanalyze::model::Profile, ()> {
     let opts = Options {
         dwarf,
         modules: vec![s.wasm.clone()],
+        by_function,
     };
     let profile = match resolve::analyze(&s.trace, &opts, &mut |_, _| {}) {
         Ok(p) => p,
@@ -387,6 +409,15 @@ pub fn run_analyzer(input: &AnalyzeInput<'_>) -> Result<wanalyze::model::Profile
         }
     };
     Ok(profile)
+}
+
+/// The folded stacks and the text report of a profile.
+fn folded_and_text(profile: &wanalyze::model::Profile) -> (Vec<u8>, Vec<u8>) {
+    let mut folded = Vec::new();
+    folded::write(profile, &mut folded).expect("folded exporter failed");
+    let mut report = Vec::new();
+    text::write(profile, &text::TextOptions::default(), &mut report).expect("text exporter failed");
+    (folded, report)
 }
 
 /// Runs every exporter on a profile the analyzer produced; each must succeed.
