@@ -143,8 +143,9 @@ fn a_sampled_address_without_its_code_address_is_named_and_reported() {
         sha256: hash,
         text_addr: 0x10_0000,
         text_len: 0x100,
+        // Function 8 of fib-O2.wasm is `fib` (0-7 are its WASI imports).
         functions: vec![FunctionEntry {
-            index: 1,
+            index: 8,
             offset: 0x10,
             len: 0x40,
         }],
@@ -175,6 +176,15 @@ fn a_sampled_address_without_its_code_address_is_named_and_reported() {
         addresses,
     ]));
     assert_eq!(without.sample_count(), 2);
+    // Both samples are named from the function table, with or without a
+    // wasm offset for their address.
+    for t in &without.threads {
+        for smp in &t.samples {
+            let leaf = without.stacks.get(smp.stack.expect("a stack") as usize);
+            let func = without.frames[leaf.frame as usize].func;
+            assert_eq!(without.funcs[func as usize].name, "fib");
+        }
+    }
     let warning = without
         .meta
         .warnings
