@@ -894,13 +894,8 @@ mod tests {
     /// any sample uses them.
     #[test]
     fn stack_order_identity_iff_general_numbering_is() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15u64);
+        let mut rnd = move |n: u64| next() % n;
         let (mut identities, mut mapped) = (0, 0);
         for case in 0..200 {
             let mut p = Profile::default();

@@ -15,4 +15,6 @@ mod ranges;
 mod release;
 pub mod resolve;
 pub mod symbols;
+#[cfg(test)]
+mod test_rng;
 pub mod text;

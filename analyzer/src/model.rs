@@ -758,13 +758,8 @@ mod tests {
     /// parents move to a table).
     #[test]
     fn stack_interner_matches_a_map() {
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1du64);
+        let mut rnd = move |n: u64| next() % n;
         for fanout in [2, 5, 40, 300] {
             let mut p = Profile::default();
             let mut i = Interner::default();
@@ -1032,13 +1027,7 @@ mod tests {
                 stack: (i % 3 != 0).then_some(i as StackId * 1000),
             })
             .collect();
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut rnd = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut rnd = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1du64);
         let mut t = 0u64;
         let edges = [
             0,
@@ -1067,7 +1056,7 @@ mod tests {
             v.push(Sample {
                 time_ns: t,
                 cpu_delta_ns,
-                stack: ((r >> 7) % 5 != 0).then_some((i * 7) as StackId),
+                stack: (!(r >> 7).is_multiple_of(5)).then_some((i * 7) as StackId),
             });
         }
         let s = Samples::from(v.clone());

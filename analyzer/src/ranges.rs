@@ -76,19 +76,13 @@ mod tests {
     #[test]
     fn agrees_with_a_linear_search_over_overlapping_ranges() {
         // xorshift: deterministic, no dependency.
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
+        let mut next = crate::test_rng::xorshift(0x2545_f491_4f6c_dd1du64);
         for round in 0..200 {
             let mut ranges = Vec::new();
             let mut owner = FirstOwner::default();
             for i in 0..(round % 40 + 1) {
                 // Small addresses so that ranges overlap often; some wrap.
-                let start = if next() % 8 == 0 {
+                let start = if next().is_multiple_of(8) {
                     u64::MAX - next() % 64
                 } else {
                     next() % 1024

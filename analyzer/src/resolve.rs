@@ -924,13 +924,8 @@ mod tests {
 
     #[test]
     fn nearest_wasm_offset_matches_a_linear_scan() {
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rnd = move |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = crate::test_rng::xorshift(0x9e37_79b9_7f4a_7c15u64);
+        let mut rnd = move |n: u64| next() % n;
         for _ in 0..300 {
             let mut at = 0;
             let address_map: Vec<AddressMapEntry> = (0..rnd(40))

@@ -32,6 +32,25 @@ fn trace(records: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn module(id: u64, sha256: [u8; 32]) -> Vec<u8> {
+    module_record(
+        id,
+        sha256,
+        1,
+        vec![AddressMapEntry {
+            code_offset: 0x10,
+            wasm_offset: Some(0x200),
+        }],
+    )
+}
+
+/// A framed record of fib-O2.wasm's code at 0x10_0000 (0x100 bytes), with
+/// one function, wasm function `index`, at code offsets 0x10..0x50.
+fn module_record(
+    id: u64,
+    sha256: [u8; 32],
+    index: u32,
+    address_map: Vec<AddressMapEntry>,
+) -> Vec<u8> {
     frame(&Record::Module(ModuleRecord {
         id,
         path: "/nonexistent/fib-O2.wasm".into(),
@@ -39,14 +58,11 @@ fn module(id: u64, sha256: [u8; 32]) -> Vec<u8> {
         text_addr: 0x10_0000,
         text_len: 0x100,
         functions: vec![FunctionEntry {
-            index: 1,
+            index,
             offset: 0x10,
             len: 0x40,
         }],
-        address_map: vec![AddressMapEntry {
-            code_offset: 0x10,
-            wasm_offset: Some(0x200),
-        }],
+        address_map,
         addresses: vec![],
     }))
 }
@@ -137,21 +153,8 @@ fn a_sampled_address_without_its_code_address_is_named_and_reported() {
     // a module record without a full map, samples in its function, and a
     // code address for one of the two sampled offsets only.
     let hash = sha256(&std::fs::read(fixture("fib-O2.wasm")).unwrap());
-    let module = frame(&Record::Module(ModuleRecord {
-        id: 0,
-        path: "/nonexistent/fib-O2.wasm".into(),
-        sha256: hash,
-        text_addr: 0x10_0000,
-        text_len: 0x100,
-        // Function 8 of fib-O2.wasm is `fib` (0-7 are its WASI imports).
-        functions: vec![FunctionEntry {
-            index: 8,
-            offset: 0x10,
-            len: 0x40,
-        }],
-        address_map: vec![],
-        addresses: vec![],
-    }));
+    // Function 8 of fib-O2.wasm is `fib` (0-7 are its WASI imports).
+    let module = module_record(0, hash, 8, vec![]);
     let addresses = frame(&Record::CodeAddresses(CodeAddresses {
         module: 0,
         entries: vec![AddressMapEntry {
@@ -200,20 +203,13 @@ fn a_sampled_address_without_its_code_address_is_named_and_reported() {
 #[test]
 fn stacks_by_function_give_the_same_folded_stacks_from_fewer_nodes() {
     let hash = sha256(&std::fs::read(fixture("fib-O2.wasm")).unwrap());
-    let module = frame(&Record::Module(ModuleRecord {
-        id: 0,
-        path: "/nonexistent/fib-O2.wasm".into(),
-        sha256: hash,
-        text_addr: 0x10_0000,
-        text_len: 0x100,
-        // Function 8 of fib-O2.wasm: `fib`.
-        functions: vec![FunctionEntry {
-            index: 8,
-            offset: 0x10,
-            len: 0x40,
-        }],
-        // Wasm offsets 0x218 and 0x222: `fib`, lines 45 and 47.
-        address_map: vec![
+    // Function 8 of fib-O2.wasm: `fib`; wasm offsets 0x218 and 0x222 are
+    // its lines 45 and 47.
+    let module = module_record(
+        0,
+        hash,
+        8,
+        vec![
             AddressMapEntry {
                 code_offset: 0x10,
                 wasm_offset: Some(0x218),
@@ -223,8 +219,7 @@ fn stacks_by_function_give_the_same_folded_stacks_from_fewer_nodes() {
                 wasm_offset: Some(0x222),
             },
         ],
-        addresses: vec![],
-    }));
+    );
     let t = trace(&[
         module,
         // Leaves at either offset, called through the two call sites in

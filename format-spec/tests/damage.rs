@@ -47,6 +47,18 @@ unsafe impl GlobalAlloc for Tracking {
 #[global_allocator]
 static GLOBAL: Tracking = Tracking;
 
+/// A trace of these framed records after `header`, its committed length set
+/// to the end of the last one.
+fn committed(header: &[u8], records: &[Vec<u8>]) -> Vec<u8> {
+    let mut bytes = header.to_vec();
+    for r in records {
+        bytes.extend_from_slice(r);
+    }
+    let len = bytes.len() as u64;
+    bytes[48..56].copy_from_slice(&len.to_le_bytes());
+    bytes
+}
+
 #[test]
 fn truncation_at_every_offset_keeps_every_complete_record() {
     let dir = tempfile::tempdir().unwrap();
@@ -184,23 +196,16 @@ fn huge_counts_and_lengths_are_refused_without_allocating() {
     ];
     reset_largest();
     for (k, p) in payloads {
-        let mut bytes = base.clone();
-        bytes.extend(frame_payload(k, &p));
-        let len = bytes.len() as u64;
-        bytes[48..56].copy_from_slice(&len.to_le_bytes());
-        let out = read_all(bytes).unwrap();
+        let out = read_all(committed(&base, &[frame_payload(k, &p)])).unwrap();
         let e = out.error.expect("refused");
         assert_eq!(e.offset(), Some(64), "{e}");
     }
     assert!(largest() < 64 << 10);
     // A record length far beyond the file.
-    let mut bytes = base.clone();
-    bytes.push(kind::SAMPLE);
-    varint::push(&mut bytes, u64::from(u32::MAX));
-    bytes.extend([0; 8]);
-    let len = bytes.len() as u64;
-    bytes[48..56].copy_from_slice(&len.to_le_bytes());
-    let out = read_all(bytes).unwrap();
+    let mut record = vec![kind::SAMPLE];
+    varint::push(&mut record, u64::from(u32::MAX));
+    record.extend([0; 8]);
+    let out = read_all(committed(&base, &[record])).unwrap();
     assert!(matches!(
         out.error,
         Some(ReadError::Damaged {
@@ -214,15 +219,16 @@ fn huge_counts_and_lengths_are_refused_without_allocating() {
 fn samples_that_do_not_follow_their_thread_are_damage() {
     let mut h = Header::for_this_host();
     h.committed_len = 0;
-    let mut bytes = h.encode().to_vec();
+    let header = h.encode();
     // A non-keyframe sample for a thread never seen.
-    bytes.extend(frame_payload(
-        kind::SAMPLE,
-        &sample_payload(9, 0, 1, 1, 0, &[]),
-    ));
-    let len = bytes.len() as u64;
-    bytes[48..56].copy_from_slice(&len.to_le_bytes());
-    let e = read_all(bytes.clone()).unwrap().error.unwrap();
+    let bytes = committed(
+        &header,
+        &[frame_payload(
+            kind::SAMPLE,
+            &sample_payload(9, 0, 1, 1, 0, &[]),
+        )],
+    );
+    let e = read_all(bytes).unwrap().error.unwrap();
     assert!(matches!(
         e,
         ReadError::Damaged {
@@ -231,17 +237,16 @@ fn samples_that_do_not_follow_their_thread_are_damage() {
         }
     ));
     // Keeping more frames than the previous stack had.
-    let mut bytes = h.encode().to_vec();
-    bytes.extend(frame_payload(
-        kind::SAMPLE,
-        &sample_payload(1, flags::KEYFRAME, 1, 1, 0, &[1]),
-    ));
-    bytes.extend(frame_payload(
-        kind::SAMPLE,
-        &sample_payload(1, 0, 2, 0, 5, &[]),
-    ));
-    let len = bytes.len() as u64;
-    bytes[48..56].copy_from_slice(&len.to_le_bytes());
+    let bytes = committed(
+        &header,
+        &[
+            frame_payload(
+                kind::SAMPLE,
+                &sample_payload(1, flags::KEYFRAME, 1, 1, 0, &[1]),
+            ),
+            frame_payload(kind::SAMPLE, &sample_payload(1, 0, 2, 0, 5, &[])),
+        ],
+    );
     let out = read_all(bytes).unwrap();
     assert_eq!(out.samples, 1);
     assert!(matches!(
@@ -252,17 +257,16 @@ fn samples_that_do_not_follow_their_thread_are_damage() {
         })
     ));
     // A time delta that takes the time past 64 bits.
-    let mut bytes = h.encode().to_vec();
-    bytes.extend(frame_payload(
-        kind::SAMPLE,
-        &sample_payload(1, flags::KEYFRAME, u64::MAX - 5, 1, 0, &[]),
-    ));
-    bytes.extend(frame_payload(
-        kind::SAMPLE,
-        &sample_payload(1, 0, 20, 0, 0, &[]),
-    ));
-    let len = bytes.len() as u64;
-    bytes[48..56].copy_from_slice(&len.to_le_bytes());
+    let bytes = committed(
+        &header,
+        &[
+            frame_payload(
+                kind::SAMPLE,
+                &sample_payload(1, flags::KEYFRAME, u64::MAX - 5, 1, 0, &[]),
+            ),
+            frame_payload(kind::SAMPLE, &sample_payload(1, 0, 20, 0, 0, &[])),
+        ],
+    );
     let out = read_all(bytes).unwrap();
     assert_eq!(out.samples, 1);
     assert!(matches!(
@@ -284,15 +288,8 @@ fn a_stack_deeper_than_the_writers_limit_is_damage() {
             &sample_payload(1, f, 2, 0, keep, &vec![1; new]),
         )
     };
-    let trace = |records: &[Vec<u8>]| {
-        let mut bytes = Header::for_this_host().encode().to_vec();
-        for r in records {
-            bytes.extend_from_slice(r);
-        }
-        let len = bytes.len() as u64;
-        bytes[48..56].copy_from_slice(&len.to_le_bytes());
-        bytes
-    };
+    let header = Header::for_this_host().encode();
+    let trace = |records: &[Vec<u8>]| committed(&header, records);
     // MAX_FRAMES deep, then kept whole with one frame replaced: fine.
     let out = read_all(trace(&[
         sample(true, 0, MAX_FRAMES),
