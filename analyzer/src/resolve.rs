@@ -20,6 +20,7 @@ use rustc_hash::FxHashMap;
 use sha2::{Digest, Sha256};
 use wrec_format::{
     flags, Event, ExitKind, LossReason, ModuleRecord, ReadError, Record, TimerClock, Trace,
+    MAX_NO_CPU_RUN,
 };
 
 use crate::model::{
@@ -423,6 +424,11 @@ fn push(
 #[derive(Default)]
 struct ThreadCtx {
     last_time: Option<u64>,
+    /// The thread's samples without CPU time (`NO_CPU`) since its last
+    /// sample with one, held back until a CPU time tells what they share.
+    pending: Vec<Pending>,
+    /// The time and CPU time of that last sample, in whole µs.
+    cpu_at_us: (u64, u64),
     prev_raw: Vec<u64>,
     prev_flags: u8,
     /// Root first: `nodes[k]` is the stack node for the previous sample's
@@ -430,6 +436,75 @@ struct ThreadCtx {
     nodes: Vec<Option<StackId>>,
     /// `sites[k]`: the call site of the innermost function frame in them.
     sites: Vec<Option<(usize, u64)>>,
+}
+
+/// A sample held back for its CPU time (see [`ThreadCtx::pending`]).
+struct Pending {
+    time_us: u64,
+    /// Since the profile's start.
+    time_ns: u64,
+    stack: Option<StackId>,
+}
+
+/// Adds a sample's CPU delta to the profile's total, which it keeps under
+/// [`MAX_TOTAL`] (a damaged trace's deltas could add up past 64 bits).
+fn capped(d: u64, cpu_total: &mut u64) -> u64 {
+    let d = d.min(MAX_TOTAL - *cpu_total);
+    *cpu_total += d;
+    d
+}
+
+/// Pushes the thread's held-back samples and then `close` (if `push_close`;
+/// a thread's end is no sample), sharing `total_us` of CPU time, measured at
+/// `close`, among them as SPEC.md §2.4 says.
+fn close_pending(
+    ctx: &mut ThreadCtx,
+    samples: &mut crate::model::Samples,
+    cpu_total: &mut u64,
+    close: Pending,
+    push_close: bool,
+    total_us: u64,
+) {
+    let mut spans = [0u64; MAX_NO_CPU_RUN as usize + 1];
+    let n = ctx.pending.len() + 1;
+    let mut prev = ctx.cpu_at_us.0;
+    for (span, t) in spans
+        .iter_mut()
+        .zip(ctx.pending.iter().map(|p| p.time_us).chain([close.time_us]))
+    {
+        *span = t.saturating_sub(prev);
+        prev = t;
+    }
+    let mut held = ctx.pending.drain(..).chain([close]);
+    let mut k = 0;
+    wrec_format::spread_cpu(total_us, &spans[..n], |share| {
+        k += 1;
+        let Some(p) = held.next() else { return };
+        if k == n && !push_close {
+            return;
+        }
+        samples.push(Sample {
+            time_ns: p.time_ns,
+            cpu_delta_ns: capped(share.saturating_mul(1000), cpu_total),
+            stack: p.stack,
+        });
+    });
+}
+
+/// Pushes the thread's held-back samples with their own time delta as CPU
+/// time: nothing measured closes their run.
+fn flush_pending(ctx: &mut ThreadCtx, samples: &mut crate::model::Samples, cpu_total: &mut u64) {
+    let mut prev = ctx.cpu_at_us.0;
+    for p in ctx.pending.drain(..) {
+        let d = p.time_us.saturating_sub(prev);
+        prev = p.time_us;
+        samples.push(Sample {
+            time_ns: p.time_ns,
+            cpu_delta_ns: capped(d.saturating_mul(1000), cpu_total),
+            stack: p.stack,
+        });
+    }
+    ctx.cpu_at_us.0 = prev;
 }
 
 /// Reads the trace at `path` and builds the profile. `progress` is called now
@@ -534,15 +609,36 @@ pub fn analyze(
                 let ctx = &mut ctxs[i];
                 let stack = sample_stack(&mut r, ctx, s.flags, s.stack);
                 ctx.last_time = Some(s.time_ns);
-                r.profile.threads[i].samples.push(Sample {
-                    time_ns: s.time_ns.saturating_sub(zero),
-                    cpu_delta_ns: {
-                        let d = s.cpu_delta_ns.min(MAX_TOTAL - cpu_total);
-                        cpu_total += d;
-                        d
-                    },
-                    stack,
-                });
+                let samples = &mut r.profile.threads[i].samples;
+                let time_ns = s.time_ns.saturating_sub(zero);
+                // The decoder's times and CPU times are whole µs.
+                let time_us = s.time_ns / 1000;
+                if s.flags & flags::NO_CPU != 0 {
+                    if ctx.pending.len() >= MAX_NO_CPU_RUN as usize {
+                        // The decoder refuses longer runs; never hold more.
+                        flush_pending(ctx, samples, &mut cpu_total);
+                    }
+                    ctx.pending.push(Pending {
+                        time_us,
+                        time_ns,
+                        stack,
+                    });
+                } else {
+                    let this = Pending {
+                        time_us,
+                        time_ns,
+                        stack,
+                    };
+                    close_pending(
+                        ctx,
+                        samples,
+                        &mut cpu_total,
+                        this,
+                        true,
+                        s.cpu_delta_ns / 1000,
+                    );
+                    ctx.cpu_at_us = (time_us, s.cpu_ns / 1000);
+                }
             }
             Event::Record(Record::RunInfo(ri)) => {
                 meta.interval_ns = ri.interval_ns;
@@ -605,6 +701,26 @@ pub fn analyze(
                 if let Some(&i) = threads.get(&te.thread) {
                     let zero = start_ns.unwrap_or(te.time_ns);
                     r.profile.threads[i].end_ns = Some(te.time_ns.saturating_sub(zero));
+                    // Its CPU time closes a run of samples without one
+                    // (SPEC.md §2.4); the end's own share is no sample's.
+                    let ctx = &mut ctxs[i];
+                    if !ctx.pending.is_empty() {
+                        let (at, cpu) = ctx.cpu_at_us;
+                        let end_us = (te.time_ns / 1000).max(at);
+                        let total = (te.cpu_ns / 1000).saturating_sub(cpu);
+                        close_pending(
+                            ctx,
+                            &mut r.profile.threads[i].samples,
+                            &mut cpu_total,
+                            Pending {
+                                time_us: end_us,
+                                time_ns: 0,
+                                stack: None,
+                            },
+                            false,
+                            total,
+                        );
+                    }
                 }
             }
             Event::Record(Record::SamplesLost(l)) => {
@@ -635,6 +751,11 @@ pub fn analyze(
             Event::Record(Record::CodeAddresses(_)) => {}
             Event::Unknown { .. } => {}
         }
+    }
+    // Samples without CPU time that nothing closed (a recorder that was
+    // killed): each gets its own time delta.
+    for (ctx, t) in ctxs.iter_mut().zip(&mut r.profile.threads) {
+        flush_pending(ctx, &mut t.samples, &mut cpu_total);
     }
     progress(total, total);
     let damaged = damage.is_some();

@@ -259,3 +259,75 @@ fn stacks_by_function_give_the_same_folded_stacks_from_fewer_nodes() {
     // (leaves keep their frames, for their lines).
     assert_eq!((frame_nodes, func_nodes), (10, 4));
 }
+
+/// Samples without CPU time (`NO_CPU`) get their share of the CPU time
+/// measured at the next sample (SPEC.md §2.4), or at the thread's end, or
+/// their own time delta when nothing measures it.
+#[test]
+fn cpu_time_is_shared_over_samples_without_it() {
+    let hash = sha256(&std::fs::read(fixture("fib-O2.wasm")).unwrap());
+    let z = varint::zigzag;
+    let at = [0x10_0020u64];
+    let no_cpu = |thread: u32, dt_minus_i: i64| {
+        frame_payload(
+            kind::SAMPLE,
+            &sample_payload(thread, flags::NO_CPU, z(dt_minus_i), 0, 1, &[]),
+        )
+    };
+    let records = vec![
+        frame(&Record::RunInfo(RunInfo {
+            interval_ns: 100_000,
+            clock: TimerClock::Wall,
+            recorder: "test".into(),
+            args: vec![],
+        })),
+        module_record(
+            0,
+            hash,
+            8,
+            vec![AddressMapEntry {
+                code_offset: 0x1f,
+                wasm_offset: Some(0x200),
+            }],
+        ),
+        // Thread 0: at 1000 µs, CPU 500; two samples without CPU time
+        // (Δt 100 and 200); then one at Δt 100 measuring 360 µs over the
+        // 400 µs since 1000 (field: 360 − 400 = −40).
+        sample(0, flags::KEYFRAME, 1000, 500, &at),
+        no_cpu(0, 0),
+        no_cpu(0, 100),
+        frame_payload(kind::SAMPLE, &sample_payload(0, 0, z(0), z(-40), 1, &[])),
+        // Then two more without, closed by the thread's end at 1700 µs
+        // (+300) with CPU 1160 µs (+300): Δt 100, 100, and 100 for the end.
+        no_cpu(0, 0),
+        no_cpu(0, 0),
+        frame(&Record::ThreadEnd(ThreadEnd {
+            thread: 0,
+            time_ns: 1_700_999,
+            cpu_ns: 1_160_999,
+        })),
+        // Thread 1: two without CPU time and no end (a killed recorder):
+        // their own Δt, 100 and 300 µs.
+        sample(1, flags::KEYFRAME, 5000, 0, &at),
+        no_cpu(1, 0),
+        no_cpu(1, 200),
+    ];
+    let p = analyze_all(&trace(&records));
+    let cpu = |t: usize| -> Vec<u64> {
+        p.threads[t]
+            .samples
+            .iter()
+            .map(|s| s.cpu_delta_ns / 1000)
+            .collect()
+    };
+    // 360 over spans 100, 200, 100: ⌊360·100/400⌋ = 90, ⌊360·300/400⌋ = 270.
+    // The end's 300 over 100, 100, 100: 100 each, the end's dropped.
+    assert_eq!(cpu(0), vec![0, 90, 180, 90, 100, 100]);
+    assert_eq!(cpu(1), vec![0, 100, 300]);
+    let times: Vec<u64> = p.threads[0]
+        .samples
+        .iter()
+        .map(|s| s.time_ns / 1000)
+        .collect();
+    assert_eq!(times, vec![0, 100, 300, 400, 500, 600]);
+}

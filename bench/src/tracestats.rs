@@ -79,15 +79,18 @@ fn stats(path: &Path, o: &mut String) -> Result<()> {
         let rec = rec?;
         let len = rec.payload.len() as u64;
         if rec.kind == kind::SAMPLE {
-            let s = RawSample::decode(rec.payload, rec.offset)?;
+            let major = trace.header().version_major;
+            let s = RawSample::decode_version(rec.payload, rec.offset, major)?;
             p.samples += 1;
             if rec.size == len + 3 {
                 p.short += 1;
             }
             p.framing += rec.size - len;
-            p.thread_flags += varint::len((u64::from(s.thread) << 5) | u64::from(s.flags)) as u64;
+            let bits = if major >= 3 { 6 } else { 5 };
+            p.thread_flags +=
+                varint::len((u64::from(s.thread) << bits) | u64::from(s.flags)) as u64;
             p.time += varint::len(s.time) as u64;
-            p.cpu += varint::len(s.cpu) as u64;
+            p.cpu += s.cpu.map_or(0, |c| varint::len(c) as u64);
             p.keep += varint::len(s.keep) as u64;
             let (codes, literals, n, hits) = frame_parts(s.frames);
             p.codes += codes;

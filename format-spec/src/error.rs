@@ -42,7 +42,7 @@ pub enum ReadError {
     BadByteOrder,
     #[error("format {major}.{minor}, written by an older wrec: record again")]
     OldVersion { major: u16, minor: u16 },
-    #[error("trace format version {major}.{minor} is not supported by this reader (it reads 2.x); use a newer wanalyze")]
+    #[error("trace format version {major}.{minor} is not supported by this reader (it reads 2.x and 3.x); use a newer wanalyze")]
     UnsupportedVersion { major: u16, minor: u16 },
     #[error("the trace's header is damaged: {0}")]
     BadHeader(&'static str),

@@ -3,7 +3,9 @@
 use crate::error::ReadError;
 
 pub const MAGIC: [u8; 8] = *b"WRECTRC\0";
-pub const VERSION_MAJOR: u16 = 2;
+pub const VERSION_MAJOR: u16 = 3;
+/// The oldest major version this crate still reads (2.x: SPEC.md §7).
+pub const OLDEST_MAJOR: u16 = 2;
 pub const VERSION_MINOR: u16 = 0;
 pub const BYTE_ORDER_MARK: u32 = 0x0A0B_0C0D;
 pub const HEADER_SIZE: usize = 64;
@@ -122,13 +124,13 @@ impl Header {
         if u32_at(12) != BYTE_ORDER_MARK {
             return Err(ReadError::BadByteOrder);
         }
-        if version_major < VERSION_MAJOR {
+        if version_major < OLDEST_MAJOR {
             return Err(ReadError::OldVersion {
                 major: version_major,
                 minor: version_minor,
             });
         }
-        if version_major != VERSION_MAJOR {
+        if version_major > VERSION_MAJOR {
             return Err(ReadError::UnsupportedVersion {
                 major: version_major,
                 minor: version_minor,

@@ -10,17 +10,21 @@ mod error;
 mod header;
 mod reader;
 mod records;
+mod spread;
 pub mod varint;
 mod writer;
 
 pub use error::{Damage, ReadError};
-pub use header::{Arch, Header, BYTE_ORDER_MARK, HEADER_SIZE, MAGIC, VERSION_MAJOR, VERSION_MINOR};
+pub use header::{
+    Arch, Header, BYTE_ORDER_MARK, HEADER_SIZE, MAGIC, OLDEST_MAJOR, VERSION_MAJOR, VERSION_MINOR,
+};
 pub use reader::{Decoder, Event, RawRecord, RecordIter, Sample, SampleScanner, Trace};
 pub use records::{
     flags, kind, AddressMapEntry, CodeAddresses, End, ExitKind, FunctionEntry, LossReason,
     ModuleRecord, RawSample, Record, RunInfo, SamplesLost, ThreadEnd, ThreadStart, TimerClock,
     SHORT_SAMPLE_MAX,
 };
+pub use spread::{spread_cpu, MAX_NO_CPU_RUN};
 pub use writer::{
     frame, frame_payload, sample_payload, Dropped, SampleEncoder, SampleRef, TraceWriter,
     WriteError, WriterOptions, MAX_FRAMES, MAX_SAMPLE_RECORD, RECENT_SLOTS,

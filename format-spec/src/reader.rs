@@ -11,7 +11,7 @@ use crate::error::{Damage, ReadError};
 use crate::header::{Header, HEADER_SIZE};
 use crate::records::{flags, kind, AddressMapEntry, RawSample, Record};
 use crate::writer::{Recent, CODE_LITERAL, CODE_NONE, MAX_FRAMES};
-use crate::{crc16, varint};
+use crate::{crc16, varint, MAX_NO_CPU_RUN};
 
 enum Bytes {
     Mapped(Mmap),
@@ -153,7 +153,7 @@ impl Trace {
         }
         Decoder {
             records: self.records(),
-            state: DecodeState::default(),
+            state: DecodeState::new(self.header.version_major),
             addresses,
             failed: false,
         }
@@ -277,9 +277,14 @@ pub struct Sample<'a> {
     pub flags: u8,
     /// Monotonic time in ns.
     pub time_ns: u64,
-    /// Thread CPU time in ns.
+    /// Thread CPU time in ns. For a sample flagged `NO_CPU` (the recorder
+    /// did not read the clock), the CPU time of the thread's last sample
+    /// that had it.
     pub cpu_ns: u64,
-    /// CPU ns since this thread's previous sample (0 for its first).
+    /// CPU ns since this thread's previous sample that had a CPU time (0 for
+    /// its first, and for `NO_CPU` samples). So a sample after `NO_CPU`
+    /// samples carries their CPU time too: [`crate::spread_cpu`] shares it
+    /// out as SPEC.md §2.4 says.
     pub cpu_delta_ns: u64,
     pub stack: &'a [u64],
     /// Offset of the record in the file.
@@ -300,17 +305,22 @@ pub enum Event<'a> {
 
 #[derive(Default)]
 struct ThreadState {
-    /// Time and CPU time of the previous sample, in µs.
+    /// Time of the previous sample, in µs.
     time: u64,
+    /// CPU time and time of the previous sample that had a CPU time, in µs.
     cpu: u64,
+    cpu_time: u64,
+    /// `NO_CPU` samples since then.
+    no_cpu_run: u32,
     stack: Vec<u64>,
     recent: Option<Box<Recent>>,
 }
 
-/// What decoding samples needs to remember: the run's interval and each
-/// thread's previous sample.
+/// What decoding samples needs to remember: the format's major version, the
+/// run's interval and each thread's previous sample.
 #[derive(Default)]
 struct DecodeState {
+    major: u16,
     interval_us: u64,
     threads: HashMap<u32, ThreadState>,
     stack: Vec<u64>,
@@ -371,7 +381,8 @@ impl SampleScanner {
     pub fn new(header_size: u64) -> SampleScanner {
         SampleScanner {
             pos: header_size,
-            ..SampleScanner::default()
+            state: DecodeState::new(crate::VERSION_MAJOR),
+            failed: false,
         }
     }
 
@@ -411,6 +422,13 @@ impl SampleScanner {
 }
 
 impl DecodeState {
+    fn new(major: u16) -> DecodeState {
+        DecodeState {
+            major,
+            ..DecodeState::default()
+        }
+    }
+
     fn event(&mut self, rec: RawRecord<'_>) -> Result<Event<'_>, ReadError> {
         if rec.kind == kind::SAMPLE {
             let mut s = self.sample(rec)?;
@@ -434,7 +452,7 @@ impl DecodeState {
     /// Decodes a sample into `self.stack`; the returned sample's `stack` is
     /// left empty for the caller to point at it.
     fn sample(&mut self, rec: RawRecord<'_>) -> Result<Sample<'static>, ReadError> {
-        let raw = RawSample::decode(rec.payload, rec.offset)?;
+        let raw = RawSample::decode_version(rec.payload, rec.offset, self.major)?;
         let damage = |damage| ReadError::Damaged {
             offset: rec.offset,
             damage,
@@ -445,20 +463,45 @@ impl DecodeState {
             None if keyframe => self.threads.entry(raw.thread).or_default(),
             None => return Err(damage(Damage::NoKeyframe(raw.thread))),
         };
-        let (time, cpu, cpu_delta) = if keyframe {
-            (raw.time, raw.cpu, 0)
-        } else {
-            // Δt = interval + the svarint; Δcpu = Δt + the other. Negative
-            // deltas and sums past 64 bits are damage.
-            let dt = i128::from(self.interval_us) + i128::from(varint::unzigzag(raw.time));
-            let dc = dt + i128::from(varint::unzigzag(raw.cpu));
-            let add = |prev: u64, d: i128| {
-                u64::try_from(d)
-                    .ok()
-                    .and_then(|d| prev.checked_add(d))
-                    .ok_or_else(|| damage(Damage::BadValue("time or CPU time delta")))
-            };
-            (add(st.time, dt)?, add(st.cpu, dc)?, dc as u64)
+        let (time, cpu, cpu_delta) = match raw.cpu {
+            // `decode_version` refuses a keyframe without a CPU field.
+            Some(c) if keyframe => {
+                st.no_cpu_run = 0;
+                st.cpu_time = raw.time;
+                (raw.time, c, 0)
+            }
+            _ => {
+                // Δt = interval + the svarint; Δcpu = Δt' + the other, where
+                // Δt' runs from the last sample with a CPU time (the
+                // previous sample in format 2). Negative deltas and sums
+                // past 64 bits are damage.
+                let add = |prev: u64, d: i128| {
+                    u64::try_from(d)
+                        .ok()
+                        .and_then(|d| prev.checked_add(d))
+                        .ok_or_else(|| damage(Damage::BadValue("time or CPU time delta")))
+                };
+                let dt = i128::from(self.interval_us) + i128::from(varint::unzigzag(raw.time));
+                let time = add(st.time, dt)?;
+                match raw.cpu {
+                    Some(c) => {
+                        let dc = i128::from(time - st.cpu_time) + i128::from(varint::unzigzag(c));
+                        let cpu = add(st.cpu, dc)?;
+                        st.no_cpu_run = 0;
+                        st.cpu_time = time;
+                        (time, cpu, dc as u64)
+                    }
+                    None => {
+                        st.no_cpu_run += 1;
+                        if st.no_cpu_run > MAX_NO_CPU_RUN {
+                            return Err(damage(Damage::BadValue(
+                                "more than 255 samples in a row without CPU time",
+                            )));
+                        }
+                        (time, st.cpu, 0)
+                    }
+                }
+            }
         };
         let prev_len = st.stack.len();
         if raw.keep > prev_len as u64 {

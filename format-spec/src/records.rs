@@ -33,8 +33,14 @@ pub mod flags {
     pub const BROKEN: u8 = 1 << 3;
     /// The caller was read from the stack pointer (prologue or epilogue).
     pub const PROLOGUE: u8 = 1 << 4;
-    /// Every flag bit the format has room for.
-    pub const ALL: u8 = 0x1f;
+    /// The recorder did not read the CPU clock for this sample: its CPU
+    /// field is absent (format 3.0 on; SPEC.md §2.4, "Samples without CPU
+    /// time").
+    pub const NO_CPU: u8 = 1 << 5;
+    /// Every flag bit the format has room for (format 3.x: six bits).
+    pub const ALL: u8 = 0x3f;
+    /// The flag bits of format 2.x (five bits).
+    pub const ALL_V2: u8 = 0x1f;
 }
 
 /// Which clock drives the sampling timer.
@@ -245,8 +251,10 @@ pub struct RawSample<'a> {
     pub flags: u8,
     /// The time field: µs if `KEYFRAME`, else zigzag(Δt − interval) in µs.
     pub time: u64,
-    /// The CPU field: µs if `KEYFRAME`, else zigzag(Δcpu − Δt) in µs.
-    pub cpu: u64,
+    /// The CPU field: µs if `KEYFRAME`, else zigzag(Δcpu − Δt) in µs, where
+    /// both deltas run from the thread's previous sample that had a CPU
+    /// field. `None` with `NO_CPU`.
+    pub cpu: Option<u64>,
     pub keep: u64,
     /// The new frames' codes and literals, outermost first (SPEC.md §2.4).
     pub frames: &'a [u8],
@@ -463,15 +471,34 @@ impl Record {
 }
 
 impl<'a> RawSample<'a> {
-    /// Decodes a sample payload. `offset` is the record's offset, for errors.
+    /// Decodes a sample payload of the current format. `offset` is the
+    /// record's offset, for errors.
     pub fn decode(payload: &'a [u8], offset: u64) -> Result<Self, ReadError> {
+        Self::decode_version(payload, offset, crate::VERSION_MAJOR)
+    }
+
+    /// Decodes a sample payload of a trace of format `major`.`x` (2 or 3:
+    /// format 2 has five flag bits and always a CPU field).
+    pub fn decode_version(payload: &'a [u8], offset: u64, major: u16) -> Result<Self, ReadError> {
         let mut p = Payload::new(payload, offset);
         let tf = p.varint()?;
-        let thread =
-            u32::try_from(tf >> 5).map_err(|_| p.damage(Damage::BadValue("32-bit thread id")))?;
-        let flags = (tf & u64::from(flags::ALL)) as u8;
+        let (bits, mask) = if major >= 3 {
+            (6, flags::ALL)
+        } else {
+            (5, flags::ALL_V2)
+        };
+        let thread = u32::try_from(tf >> bits)
+            .map_err(|_| p.damage(Damage::BadValue("32-bit thread id")))?;
+        let flags = (tf & u64::from(mask)) as u8;
         let time = p.varint()?;
-        let cpu = p.varint()?;
+        let cpu = if flags & flags::NO_CPU != 0 {
+            if flags & flags::KEYFRAME != 0 {
+                return Err(p.damage(Damage::BadValue("keyframe without CPU time")));
+            }
+            None
+        } else {
+            Some(p.varint()?)
+        };
         let keep = p.varint()?;
         let frames = p.rest();
         if flags & flags::KEYFRAME != 0 && keep != 0 {

@@ -88,17 +88,38 @@ fn write_example(path: &Path) -> Vec<u8> {
         },
     )
     .unwrap();
+    // No CPU time read: its cpu_ns is ignored.
+    w.append_sample(
+        &mut enc,
+        &SampleRef {
+            time_ns: 4_001_000,
+            cpu_ns: 12_345_000,
+            flags: flags::NO_CPU,
+            stack: &s2,
+        },
+    )
+    .unwrap();
+    w.append_sample(
+        &mut enc,
+        &SampleRef {
+            time_ns: 5_002_000,
+            cpu_ns: 3_900_000,
+            flags: 0,
+            stack: &s2,
+        },
+    )
+    .unwrap();
     w.write_record(&Record::CodeAddresses(CodeAddresses {
         module: 0,
         entries: example_addresses(),
     }))
     .unwrap();
     w.write_record(&Record::End(End {
-        time_ns: 3_002_000,
+        time_ns: 5_003_000,
         exit_kind: ExitKind::Exited,
         status: 0,
         message: String::new(),
-        samples_written: 2,
+        samples_written: 4,
         samples_lost: 0,
     }))
     .unwrap();
@@ -167,7 +188,13 @@ fn spec_example() {
     let mut records = Vec::new();
     while let Some(e) = d.next() {
         match e.unwrap() {
-            Event::Sample(s) => samples.push((s.time_ns, s.cpu_ns, s.stack.to_vec(), s.flags)),
+            Event::Sample(s) => samples.push((
+                s.time_ns,
+                s.cpu_ns,
+                s.cpu_delta_ns,
+                s.stack.to_vec(),
+                s.flags,
+            )),
             Event::Record(r) => records.push(r),
             Event::Unknown { .. } => panic!("unknown record"),
         }
@@ -178,12 +205,26 @@ fn spec_example() {
             (
                 2_000_000,
                 1_000_000,
+                0,
                 vec![0x10070, 0x10050],
                 flags::KEYFRAME
             ),
-            (3_001_000, 1_998_000, vec![0x10068, 0x10050], 0)
+            (3_001_000, 1_998_000, 998_000, vec![0x10068, 0x10050], 0),
+            (
+                4_001_000,
+                1_998_000,
+                0,
+                vec![0x10068, 0x10050],
+                flags::NO_CPU
+            ),
+            (5_002_000, 3_900_000, 1_902_000, vec![0x10068, 0x10050], 0),
         ]
     );
+    // The spec's sharing of the last sample's 1902 µs over it and the
+    // sample without CPU time before it.
+    let mut shares = Vec::new();
+    crate::spread_cpu(1902, &[1000, 1001], |s| shares.push(s));
+    assert_eq!(shares, vec![950, 952]);
     // The decoder hands the module its code addresses, written later.
     let mut m = example_module();
     m.addresses = example_addresses();
@@ -200,7 +241,7 @@ fn spec_example() {
     );
     assert!(matches!(&records[2], Record::ThreadStart(t) if t.os_tid == 42 && t.name == "main"));
     assert!(
-        matches!(&records[4], Record::End(e) if e.samples_written == 2 && e.exit_kind == ExitKind::Exited)
+        matches!(&records[4], Record::End(e) if e.samples_written == 4 && e.exit_kind == ExitKind::Exited)
     );
 }
 
@@ -394,10 +435,10 @@ fn header_rejects_foreign_files() {
         Err(ReadError::ShortHeader(40))
     ));
     let mut h = example_header().encode().to_vec();
-    h[8] = 3;
+    h[8] = 4;
     assert!(matches!(
         Trace::from_bytes(h),
-        Err(ReadError::UnsupportedVersion { major: 3, .. })
+        Err(ReadError::UnsupportedVersion { major: 4, .. })
     ));
     // A 1.x trace: refused with a message saying what to do.
     let mut h = example_header();
@@ -613,4 +654,106 @@ fn decoder_with_reports_each_record_of_its_first_pass() {
     }
     assert!(plain.next().is_none());
     assert!(n > 3);
+}
+
+/// The encoder leaves out the CPU field where asked, except where the format
+/// needs one (a keyframe, the 256th sample in a row), and the decoder gives
+/// every sample the right time and the measured sample the CPU time since
+/// the last measured one.
+#[test]
+fn samples_without_cpu_time_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("t.wrec");
+    let w = TraceWriter::create(&path, Header::for_this_host(), WriterOptions::default()).unwrap();
+    w.write_record(&Record::RunInfo(RunInfo {
+        interval_ns: 100_000,
+        clock: TimerClock::Wall,
+        recorder: "test".into(),
+        args: vec![],
+    }))
+    .unwrap();
+    let mut enc = SampleEncoder::new(0);
+    let stack = [0x1000u64, 0x2000];
+    assert!(enc.needs_cpu());
+    let n = 600u64;
+    for i in 0..n {
+        w.append_sample(
+            &mut enc,
+            &SampleRef {
+                time_ns: 1_000_000 + i * 100_000,
+                // The thread runs 90% of the time.
+                cpu_ns: 50_000 + i * 90_000,
+                flags: flags::NO_CPU,
+                stack: &stack,
+            },
+        )
+        .unwrap();
+    }
+    w.finish().unwrap();
+    let t = Trace::open(&path).unwrap();
+    let mut d = t.decoder();
+    let mut got = Vec::new();
+    while let Some(e) = d.next() {
+        if let Event::Sample(s) = e.unwrap() {
+            assert_eq!(s.stack, &stack);
+            got.push((s.time_ns, s.cpu_ns, s.cpu_delta_ns, s.flags));
+        }
+    }
+    assert_eq!(got.len() as u64, n);
+    for (i, &(time, cpu, delta, fl)) in got.iter().enumerate() {
+        let i = i as u64;
+        assert_eq!(time, 1_000_000 + i * 100_000);
+        // The first sample, then every 256th: 0, 256, 512.
+        if i % 256 == 0 {
+            assert_eq!(fl & flags::NO_CPU, 0, "sample {i}");
+            assert_eq!(cpu, 50_000 + i * 90_000, "sample {i}");
+            let expect = if i == 0 { 0 } else { 256 * 90_000 };
+            assert_eq!(delta, expect, "sample {i}");
+        } else {
+            assert_eq!(fl, flags::NO_CPU, "sample {i}");
+            assert_eq!(delta, 0, "sample {i}");
+            assert_eq!(cpu, 50_000 + (i / 256) * 256 * 90_000, "sample {i}");
+        }
+    }
+}
+
+/// A trace of format 2.0 (five flag bits, a CPU field in every sample) is
+/// still read.
+#[test]
+fn a_format_2_trace_is_read() {
+    let mut h = example_header();
+    h.version_major = 2;
+    h.committed_len = 0;
+    let mut bytes = h.encode().to_vec();
+    // Thread 3, keyframe: 3 × 32 + 1; then thread 3 with HOST: 3 × 32 + 2.
+    let mut p = Vec::new();
+    for v in [3 * 32 + 1, 2000, 1000, 0] {
+        varint::push(&mut p, v);
+    }
+    p.extend_from_slice(&[0xfe, 0x20]);
+    bytes.extend(frame_payload(kind::SAMPLE, &p));
+    let mut p = Vec::new();
+    // Δt = 0 + 1000 µs (no run info: interval 0), Δcpu = Δt − 3.
+    for v in [3 * 32 + 2, varint::zigzag(1000), varint::zigzag(-3), 1] {
+        varint::push(&mut p, v);
+    }
+    bytes.extend(frame_payload(kind::SAMPLE, &p));
+    let len = bytes.len() as u64;
+    bytes[48..56].copy_from_slice(&len.to_le_bytes());
+    let t = Trace::from_bytes(bytes).unwrap();
+    assert_eq!(t.header().version_major, 2);
+    let mut d = t.decoder();
+    let mut got = Vec::new();
+    while let Some(e) = d.next() {
+        if let Event::Sample(s) = e.unwrap() {
+            got.push((s.thread, s.flags, s.time_ns, s.cpu_ns, s.stack.to_vec()));
+        }
+    }
+    assert_eq!(
+        got,
+        vec![
+            (3, flags::KEYFRAME, 2_000_000, 1_000_000, vec![0x10]),
+            (3, flags::HOST, 3_000_000, 1_997_000, vec![0x10]),
+        ]
+    );
 }

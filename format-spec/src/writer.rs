@@ -149,8 +149,11 @@ pub enum Dropped {
 #[derive(Debug, Clone, Copy)]
 pub struct SampleRef<'a> {
     pub time_ns: u64,
+    /// Ignored with `NO_CPU` (unless [`SampleEncoder::needs_cpu`]).
     pub cpu_ns: u64,
-    /// `HOST`, `TRUNCATED`, `BROKEN`, `PROLOGUE`; `KEYFRAME` is the encoder's business.
+    /// `HOST`, `TRUNCATED`, `BROKEN`, `PROLOGUE`, and `NO_CPU` when the CPU
+    /// clock was not read; `KEYFRAME` is the encoder's business, and so is
+    /// dropping `NO_CPU` where the format needs a CPU time.
     pub flags: u8,
     pub stack: &'a [u64],
 }
@@ -162,9 +165,13 @@ pub struct SampleRef<'a> {
 pub struct SampleEncoder {
     thread: u32,
     started: bool,
-    /// The previous sample's time and CPU time, in whole µs.
+    /// The previous sample's time, in whole µs.
     prev_time: u64,
+    /// The CPU time and the time of the previous sample with a CPU time.
     prev_cpu: u64,
+    prev_cpu_time: u64,
+    /// `NO_CPU` samples written since then.
+    no_cpu_run: u32,
     prev_len: usize,
     prev: [u64; MAX_FRAMES],
     recent: Recent,
@@ -180,6 +187,8 @@ impl SampleEncoder {
             started: false,
             prev_time: 0,
             prev_cpu: 0,
+            prev_cpu_time: 0,
+            no_cpu_run: 0,
             prev_len: 0,
             prev: [0; MAX_FRAMES],
             recent: Recent::new(),
@@ -192,11 +201,27 @@ impl SampleEncoder {
         self.thread
     }
 
+    /// Whether the next sample must carry a CPU time: the thread's first
+    /// (a keyframe), or one after [`MAX_NO_CPU_RUN`](crate::MAX_NO_CPU_RUN)
+    /// samples without. A sample flagged `NO_CPU` then is written with its
+    /// `cpu_ns`, so read the clock for it.
+    #[inline]
+    pub fn needs_cpu(&self) -> bool {
+        !self.started || self.no_cpu_run >= crate::MAX_NO_CPU_RUN
+    }
+
+    /// Whether sample `s` goes without its CPU time.
+    fn skips_cpu(&self, s: &SampleRef<'_>) -> bool {
+        s.flags & flags::NO_CPU != 0 && !self.needs_cpu()
+    }
+
     /// The sample's time and CPU time in whole µs, never before the
     /// previous sample's (so that deltas are never negative).
     fn times(&self, s: &SampleRef<'_>) -> (u64, u64) {
         let (t, c) = (s.time_ns / 1000, s.cpu_ns / 1000);
-        if self.started {
+        if self.skips_cpu(s) {
+            (t.max(self.prev_time), self.prev_cpu)
+        } else if self.started {
             (t.max(self.prev_time), c.max(self.prev_cpu))
         } else {
             (t, c)
@@ -208,9 +233,13 @@ impl SampleEncoder {
     /// sampling interval in whole µs. Does not update the delta state.
     fn encode(&mut self, s: &SampleRef<'_>, interval_us: u64) -> usize {
         let stack = &s.stack[..s.stack.len().min(MAX_FRAMES)];
-        let mut sflags = s.flags & flags::ALL & !flags::KEYFRAME;
+        let mut sflags = s.flags & flags::ALL & !(flags::KEYFRAME | flags::NO_CPU);
         if s.stack.len() > MAX_FRAMES {
             sflags |= flags::TRUNCATED;
+        }
+        let no_cpu = self.skips_cpu(s);
+        if no_cpu {
+            sflags |= flags::NO_CPU;
         }
         let (t, c) = self.times(s);
         let (time, cpu, keep) = if self.started {
@@ -222,11 +251,15 @@ impl SampleEncoder {
             }
             // Deltas are never negative (see `times`); i64 holds any
             // realistic span of µs.
+            // The CPU delta is predicted from the time since the last
+            // sample with a CPU time (the previous one, unless some went
+            // without).
             let dt = (t - self.prev_time) as i64;
+            let dtc = (t - self.prev_cpu_time) as i64;
             let dc = (c - self.prev_cpu) as i64;
             (
                 varint::zigzag(dt.wrapping_sub(interval_us as i64)),
-                varint::zigzag(dc.wrapping_sub(dt)),
+                varint::zigzag(dc.wrapping_sub(dtc)),
                 keep,
             )
         } else {
@@ -243,9 +276,11 @@ impl SampleEncoder {
         const START: usize = 6;
         let buf = &mut self.scratch;
         let mut p = START;
-        p = varint::put(buf, p, (u64::from(self.thread) << 5) | u64::from(sflags));
+        p = varint::put(buf, p, (u64::from(self.thread) << 6) | u64::from(sflags));
         p = varint::put(buf, p, time);
-        p = varint::put(buf, p, cpu);
+        if !no_cpu {
+            p = varint::put(buf, p, cpu);
+        }
         p = varint::put(buf, p, keep as u64);
         // New frames, outermost first, two codes to a byte.
         let mut reference = if keep > 0 { stack[new] } else { 0 };
@@ -303,10 +338,16 @@ impl SampleEncoder {
     fn commit(&mut self, s: &SampleRef<'_>) {
         let stack = &s.stack[..s.stack.len().min(MAX_FRAMES)];
         let (t, c) = self.times(s);
+        if self.skips_cpu(s) {
+            self.no_cpu_run += 1;
+        } else {
+            self.no_cpu_run = 0;
+            self.prev_cpu = c;
+            self.prev_cpu_time = t;
+        }
         self.prev[..stack.len()].copy_from_slice(stack);
         self.prev_len = stack.len();
         self.prev_time = t;
-        self.prev_cpu = c;
         self.recent = self.next_recent;
         self.started = true;
     }
@@ -733,10 +774,11 @@ pub fn frame(rec: &Record) -> Vec<u8> {
     frame_payload(rec.kind(), &payload)
 }
 
-/// A sample payload built field by field (SPEC.md §2.4), for tests and tools
-/// that build traces by hand: `time` and `cpu` are the raw field values
-/// (absolute µs in a keyframe, zigzag deltas otherwise), and `literals` the
-/// new frames, outermost first, each as a literal difference from the frame
+/// A sample payload of the current format built field by field (SPEC.md
+/// §2.4), for tests and tools that build traces by hand: `time` and `cpu`
+/// are the raw field values (absolute µs in a keyframe, zigzag deltas
+/// otherwise; `cpu` is left out with `NO_CPU`), and `literals` the new
+/// frames, outermost first, each as a literal difference from the frame
 /// outside it. Frame it with `frame_payload(kind::SAMPLE, ..)`.
 pub fn sample_payload(
     thread: u32,
@@ -749,10 +791,12 @@ pub fn sample_payload(
     let mut p = Vec::new();
     varint::push(
         &mut p,
-        (u64::from(thread) << 5) | u64::from(flags & flags::ALL),
+        (u64::from(thread) << 6) | u64::from(flags & flags::ALL),
     );
     varint::push(&mut p, time);
-    varint::push(&mut p, cpu);
+    if flags & flags::NO_CPU == 0 {
+        varint::push(&mut p, cpu);
+    }
     varint::push(&mut p, keep);
     for pair in literals.chunks(2) {
         let none = if pair.len() == 2 {

@@ -319,3 +319,51 @@ fn a_stack_deeper_than_the_writers_limit_is_damage() {
         ));
     }
 }
+
+#[test]
+fn samples_without_cpu_time_break_no_rule_unnoticed() {
+    let mut h = Header::for_this_host();
+    h.committed_len = 0;
+    let header = h.encode();
+    let key = frame_payload(
+        kind::SAMPLE,
+        &sample_payload(1, flags::KEYFRAME, 1000, 500, 0, &[0x10]),
+    );
+    let no_cpu = frame_payload(
+        kind::SAMPLE,
+        &sample_payload(1, flags::NO_CPU, 0, 0, 1, &[]),
+    );
+    // A keyframe must carry its CPU time.
+    let bytes = committed(
+        &header,
+        &[frame_payload(
+            kind::SAMPLE,
+            &sample_payload(1, flags::KEYFRAME | flags::NO_CPU, 1000, 0, 0, &[]),
+        )],
+    );
+    let out = read_all(bytes).unwrap();
+    assert_eq!(out.samples, 0);
+    assert!(matches!(
+        out.error,
+        Some(ReadError::Damaged {
+            damage: Damage::BadValue("keyframe without CPU time"),
+            ..
+        })
+    ));
+    // 255 in a row are allowed; the 256th is damage.
+    let mut records = vec![key.clone()];
+    records.extend(std::iter::repeat_n(no_cpu.clone(), 255));
+    let out = read_all(committed(&header, &records)).unwrap();
+    assert!(out.error.is_none(), "{:?}", out.error);
+    assert_eq!(out.samples, 256);
+    records.push(no_cpu);
+    let out = read_all(committed(&header, &records)).unwrap();
+    assert_eq!(out.samples, 256);
+    assert!(matches!(
+        out.error,
+        Some(ReadError::Damaged {
+            damage: Damage::BadValue("more than 255 samples in a row without CPU time"),
+            ..
+        })
+    ));
+}

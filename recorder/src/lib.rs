@@ -125,6 +125,12 @@ pub struct RecorderOptions {
     pub force: bool,
     /// Trace growth sizes.
     pub writer: WriterOptions,
+    /// Read the thread CPU clock at every sample. Without it, at intervals
+    /// under 1 ms, samples taken while a thread evidently ran wasm the whole
+    /// time since the previous one skip that read (a system call, ~1 µs on a
+    /// VM) and are flagged `NO_CPU`; their CPU time is measured at most 1 ms
+    /// later and shared out by the reader (SPEC.md §2.4 and §3).
+    pub exact_cpu: bool,
 }
 
 impl Default for RecorderOptions {
@@ -135,6 +141,7 @@ impl Default for RecorderOptions {
             args: Vec::new(),
             force: false,
             writer: WriterOptions::default(),
+            exact_cpu: false,
         }
     }
 }
@@ -211,6 +218,9 @@ pub struct SamplerStats {
     pub prologue: u64,
     /// Samples cut at the frame limit (`TRUNCATED`).
     pub truncated: u64,
+    /// Samples written without their CPU time (`NO_CPU`, see
+    /// [`RecorderOptions::exact_cpu`]).
+    pub no_cpu: u64,
     /// Host samples whose wasm callers came from the call hook's record
     /// (their frame-pointer chain was broken or went astray).
     pub via_hook: u64,
@@ -241,6 +251,10 @@ pub(crate) struct Shared {
     pub(crate) ranges: TextRanges,
     pub(crate) clock: TimerClock,
     pub(crate) interval_ns: u64,
+    /// Whether the handler reads the CPU clock for every sample (see
+    /// [`RecorderOptions::exact_cpu`]): asked for, a CPU-time timer, or an
+    /// interval of 1 ms or more.
+    pub(crate) cpu_every_sample: bool,
     /// Set by `finish`: handlers take no more samples.
     pub(crate) closing: AtomicBool,
     /// Handlers between their `closing` check and their last write.
@@ -430,6 +444,7 @@ fn add_stats(s: &mut SamplerStats, st: &ThreadState) {
     s.broken += t.broken.load(Ordering::Relaxed);
     s.prologue += t.prologue.load(Ordering::Relaxed);
     s.truncated += t.truncated.load(Ordering::Relaxed);
+    s.no_cpu += t.no_cpu.load(Ordering::Relaxed);
     s.via_hook += t.via_hook.load(Ordering::Relaxed);
     s.via_scan += t.via_scan.load(Ordering::Relaxed);
     s.handler_ns += t.handler_ns.load(Ordering::Relaxed);
@@ -528,6 +543,9 @@ impl Recorder {
             ranges: TextRanges::new(),
             clock: opts.clock,
             interval_ns,
+            cpu_every_sample: opts.exact_cpu
+                || opts.clock == TimerClock::Cpu
+                || interval_ns >= sampler::CPU_READ_SPAN_NS,
             closing: AtomicBool::new(false),
             inflight: AtomicUsize::new(0),
             threads: Mutex::new(Vec::new()),

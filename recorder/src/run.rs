@@ -126,6 +126,8 @@ pub struct RunOptions {
     pub force: bool,
     /// Trace growth sizes (defaults: 8 MiB steps).
     pub writer: crate::WriterOptions,
+    /// See [`RecorderOptions::exact_cpu`].
+    pub exact_cpu: bool,
 }
 
 impl RunOptions {
@@ -147,6 +149,7 @@ impl RunOptions {
             clock: TimerClock::Wall,
             force: false,
             writer: crate::WriterOptions::default(),
+            exact_cpu: false,
         }
     }
 
@@ -285,6 +288,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
             args: argv,
             force: opts.force,
             writer: opts.writer,
+            exact_cpu: opts.exact_cpu,
         },
     )
     .map_err(|e| RunError(e.to_string()))?;

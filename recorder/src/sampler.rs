@@ -534,6 +534,36 @@ struct Boundary {
 struct Scratch {
     encoder: Box<SampleEncoder>,
     frames: Box<[u64; MAX_FRAMES]>,
+    /// The previous sample written: its time, and whether it was `HOST`.
+    prev_time_ns: u64,
+    prev_host: bool,
+    /// When the CPU clock was last read for a sample written.
+    cpu_read_ns: u64,
+}
+
+/// At intervals under this, the handler may skip the CPU clock for a sample,
+/// but it reads it at least this often (SPEC.md §3).
+pub(crate) const CPU_READ_SPAN_NS: u64 = 1_000_000;
+
+/// Whether the handler can leave the CPU time out of a sample taken at
+/// `time_ns` (SPEC.md §3: the thread evidently ran wasm the whole time since
+/// the previous sample, and the CPU clock was read less than
+/// [`CPU_READ_SPAN_NS`] ago). Pure, for tests.
+#[inline]
+fn may_skip_cpu(
+    interval_ns: u64,
+    time_ns: u64,
+    host: bool,
+    overrun: bool,
+    prev_time_ns: u64,
+    prev_host: bool,
+    cpu_read_ns: u64,
+) -> bool {
+    !host
+        && !prev_host
+        && !overrun
+        && time_ns.saturating_sub(prev_time_ns) <= interval_ns + interval_ns / 2
+        && time_ns.saturating_sub(cpu_read_ns) < CPU_READ_SPAN_NS
 }
 
 /// Everything the signal handler needs for one thread, allocated before its
@@ -580,6 +610,8 @@ pub(crate) struct Stats {
     pub(crate) via_hook: AtomicU64,
     /// Host samples whose wasm callers the stack scan found.
     pub(crate) via_scan: AtomicU64,
+    /// Samples written without their CPU time (`NO_CPU`).
+    pub(crate) no_cpu: AtomicU64,
     pub(crate) handler_ns: AtomicU64,
     pub(crate) handler_max_ns: AtomicU64,
     /// Handler runs that took over 50 µs of wall time (preempted, or a page
@@ -833,22 +865,48 @@ unsafe fn handle(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_
             st.overruns.fetch_add(ti.overrun as u64, Ordering::Relaxed);
         }
         let time_ns = clock_ns(libc::CLOCK_MONOTONIC);
-        let cpu_ns = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
         let regs = regs_from(uc);
         let inp = st.walk_input(regs);
         // SAFETY: only this handler touches the scratch space, and `busy`
         // keeps two runs apart.
         let scratch = &mut *st.scratch.get();
         let (n, fl, via) = walk(&Direct, &shared.ranges, &inp, &mut scratch.frames[..]);
+        let host = fl & flags::HOST != 0;
+        // The thread CPU clock is a system call, most of a sample's cost at
+        // short intervals: read it where the format or the rule needs it.
+        let read_cpu = shared.cpu_every_sample
+            || scratch.encoder.needs_cpu()
+            || !may_skip_cpu(
+                shared.interval_ns,
+                time_ns,
+                host,
+                ti.overrun > 0,
+                scratch.prev_time_ns,
+                scratch.prev_host,
+                scratch.cpu_read_ns,
+            );
+        let (cpu_ns, cpu_flag) = if read_cpu {
+            (clock_ns(libc::CLOCK_THREAD_CPUTIME_ID), 0)
+        } else {
+            (0, flags::NO_CPU)
+        };
         let sample = SampleRef {
             time_ns,
             cpu_ns,
-            flags: fl,
+            flags: fl | cpu_flag,
             stack: &scratch.frames[..n],
         };
         match shared.writer.append_sample(&mut scratch.encoder, &sample) {
             Ok(()) => {
+                scratch.prev_time_ns = time_ns;
+                scratch.prev_host = host;
+                if read_cpu {
+                    scratch.cpu_read_ns = time_ns;
+                }
                 let s = &st.stats;
+                if !read_cpu {
+                    s.no_cpu.fetch_add(1, Ordering::Relaxed);
+                }
                 s.samples.fetch_add(1, Ordering::Relaxed);
                 if fl & flags::HOST != 0 {
                     s.host.fetch_add(1, Ordering::Relaxed);
@@ -1007,6 +1065,9 @@ impl ThreadSampler {
                     .into_boxed_slice()
                     .try_into()
                     .map_err(|_| io::Error::other("frame buffer"))?,
+                prev_time_ns: 0,
+                prev_host: false,
+                cpu_read_ns: 0,
             }),
         });
         let p = Arc::as_ptr(&state);

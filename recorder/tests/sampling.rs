@@ -250,11 +250,57 @@ fn hostloop_samples_keep_their_callers() {
 /// thread is descheduled for milliseconds and expiries merge, so a run
 /// whose shortfall is explained by reported overruns is retried (at most
 /// five runs).
+/// Where the recorder left a sample's CPU time out (`NO_CPU`), SPEC.md §3's
+/// rule held: in wasm code after a sample in wasm code, the timer on time,
+/// and the CPU clock read less than 1 ms before. Returns the share of
+/// samples without CPU time.
+fn check_cpu_reads(l: &Loaded, interval_ns: u64) -> f64 {
+    let mut last_read = None;
+    let mut prev: Option<&OwnedSample> = None;
+    let mut skipped = 0;
+    for s in &l.samples {
+        if s.has(flags::NO_CPU) {
+            skipped += 1;
+            assert!(
+                interval_ns < 1_000_000,
+                "NO_CPU at an interval of 1 ms or more"
+            );
+            let p = prev.expect("a thread's first sample has its CPU time");
+            assert!(
+                !s.has(flags::HOST) && !p.has(flags::HOST),
+                "{s:?} after {p:?}"
+            );
+            assert!(
+                s.time_ns - p.time_ns <= interval_ns * 3 / 2 + 1000,
+                "late: {s:?} after {p:?}"
+            );
+            let r: u64 = last_read.unwrap();
+            assert!(
+                s.time_ns - r < 1_000_000 + 1000,
+                "{s:?}: clock last read at {r}"
+            );
+        } else {
+            last_read = Some(s.time_ns);
+        }
+        prev = Some(s);
+    }
+    skipped as f64 / l.samples.len().max(1) as f64
+}
+
 fn check_count(fixture: &str, interval: &str, interval_ns: u64, guest: &[&str]) {
     let mut failures = Vec::new();
     for _attempt in 0..5 {
         let (out, l, _d) = record(fixture, &["--interval", interval], guest);
         assert!(out.status.success(), "{}", text(&out.stderr));
+        let no_cpu = check_cpu_reads(&l, interval_ns);
+        // Compute-bound programs: at 100us, most samples skip the clock
+        // (nine in ten on an idle machine; late timers force reads).
+        if interval_ns < 1_000_000 {
+            assert!(
+                no_cpu >= 0.5,
+                "{fixture}: only {no_cpu:.2} of samples without CPU time"
+            );
+        }
         let expected = l.thread_duration_ns() as f64 / interval_ns as f64;
         let got = l.samples.len() as f64;
         let lost: u64 = l.lost.iter().map(|x| x.count).sum();
@@ -531,6 +577,28 @@ fn stress_at_100us(fixture: &str, args: &[&str], min_secs: f64, max_broken: f64,
 #[test]
 fn stress_short_at_100us() {
     stress_at_100us("sortmap.wasm", &["6000"], 3.0, 0.0, 1.0);
+}
+
+/// `--exact-cpu` reads the CPU clock at every sample; without it, a program
+/// that keeps calling the host reads it at every host sample and the one
+/// after (hostloop: about two million host calls a second).
+#[test]
+fn exact_cpu_and_host_samples_read_the_cpu_clock() {
+    let _g = timing_lock();
+    let (out, l, _d) = record(
+        "fib-O2.wasm",
+        &["--interval", "100us", "--exact-cpu"],
+        &["40"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(l.samples.len() > 200, "{} samples", l.samples.len());
+    assert_eq!(check_cpu_reads(&l, 100_000), 0.0);
+    let (out, l, _d) = record("hostloop.wasm", &["--interval", "100us"], &["60"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let host = l.samples.iter().filter(|s| s.has(flags::HOST)).count();
+    assert!(host > 50, "{host} host samples of {}", l.samples.len());
+    let no_cpu = check_cpu_reads(&l, 100_000);
+    assert!(no_cpu > 0.0, "no sample of hostloop skipped the clock");
 }
 
 /// The stress test, deep recursion: fib-O2 for 60 s at 100us.
