@@ -17,6 +17,7 @@ mod analyzer;
 mod child;
 mod floor;
 mod report;
+mod stats;
 mod sys;
 mod tracestats;
 
@@ -269,14 +270,17 @@ fn bench(cli: &Cli) -> Result<()> {
     }
     machine.load_after = sys::loadavg();
 
+    let intervals: Vec<u64> = s.intervals.iter().map(|d| d.as_nanos() as u64).collect();
+    let run_only = report::run_only(&s.programs, &intervals, s.rounds, &runs);
     let rep = report::Report {
         machine,
         command: command_line,
         programs: s.programs.clone(),
-        intervals: s.intervals.iter().map(|d| d.as_nanos() as u64).collect(),
+        intervals,
         rounds: s.rounds,
         warmup: s.warmup,
         runs,
+        run_only,
         analysis,
     };
     let md = report::markdown(&rep);
