@@ -495,7 +495,15 @@ fn run_only_table(o: &mut String, rep: &Report) {
     );
     let _ = writeln!(
         o,
-        "CPU time of the guest's run alone (instantiation and `_start`; without the profiler's setup and its finish, which the tables above include) against the same round's plain or floor run: the median of the per-round ratios, with a distribution-free 95% confidence interval for that median from the order statistics (binomial(n, ½); \"n/a\" below 6 rounds; 61 rounds give the 23rd and 39th smallest). Runs of one round follow each other closely, so pairing by round cancels most of the machine's slow drift; the interval is what a target should be judged against.\n"
+        "CPU time of the guest's run alone (instantiation and `_start`; without the profiler's setup and its finish, which the tables above include) against the same round's plain or floor run: the median of the per-round ratios, with a distribution-free 95% confidence interval for that median from the order statistics (binomial(n, ½); \"n/a\" below 6 rounds; {}). Runs of one round follow each other closely, so pairing by round cancels most of the machine's slow drift; the interval is what a target should be judged against.\n",
+        match crate::stats::median_ci_ranks(rep.rounds, 0.95) {
+            Some((j, k, c)) => format!(
+                "with {} rounds, the values of ranks {j} and {k} of the sorted ratios, coverage {:.1}%",
+                rep.rounds,
+                c * 100.0
+            ),
+            None => format!("n = {} is too few for one", rep.rounds),
+        }
     );
     let pairs: Vec<(ConfigKind, ConfigKind)> = RUN_ONLY_PAIRS
         .into_iter()
