@@ -17,6 +17,7 @@ mod analyzer;
 mod child;
 mod floor;
 mod report;
+mod stats;
 mod sys;
 mod tracestats;
 
@@ -32,7 +33,8 @@ struct Cli {
     command: Option<Cmd>,
     /// Programs: fixture names (fixtures/NAME.wasm), each optionally with its
     /// arguments after colons (`fib-O2:40`). Default: the four ~1 s
-    /// benchmark programs at their default size.
+    /// benchmark programs at their default size (with --short or --quick,
+    /// their short or tiny size, also for those named without arguments).
     #[arg(long, value_delimiter = ',')]
     programs: Vec<String>,
     /// Sampling intervals.
@@ -47,8 +49,30 @@ struct Cli {
     warmup: Option<usize>,
     /// Smoke-test mode: one round, no warm-up, 1ms, fib-O2 at a tiny size and
     /// a small synthetic trace.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "short")]
     quick: bool,
+    /// Short-run preset for judging the 1% CPU targets on a noisy machine:
+    /// the four benchmark programs at ~0.2 s each, 61 rounds, 1ms and 100us,
+    /// floor and wrec, no analyzer.
+    ///
+    /// That is `--programs fib-O2:30,matmul:50,sortmap:450,hostloop:230
+    /// --rounds 61 --intervals 1ms,100us --configs floor,wrec --no-analyzer`
+    /// (plain always runs), each only a default: --programs, --rounds,
+    /// --intervals, --configs and --analyzer override it.
+    ///
+    /// Why: a shared VM's speed drifts by ±20% over seconds, so with the ~1 s
+    /// default programs a round's plain, floor and wrec runs meet different
+    /// machines, and the median of 21 per-round ratios still moves by ±4%.
+    /// With 0.2 s programs a round's runs follow each other within a second,
+    /// the drift mostly cancels in each per-round ratio, and 61 rounds give
+    /// medians with 95% confidence intervals of about ±2%: tight enough to
+    /// judge the 1% and 3% targets. Read the report's run-only ratios: the
+    /// whole-window ones include setup and finish (~1.6 ms for wrec, ~1% of
+    /// a 0.2 s run but ~0.2% of a 1 s one). Only the CPU ratios are meant to
+    /// be read from such a run: bytes per sample, for one, spreads the
+    /// trace's fixed records over a fifth of the samples.
+    #[arg(long)]
+    short: bool,
     /// Only these configurations (plain is always run: ratios need it).
     /// Besides the four compared ones, two diagnostics: `hook` (plain with an
     /// empty call hook) and `wrec-hook` (wrec with its optional call hook, `wrec --call-hook`).
@@ -67,6 +91,9 @@ struct Cli {
     /// Skip the analyzer benchmark.
     #[arg(long)]
     no_analyzer: bool,
+    /// Run the analyzer benchmark even with --short.
+    #[arg(long, conflicts_with = "no_analyzer")]
+    analyzer: bool,
     /// Samples in the synthetic trace for the analyzer benchmark.
     #[arg(long)]
     analyzer_samples: Option<u64>,
@@ -105,13 +132,20 @@ pub struct Program {
     pub args: Vec<String>,
 }
 
-/// The four benchmark programs, with the argument `--quick` uses (~50 ms).
-const BENCH_PROGRAMS: [(&str, &str); 4] = [
-    ("fib-O2", "7"),
-    ("matmul", "10"),
-    ("sortmap", "100"),
-    ("hostloop", "60"),
+/// The four benchmark programs, with the argument `--quick` uses (~50 ms)
+/// and the one `--short` uses (~0.2 s of plain CPU time on the 2-CPU VM of
+/// BENCHMARKS.md, 2026-11-26; the default sizes are ~1 s). The first short
+/// runs used fib-O2:21, matmul:30, sortmap:300 and hostloop:180, which
+/// measured 0.135, 0.102, 0.122 and 0.146 s there (matmul sometimes 0.13).
+const BENCH_PROGRAMS: [(&str, &str, &str); 4] = [
+    ("fib-O2", "7", "30"),
+    ("matmul", "10", "50"),
+    ("sortmap", "100", "450"),
+    ("hostloop", "60", "230"),
 ];
+
+/// `--short`'s rounds.
+const SHORT_ROUNDS: usize = 61;
 
 /// A measured run as the report sees it.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -144,6 +178,8 @@ struct Settings {
     rounds: usize,
     warmup: usize,
     configs: Vec<ConfigKind>,
+    /// Run the analyzer benchmark.
+    analyzer: bool,
     analyzer_samples: u64,
     analyzer_rounds: usize,
     analyzer_real_reps: u32,
@@ -157,7 +193,7 @@ fn settings(cli: &Cli) -> Result<Settings> {
         } else {
             BENCH_PROGRAMS
                 .iter()
-                .map(|(n, _)| (*n).to_owned())
+                .map(|(n, _, _)| (*n).to_owned())
                 .collect()
         }
     } else {
@@ -168,9 +204,9 @@ fn settings(cli: &Cli) -> Result<Settings> {
         let mut parts = spec.split(':');
         let name = parts.next().unwrap_or_default().to_owned();
         let mut args: Vec<String> = parts.map(str::to_owned).collect();
-        if args.is_empty() && cli.quick {
-            if let Some((_, a)) = BENCH_PROGRAMS.iter().find(|(n, _)| *n == name) {
-                args.push((*a).to_owned());
+        if args.is_empty() && (cli.quick || cli.short) {
+            if let Some((_, quick, short)) = BENCH_PROGRAMS.iter().find(|(n, _, _)| *n == name) {
+                args.push((*if cli.quick { quick } else { short }).to_owned());
             }
         }
         let wasm = fixtures.join(format!("{name}.wasm"));
@@ -187,6 +223,8 @@ fn settings(cli: &Cli) -> Result<Settings> {
         cli.intervals.clone()
     } else if cli.quick {
         vec![Duration::from_millis(1)]
+    } else if cli.short {
+        vec![Duration::from_millis(1), Duration::from_micros(100)]
     } else {
         vec![
             Duration::from_millis(10),
@@ -195,19 +233,32 @@ fn settings(cli: &Cli) -> Result<Settings> {
         ]
     };
     let mut configs = vec![ConfigKind::Plain];
-    if cli.configs.is_empty() {
-        configs = ConfigKind::ALL.to_vec();
+    let chosen: &[ConfigKind] = if !cli.configs.is_empty() {
+        &cli.configs
+    } else if cli.short {
+        &[ConfigKind::Floor, ConfigKind::Wrec]
     } else {
-        for c in ConfigKind::EVERY {
-            if c != ConfigKind::Plain && cli.configs.contains(&c) {
-                configs.push(c);
-            }
+        &ConfigKind::ALL
+    };
+    for c in ConfigKind::EVERY {
+        if c != ConfigKind::Plain && chosen.contains(&c) {
+            configs.push(c);
         }
     }
     Ok(Settings {
         programs,
         intervals,
-        rounds: cli.rounds.unwrap_or(if cli.quick { 1 } else { 5 }).max(1),
+        rounds: cli
+            .rounds
+            .unwrap_or(if cli.quick {
+                1
+            } else if cli.short {
+                SHORT_ROUNDS
+            } else {
+                5
+            })
+            .max(1),
+        analyzer: !cli.no_analyzer && (cli.analyzer || !cli.short),
         warmup: cli.warmup.unwrap_or(if cli.quick { 0 } else { 1 }),
         configs,
         analyzer_samples: cli.analyzer_samples.unwrap_or(if cli.quick {
@@ -264,19 +315,22 @@ fn bench(cli: &Cli) -> Result<()> {
         runs = overhead(&s, &work.path)?;
     }
     let mut analysis = None;
-    if !cli.no_analyzer {
+    if s.analyzer {
         analysis = Some(analyzer_bench(&s, &work.path)?);
     }
     machine.load_after = sys::loadavg();
 
+    let intervals: Vec<u64> = s.intervals.iter().map(|d| d.as_nanos() as u64).collect();
+    let run_only = report::run_only(&s.programs, &intervals, s.rounds, &runs);
     let rep = report::Report {
         machine,
         command: command_line,
         programs: s.programs.clone(),
-        intervals: s.intervals.iter().map(|d| d.as_nanos() as u64).collect(),
+        intervals,
         rounds: s.rounds,
         warmup: s.warmup,
         runs,
+        run_only,
         analysis,
     };
     let md = report::markdown(&rep);
@@ -506,4 +560,72 @@ fn analyzer_bench(s: &Settings, work: &Path) -> Result<report::Analysis> {
         real_samples: real_run.samples,
         results,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Settings {
+        let cli = Cli::try_parse_from(std::iter::once("wrec-bench").chain(args.iter().copied()))
+            .expect("arguments");
+        settings(&cli).expect("settings")
+    }
+
+    fn sizes(s: &Settings) -> Vec<String> {
+        s.programs
+            .iter()
+            .map(|p| format!("{}:{}", p.name, p.args.join(":")))
+            .collect()
+    }
+
+    #[test]
+    fn short_preset_and_its_overrides() {
+        let s = parse(&["--short"]);
+        assert_eq!(
+            sizes(&s),
+            ["fib-O2:30", "matmul:50", "sortmap:450", "hostloop:230"]
+        );
+        assert_eq!(s.rounds, 61);
+        assert_eq!(s.warmup, 1);
+        assert_eq!(
+            s.intervals,
+            [Duration::from_millis(1), Duration::from_micros(100)]
+        );
+        assert_eq!(
+            s.configs,
+            [ConfigKind::Plain, ConfigKind::Floor, ConfigKind::Wrec]
+        );
+        assert!(!s.analyzer);
+
+        let s = parse(&[
+            "--short",
+            "--programs",
+            "matmul,fib-O2:3",
+            "--rounds",
+            "3",
+            "--intervals",
+            "10ms",
+            "--configs",
+            "guest,wrec",
+            "--analyzer",
+        ]);
+        // A benchmark program named without arguments gets its short size.
+        assert_eq!(sizes(&s), ["matmul:50", "fib-O2:3"]);
+        assert_eq!(s.rounds, 3);
+        assert_eq!(s.intervals, [Duration::from_millis(10)]);
+        assert_eq!(
+            s.configs,
+            [ConfigKind::Plain, ConfigKind::Guest, ConfigKind::Wrec]
+        );
+        assert!(s.analyzer);
+
+        // Without --short nothing changes.
+        let s = parse(&[]);
+        assert_eq!(sizes(&s), ["fib-O2:", "matmul:", "sortmap:", "hostloop:"]);
+        assert_eq!((s.rounds, s.intervals.len(), s.configs.len()), (5, 3, 4));
+        assert!(s.analyzer);
+        assert!(!parse(&["--no-analyzer"]).analyzer);
+        assert!(Cli::try_parse_from(["wrec-bench", "--short", "--quick"]).is_err());
+    }
 }

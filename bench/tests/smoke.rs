@@ -32,7 +32,21 @@ fn quick_run_reports_all_configurations() {
             "no {cfg} row in the report:\n{stdout}"
         );
     }
+    assert!(
+        stdout.contains("## Run-only CPU ratios (median of per-round ratios, 95% CI)"),
+        "{stdout}"
+    );
+    // One round: medians without an interval.
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("| fib-O2 | 1ms | 1 |"))
+        .unwrap_or_else(|| panic!("no run-only row for fib-O2 at 1ms:\n{stdout}"));
+    assert_eq!(row.matches("(n/a)").count(), 4, "{row}");
     assert!(stdout.contains("## Targets"), "{stdout}");
+    assert!(
+        stdout.contains("(same, run only: median of per-round ratios (95% CI))"),
+        "{stdout}"
+    );
     assert!(stdout.contains("## Analyzer"), "{stdout}");
     assert!(stdout.contains("Machine: "), "{stdout}");
 
@@ -70,6 +84,42 @@ fn quick_run_reports_all_configurations() {
                 "{cfg}: no output: {r}"
             );
         }
+    }
+
+    // The run-only ratios: one group (fib-O2, 1ms), one round, every pair.
+    let groups = v["run_only"].as_array().expect("run_only");
+    assert_eq!(groups.len(), 1, "{groups:?}");
+    assert_eq!(groups[0]["program"], "fib-O2");
+    assert_eq!(groups[0]["interval_ns"], 1_000_000);
+    let ratios = groups[0]["ratios"].as_array().expect("ratios");
+    for (num, den) in [
+        ("floor", "plain"),
+        ("wrec", "plain"),
+        ("wrec", "floor"),
+        ("guest", "plain"),
+    ] {
+        let r = ratios
+            .iter()
+            .find(|r| r["num"] == num && r["den"] == den)
+            .unwrap_or_else(|| panic!("no {num}/{den} run-only ratio: {ratios:?}"));
+        let st = &r["stat"];
+        assert_eq!(st["n"], 1, "{r}");
+        assert!(st["ci95"].is_null(), "{r}");
+        for key in ["median", "min", "max"] {
+            let x = st[key].as_f64().unwrap_or(f64::NAN);
+            assert!(x.is_finite() && x > 0.0, "{num}/{den} {key}: {r}");
+        }
+        let per_round = r["per_round"].as_array().expect("per_round");
+        assert_eq!(per_round.len(), 1, "{r}");
+        assert_eq!(per_round[0], st["median"], "{r}");
+    }
+    for cfg in ["plain", "floor", "guest", "wrec"] {
+        let r = get(cfg);
+        let run = r["run_cpu_ns"].as_u64().unwrap();
+        assert!(
+            run > 0 && run <= r["cpu_ns"].as_u64().unwrap(),
+            "{cfg}: {r}"
+        );
     }
 
     let analysis = &v["analysis"];
