@@ -704,7 +704,7 @@ fn samples_without_cpu_time_round_trip() {
         let i = i as u64;
         assert_eq!(time, 1_000_000 + i * 100_000);
         // The first sample, then every 256th: 0, 256, 512.
-        if i % 256 == 0 {
+        if i.is_multiple_of(256) {
             assert_eq!(fl & flags::NO_CPU, 0, "sample {i}");
             assert_eq!(cpu, 50_000 + i * 90_000, "sample {i}");
             let expect = if i == 0 { 0 } else { 256 * 90_000 };
