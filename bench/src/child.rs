@@ -58,6 +58,10 @@ pub enum ConfigKind {
     /// Diagnostic (only with `--configs`): wrec with its optional call hook
     /// (`wrec --call-hook`), to measure what the hook costs.
     WrecHook,
+    /// Diagnostic (only with `--configs`): wrec reading the thread CPU clock
+    /// at every sample (`wrec --exact-cpu`), to measure what skipping it
+    /// saves below 1 ms.
+    WrecExact,
 }
 
 impl ConfigKind {
@@ -69,13 +73,14 @@ impl ConfigKind {
         ConfigKind::Wrec,
     ];
     /// With the diagnostic ones.
-    pub const EVERY: [ConfigKind; 6] = [
+    pub const EVERY: [ConfigKind; 7] = [
         ConfigKind::Plain,
         ConfigKind::Floor,
         ConfigKind::Guest,
         ConfigKind::Wrec,
         ConfigKind::Hook,
         ConfigKind::WrecHook,
+        ConfigKind::WrecExact,
     ];
 
     pub fn name(self) -> &'static str {
@@ -86,6 +91,7 @@ impl ConfigKind {
             ConfigKind::Wrec => "wrec",
             ConfigKind::Hook => "hook",
             ConfigKind::WrecHook => "wrec-hook",
+            ConfigKind::WrecExact => "wrec-exact",
         }
     }
 
@@ -94,7 +100,7 @@ impl ConfigKind {
         match self {
             ConfigKind::Plain | ConfigKind::Floor | ConfigKind::Hook => EngineClass::Default,
             ConfigKind::Guest => EngineClass::Epoch,
-            ConfigKind::Wrec | ConfigKind::WrecHook => EngineClass::Wrec,
+            ConfigKind::Wrec | ConfigKind::WrecHook | ConfigKind::WrecExact => EngineClass::Wrec,
         }
     }
 }
@@ -358,7 +364,7 @@ fn run(a: &ChildArgs) -> Result<RunResult> {
             drop(out);
             r.finish_ns = sys::mono_ns() - f0;
         }
-        ConfigKind::Wrec | ConfigKind::WrecHook => {
+        ConfigKind::Wrec | ConfigKind::WrecHook | ConfigKind::WrecExact => {
             let mut step_cpu = sys::process_cpu_ns();
             let mut step = |r: &mut RunResult, name: &str| {
                 let now = sys::process_cpu_ns();
@@ -372,6 +378,7 @@ fn run(a: &ChildArgs) -> Result<RunResult> {
                     interval: a.interval,
                     args: argv.clone(),
                     force: true,
+                    exact_cpu: a.config == ConfigKind::WrecExact,
                     ..wrec::RecorderOptions::default()
                 },
             )?;
@@ -426,7 +433,7 @@ fn run(a: &ChildArgs) -> Result<RunResult> {
     r.maxrss_kib = sys::vm_hwm_kib();
     if matches!(
         a.config,
-        ConfigKind::Guest | ConfigKind::Wrec | ConfigKind::WrecHook
+        ConfigKind::Guest | ConfigKind::Wrec | ConfigKind::WrecHook | ConfigKind::WrecExact
     ) {
         r.output_bytes = sys::file_len(&a.output);
         if a.config != ConfigKind::Guest {

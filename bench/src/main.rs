@@ -74,8 +74,10 @@ struct Cli {
     #[arg(long)]
     short: bool,
     /// Only these configurations (plain is always run: ratios need it).
-    /// Besides the four compared ones, two diagnostics: `hook` (plain with an
-    /// empty call hook) and `wrec-hook` (wrec with its optional call hook, `wrec --call-hook`).
+    /// Besides the four compared ones, three diagnostics: `hook` (plain with
+    /// an empty call hook), `wrec-hook` (wrec with its optional call hook,
+    /// `wrec --call-hook`) and `wrec-exact` (wrec reading the CPU clock at
+    /// every sample, `wrec --exact-cpu`).
     #[arg(long, value_delimiter = ',', value_enum)]
     configs: Vec<ConfigKind>,
     /// Directory with the fixtures.

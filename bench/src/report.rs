@@ -49,7 +49,7 @@ pub struct RunOnlyRatio {
 /// The ratio pairs [`run_only`] computes, in table order: every
 /// configuration against plain, and wrec (with or without its call hook)
 /// against floor.
-pub const RUN_ONLY_PAIRS: [(ConfigKind, ConfigKind); 7] = [
+pub const RUN_ONLY_PAIRS: [(ConfigKind, ConfigKind); 10] = [
     (ConfigKind::Floor, ConfigKind::Plain),
     (ConfigKind::Wrec, ConfigKind::Plain),
     (ConfigKind::Wrec, ConfigKind::Floor),
@@ -57,6 +57,9 @@ pub const RUN_ONLY_PAIRS: [(ConfigKind, ConfigKind); 7] = [
     (ConfigKind::Hook, ConfigKind::Plain),
     (ConfigKind::WrecHook, ConfigKind::Plain),
     (ConfigKind::WrecHook, ConfigKind::Floor),
+    (ConfigKind::WrecExact, ConfigKind::Plain),
+    (ConfigKind::WrecExact, ConfigKind::Floor),
+    (ConfigKind::Wrec, ConfigKind::WrecExact),
 ];
 
 /// Per-round ratios of the CPU time of the guest's run alone (`run_cpu_ns`:
@@ -312,7 +315,10 @@ pub fn metrics(rep: &Report) -> Table {
                             .push(r.handler_ns as f64 / r.handled as f64 / 1000.0);
                         m.handler_max_us.push(r.handler_max_ns as f64 / 1000.0);
                     }
-                    if matches!(c, ConfigKind::Wrec | ConfigKind::WrecHook) {
+                    if matches!(
+                        c,
+                        ConfigKind::Wrec | ConfigKind::WrecHook | ConfigKind::WrecExact
+                    ) {
                         m.lost.push(r.lost as f64);
                         if r.samples > 0 {
                             m.sample_bytes_per_sample

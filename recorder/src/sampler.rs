@@ -7,8 +7,9 @@
 //! Every sampled thread owns a timer (`timer_create` with
 //! `SIGEV_THREAD_ID`, so the signal goes to exactly that thread) whose
 //! `sigev_value.sival_ptr` points at the thread's [`ThreadState`]. The
-//! handler reads the interrupted registers from the `ucontext`, both clocks,
-//! walks the frame-pointer chain and appends the raw return addresses with
+//! handler reads the interrupted registers from the `ucontext` and the
+//! monotonic clock, walks the frame-pointer chain, reads the thread CPU
+//! clock unless the sample may go without it (SPEC.md §3) and appends the raw return addresses with
 //! [`TraceWriter::append_sample`](wrec_format::TraceWriter::append_sample).
 //! Symbolization happens offline, in the analyzer.
 //!
@@ -811,9 +812,10 @@ struct TimerSigInfo {
 ///   and copies into the already-mapped, already-allocated trace.
 /// - **No locks**: the registry, the state flags, the text ranges and the
 ///   writer's cursor are atomics; `busy` is a try-flag, never waited on.
-/// - **No system calls but `clock_gettime`** (two of them; the thread CPU
-///   clock is a real syscall on Linux, the monotonic one goes through the
-///   vDSO). `__errno_location` only computes a thread-local address.
+/// - **No system calls but `clock_gettime`**: the monotonic clock (through
+///   the vDSO, no syscall) and, where [`may_skip_cpu`] does not let the
+///   sample go without, the thread CPU clock (a real syscall on Linux, ~1 µs
+///   on a VM). `__errno_location` only computes a thread-local address.
 /// - **errno unchanged**: saved on entry, restored on exit.
 /// - **No fault**: every stack read is checked against the live stack
 ///   `[interrupted sp, stack top)`, 8-byte alignment and strictly increasing
@@ -1262,6 +1264,38 @@ fn current_stack_bounds() -> io::Result<(u64, u64)> {
 mod tests {
     use super::*;
     use std::collections::HashMap;
+
+    /// SPEC.md §3's rule, case by case, at 100 µs: a sample on time, in
+    /// wasm after a sample in wasm, with the clock read under 1 ms ago,
+    /// skips the CPU clock; anything else reads it.
+    #[test]
+    fn the_cpu_clock_is_skipped_only_where_the_thread_evidently_ran() {
+        let i = 100_000;
+        let skip = |time, host, overrun, prev, prev_host, read| {
+            may_skip_cpu(i, time, host, overrun, prev, prev_host, read)
+        };
+        let t = 10_000_000;
+        assert!(skip(t, false, false, t - i, false, t - 5 * i));
+        // On time includes a timer up to half an interval late.
+        assert!(skip(t, false, false, t - 3 * i / 2, false, t - 5 * i));
+        assert!(!skip(t, false, false, t - 3 * i / 2 - 1, false, t - 5 * i));
+        assert!(!skip(t, false, true, t - i, false, t - 5 * i));
+        // Host code may block: its samples and the next read the clock.
+        assert!(!skip(t, true, false, t - i, false, t - 5 * i));
+        assert!(!skip(t, false, false, t - i, true, t - 5 * i));
+        // At least every 1 ms: at 100 µs, nine samples in ten skip.
+        assert!(skip(t, false, false, t - i, false, t - 9 * i));
+        assert!(!skip(t, false, false, t - i, false, t - 10 * i));
+        let (mut read, mut skipped) = (0u64, 0);
+        for k in 1..=1000u64 {
+            if skip(k * i, false, false, (k - 1) * i, false, read) {
+                skipped += 1;
+            } else {
+                read = k * i;
+            }
+        }
+        assert_eq!(skipped, 900);
+    }
 
     struct FakeMem {
         words: HashMap<u64, u64>,
