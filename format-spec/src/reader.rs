@@ -320,6 +320,7 @@ struct ThreadState {
 /// run's interval and each thread's previous sample.
 #[derive(Default)]
 struct DecodeState {
+    /// 2 for a 2.x trace; anything else reads the current format.
     major: u16,
     interval_us: u64,
     threads: HashMap<u32, ThreadState>,

@@ -477,15 +477,16 @@ impl<'a> RawSample<'a> {
         Self::decode_version(payload, offset, crate::VERSION_MAJOR)
     }
 
-    /// Decodes a sample payload of a trace of format `major`.`x` (2 or 3:
-    /// format 2 has five flag bits and always a CPU field).
+    /// Decodes a sample payload of a trace of format `major`.`x`: 2 has
+    /// five flag bits and always a CPU field; any other value is read as
+    /// the current format (3).
     pub fn decode_version(payload: &'a [u8], offset: u64, major: u16) -> Result<Self, ReadError> {
         let mut p = Payload::new(payload, offset);
         let tf = p.varint()?;
-        let (bits, mask) = if major >= 3 {
-            (6, flags::ALL)
-        } else {
+        let (bits, mask) = if major == 2 {
             (5, flags::ALL_V2)
+        } else {
+            (6, flags::ALL)
         };
         let thread = u32::try_from(tf >> bits)
             .map_err(|_| p.damage(Damage::BadValue("32-bit thread id")))?;

@@ -153,6 +153,11 @@ enum ClockArg {
 /// tick at HZ=250, the most common setting).
 const CPU_TICK: Duration = Duration::from_millis(4);
 
+/// Below this interval the timer signal's own cost (~20 µs a sample on a VM,
+/// whatever the handler does) is a large part of the interval: at 20us the
+/// guest ran 14 times slower than at 10ms on the bench machine.
+const COSTLY_INTERVAL: Duration = Duration::from_micros(50);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut opts = RunOptions::new(&cli.wasm);
@@ -201,6 +206,13 @@ fn main() -> ExitCode {
     if opts.clock == TimerClock::Cpu && opts.interval < CPU_TICK {
         say(format_args!(
             "wrec: warning: with --clock cpu the kernel fires the timer on its scheduler tick (every 4 ms on most Linux kernels), so samples come at most once a tick, not every {}; the default --clock wall samples at the interval asked and still records each sample's CPU time",
+            wrec::format_interval(opts.interval)
+        ));
+    }
+
+    if opts.clock == TimerClock::Wall && opts.interval < COSTLY_INTERVAL {
+        say(format_args!(
+            "wrec: warning: every sample costs the kernel's timer signal about 20 us of CPU time on a virtual machine (a few us on bare metal), so at {} the guest may run several times slower; 100us costs about a quarter, 1ms about 2%",
             wrec::format_interval(opts.interval)
         ));
     }

@@ -429,3 +429,28 @@ fn a_cpu_clock_finer_than_the_tick_is_warned_about() {
         assert!(!text(&out.stderr).contains("scheduler tick"), "{ok:?}");
     }
 }
+
+/// An interval near the timer signal's own cost gets a warning that says
+/// what it costs; 100us and up get none.
+#[test]
+fn an_interval_near_the_signal_cost_is_warned_about() {
+    let d = tempfile::tempdir().unwrap();
+    let wasm = fixture("exit.wasm");
+    let out = wrec(
+        d.path(),
+        &["--interval", "20us", wasm.to_str().unwrap(), "1000"],
+    );
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("at 20us the guest may run several times slower"),
+        "{err}"
+    );
+    for ok in ["50us", "100us"] {
+        let out = wrec(
+            d.path(),
+            &["--interval", ok, wasm.to_str().unwrap(), "1000"],
+        );
+        assert!(!text(&out.stderr).contains("times slower"), "{ok}");
+    }
+}
