@@ -175,18 +175,9 @@ pub struct Stat {
 }
 
 impl Stat {
-    pub fn of(mut v: Vec<f64>) -> Option<Stat> {
-        v.retain(|x| x.is_finite());
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    pub fn of(v: Vec<f64>) -> Option<Stat> {
+        let (v, med) = crate::stats::sorted_with_median(v)?;
         let n = v.len();
-        let med = if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        };
         Some(Stat {
             med,
             min: v[0],

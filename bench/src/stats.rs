@@ -65,20 +65,28 @@ pub struct Ci {
     pub coverage: f64,
 }
 
+/// The finite values of `v`, sorted, and their median; `None` if there is
+/// none.
+pub fn sorted_with_median(mut v: Vec<f64>) -> Option<(Vec<f64>, f64)> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some((v, median))
+}
+
 impl MedianCi {
     /// Non-finite values are dropped; `None` if none is left.
-    pub fn of(mut v: Vec<f64>) -> Option<MedianCi> {
-        v.retain(|x| x.is_finite());
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_by(|a, b| a.partial_cmp(b).expect("finite"));
+    pub fn of(v: Vec<f64>) -> Option<MedianCi> {
+        let (v, median) = sorted_with_median(v)?;
         let n = v.len();
-        let median = if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        };
         let ci95 = median_ci_ranks(n, 0.95).map(|(j, k, coverage)| Ci {
             lo: v[j - 1],
             hi: v[k - 1],

@@ -523,18 +523,24 @@ fn module_lookups() {
     assert_eq!(m.exact_wasm_offset(0x50), None);
 }
 
-#[test]
-fn a_scanner_sees_the_samples_of_a_trace_being_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("s.wrec");
-    let w = TraceWriter::create(&path, Header::for_this_host(), WriterOptions::default()).unwrap();
+/// A writer for a new trace at `path` with its run-info record written.
+fn writer_with_run_info(path: &Path, interval_ns: u64) -> TraceWriter {
+    let w = TraceWriter::create(path, Header::for_this_host(), WriterOptions::default()).unwrap();
     w.write_record(&Record::RunInfo(RunInfo {
-        interval_ns: 1_000_000,
+        interval_ns,
         clock: TimerClock::Wall,
         recorder: "t".into(),
         args: vec![],
     }))
     .unwrap();
+    w
+}
+
+#[test]
+fn a_scanner_sees_the_samples_of_a_trace_being_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.wrec");
+    let w = writer_with_run_info(&path, 1_000_000);
     let mut enc = SampleEncoder::new(0);
     let mut scanner = SampleScanner::new(HEADER_SIZE as u64);
     let mut seen = Vec::new();
@@ -664,14 +670,7 @@ fn decoder_with_reports_each_record_of_its_first_pass() {
 fn samples_without_cpu_time_round_trip() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("t.wrec");
-    let w = TraceWriter::create(&path, Header::for_this_host(), WriterOptions::default()).unwrap();
-    w.write_record(&Record::RunInfo(RunInfo {
-        interval_ns: 100_000,
-        clock: TimerClock::Wall,
-        recorder: "test".into(),
-        args: vec![],
-    }))
-    .unwrap();
+    let w = writer_with_run_info(&path, 100_000);
     let mut enc = SampleEncoder::new(0);
     let stack = [0x1000u64, 0x2000];
     assert!(enc.needs_cpu());
