@@ -465,6 +465,17 @@ fn close_pending(
     push_close: bool,
     total_us: u64,
 ) {
+    if ctx.pending.is_empty() {
+        // Nearly every sample of a trace: nothing to share.
+        if push_close {
+            samples.push(Sample {
+                time_ns: close.time_ns,
+                cpu_delta_ns: capped(total_us.saturating_mul(1000), cpu_total),
+                stack: close.stack,
+            });
+        }
+        return;
+    }
     let mut spans = [0u64; MAX_NO_CPU_RUN as usize + 1];
     let n = ctx.pending.len() + 1;
     let mut prev = ctx.cpu_at_us.0;
