@@ -252,13 +252,26 @@ fn hostloop_samples_keep_their_callers() {
 /// five runs).
 /// Where the recorder left a sample's CPU time out (`NO_CPU`), SPEC.md §3's
 /// rule held: in wasm code after a sample in wasm code, the timer on time,
-/// and the CPU clock read less than 1 ms before. Returns the share of
-/// samples without CPU time.
-fn check_cpu_reads(l: &Loaded, interval_ns: u64) -> f64 {
+/// and the CPU clock read less than 1 ms before. And where the rule allowed
+/// it (as far as the trace shows: it does not record merged expirations),
+/// the recorder did leave it out, unless it ran with `--exact-cpu`. Returns
+/// the share of samples without CPU time.
+fn check_cpu_reads(l: &Loaded, interval_ns: u64, exact: bool) -> f64 {
     let mut last_read = None;
     let mut prev: Option<&OwnedSample> = None;
-    let mut skipped = 0;
+    let (mut skipped, mut allowed, mut allowed_read) = (0, 0, 0);
     for s in &l.samples {
+        // Trace times are whole µs: give the rule's bounds 1 µs of slack.
+        let may_skip = interval_ns < 1_000_000
+            && prev.is_some_and(|p| {
+                !s.has(flags::HOST)
+                    && !p.has(flags::HOST)
+                    && s.time_ns - p.time_ns + 1000 < interval_ns * 3 / 2
+            })
+            && last_read.is_some_and(|r: u64| s.time_ns - r + 1000 < 1_000_000);
+        if may_skip {
+            allowed += 1;
+        }
         if s.has(flags::NO_CPU) {
             skipped += 1;
             assert!(
@@ -280,10 +293,19 @@ fn check_cpu_reads(l: &Loaded, interval_ns: u64) -> f64 {
                 "{s:?}: clock last read at {r}"
             );
         } else {
+            if may_skip {
+                allowed_read += 1;
+            }
             last_read = Some(s.time_ns);
         }
         prev = Some(s);
     }
+    // Merged expirations (a busy machine) force a read the trace cannot
+    // show; they are rare next to the samples on time.
+    assert!(
+        exact || allowed_read * 10 <= allowed + 10,
+        "{allowed_read} of {allowed} samples read the CPU clock although the rule let them skip it"
+    );
     skipped as f64 / l.samples.len().max(1) as f64
 }
 
@@ -292,15 +314,8 @@ fn check_count(fixture: &str, interval: &str, interval_ns: u64, guest: &[&str]) 
     for _attempt in 0..5 {
         let (out, l, _d) = record(fixture, &["--interval", interval], guest);
         assert!(out.status.success(), "{}", text(&out.stderr));
-        let no_cpu = check_cpu_reads(&l, interval_ns);
-        // Compute-bound programs: at 100us, most samples skip the clock
-        // (nine in ten on an idle machine; late timers force reads).
-        if interval_ns < 1_000_000 {
-            assert!(
-                no_cpu >= 0.5,
-                "{fixture}: only {no_cpu:.2} of samples without CPU time"
-            );
-        }
+        let no_cpu = check_cpu_reads(&l, interval_ns, false);
+        eprintln!("{fixture} at {interval}: {no_cpu:.2} of samples without CPU time");
         let expected = l.thread_duration_ns() as f64 / interval_ns as f64;
         let got = l.samples.len() as f64;
         let lost: u64 = l.lost.iter().map(|x| x.count).sum();
@@ -570,6 +585,8 @@ fn stress_at_100us(fixture: &str, args: &[&str], min_secs: f64, max_broken: f64,
     );
     assert_entry_outermost(&l, complete);
     assert!(l.lost.iter().all(|x| x.reason != LossReason::LogFull));
+    let no_cpu = check_cpu_reads(&l, 100_000, false);
+    eprintln!("{fixture}: {no_cpu:.2} of samples without CPU time");
 }
 
 /// Several seconds at 100us: the handler survives a high rate and the trace
@@ -592,12 +609,12 @@ fn exact_cpu_and_host_samples_read_the_cpu_clock() {
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert!(l.samples.len() > 200, "{} samples", l.samples.len());
-    assert_eq!(check_cpu_reads(&l, 100_000), 0.0);
+    assert_eq!(check_cpu_reads(&l, 100_000, true), 0.0);
     let (out, l, _d) = record("hostloop.wasm", &["--interval", "100us"], &["60"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let host = l.samples.iter().filter(|s| s.has(flags::HOST)).count();
     assert!(host > 50, "{host} host samples of {}", l.samples.len());
-    let no_cpu = check_cpu_reads(&l, 100_000);
+    let no_cpu = check_cpu_reads(&l, 100_000, false);
     assert!(no_cpu > 0.0, "no sample of hostloop skipped the clock");
 }
 
