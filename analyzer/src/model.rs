@@ -540,6 +540,9 @@ pub struct Meta {
     pub warnings: Vec<String>,
     /// Whether frames carry DWARF lines (`--dwarf` and the module had DWARF).
     pub has_lines: bool,
+    /// Samples the recorder took without reading the CPU clock (`NO_CPU`):
+    /// their CPU deltas are their share of the next reading (SPEC.md §2.4).
+    pub samples_without_cpu: u64,
 }
 
 /// A whole symbolized profile.

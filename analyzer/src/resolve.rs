@@ -625,6 +625,7 @@ pub fn analyze(
                 // The decoder's times and CPU times are whole µs.
                 let time_us = s.time_ns / 1000;
                 if s.flags & flags::NO_CPU != 0 {
+                    meta.samples_without_cpu += 1;
                     if ctx.pending.len() >= MAX_NO_CPU_RUN as usize {
                         // The decoder refuses longer runs; never hold more.
                         flush_pending(ctx, samples, &mut cpu_total);

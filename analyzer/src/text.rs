@@ -84,6 +84,8 @@ pub struct Summary {
     pub duration_ns: u64,
     /// Sum of all samples' CPU deltas.
     pub cpu_ns: u64,
+    /// Samples whose CPU delta is a share of a later reading (`NO_CPU`).
+    pub samples_without_cpu: u64,
     pub interval_ns: u64,
     pub clock: String,
     pub lost: u64,
@@ -277,6 +279,7 @@ pub fn try_summarize(profile: &Profile) -> Result<Summary, String> {
         samples_without_stack: without_stack,
         duration_ns,
         cpu_ns,
+        samples_without_cpu: m.samples_without_cpu,
         interval_ns: m.interval_ns,
         clock: m.clock.clone(),
         lost: p.threads.iter().map(|t| t.lost).sum(),
@@ -322,7 +325,17 @@ fn render_into(o: &mut String, s: &Summary, opts: &TextOptions) -> std::fmt::Res
     }
     facts.push(("samples", samples));
     facts.push(("duration", fmt_ns(s.duration_ns)));
-    facts.push(("CPU time", fmt_ns(s.cpu_ns)));
+    let mut cpu = fmt_ns(s.cpu_ns);
+    if s.samples_without_cpu > 0 {
+        // Below 1 ms intervals wrec reads the CPU clock only where the
+        // thread may not have run the whole time (SPEC.md §3).
+        let _ = write!(
+            cpu,
+            " ({:.0}% of samples were not timed alone: each has its share of the next CPU reading)",
+            100.0 * s.samples_without_cpu as f64 / s.samples.max(1) as f64
+        );
+    }
+    facts.push(("CPU time", cpu));
     let clock = if s.clock.is_empty() {
         String::new()
     } else {

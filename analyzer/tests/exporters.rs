@@ -30,6 +30,7 @@ impl Builder {
                 }),
                 warnings: vec!["1 sample had an unknown address".into()],
                 has_lines: true,
+                samples_without_cpu: 0,
             },
             start_ns: 5_000,
             libs: vec![Lib {

@@ -330,4 +330,13 @@ fn cpu_time_is_shared_over_samples_without_it() {
         .map(|s| s.time_ns / 1000)
         .collect();
     assert_eq!(times, vec![0, 100, 300, 400, 500, 600]);
+    // The text report says how many samples were not timed alone.
+    assert_eq!(p.meta.samples_without_cpu, 6);
+    let mut out = Vec::new();
+    text::write(&p, &text::TextOptions::default(), &mut out).unwrap();
+    let out = String::from_utf8(out).unwrap();
+    assert!(
+        out.contains("(67% of samples were not timed alone"),
+        "{out}"
+    );
 }

@@ -327,6 +327,9 @@ const RECORDINGS: &[(&str, &[&str], &[&str])] = &[
     ("inline.wasm", &["--interval", "200us"], &["5000"]),
     ("hostcalls.wasm", &["--dir", ".::."], &["2", "."]),
     ("hostloop.wasm", &[], &["50"]),
+    // Format 3.0: at 100us most samples go without CPU time (NO_CPU), and
+    // host samples and the ones after them read it.
+    ("hostloop.wasm", &["--interval", "100us"], &["20"]),
     ("trap.wasm", &[], &["20000"]),
     ("exit.wasm", &[], &["20000"]),
     ("stackoverflow.wasm", &[], &["3000"]),
