@@ -360,6 +360,12 @@ fn extra_json(p: &Profile) -> serde_json::Value {
         entry("Interval", json!(ns_to_ms(m.interval_ns)), "milliseconds"),
         entry("Samples", json!(p.sample_count()), "integer"),
         entry("Lost samples", json!(lost), "integer"),
+        // Their CPU delta is a share of a later reading (SPEC.md §2.4).
+        entry(
+            "Samples without their own CPU reading",
+            json!(m.samples_without_cpu),
+            "integer",
+        ),
         entry("Run ended", json!(run_end_text(p)), "string"),
         entry(
             "Source lines",

@@ -339,4 +339,15 @@ fn cpu_time_is_shared_over_samples_without_it() {
         out.contains("(67% of samples were not timed alone"),
         "{out}"
     );
+    // And so does the Firefox profile's "more info" panel.
+    let mut out = Vec::new();
+    firefox::write(&p, &mut out).unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let entry = v["meta"]["extra"][0]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["label"] == "Samples without their own CPU reading")
+        .expect("the entry");
+    assert_eq!(entry["value"], 6);
 }
