@@ -621,26 +621,22 @@ pub fn analyze(
                 let stack = sample_stack(&mut r, ctx, s.flags, s.stack);
                 ctx.last_time = Some(s.time_ns);
                 let samples = &mut r.profile.threads[i].samples;
-                let time_ns = s.time_ns.saturating_sub(zero);
-                // The decoder's times and CPU times are whole µs.
-                let time_us = s.time_ns / 1000;
+                let this = Pending {
+                    // The decoder's times and CPU times are whole µs.
+                    time_us: s.time_ns / 1000,
+                    time_ns: s.time_ns.saturating_sub(zero),
+                    stack,
+                };
                 if s.flags & flags::NO_CPU != 0 {
                     meta.samples_without_cpu += 1;
                     if ctx.pending.len() >= MAX_NO_CPU_RUN as usize {
                         // The decoder refuses longer runs; never hold more.
                         flush_pending(ctx, samples, &mut cpu_total);
                     }
-                    ctx.pending.push(Pending {
-                        time_us,
-                        time_ns,
-                        stack,
-                    });
+                    ctx.pending.push(this);
                 } else {
-                    let this = Pending {
-                        time_us,
-                        time_ns,
-                        stack,
-                    };
+                    // The spans run from the previous reading: update it after.
+                    let at = (this.time_us, s.cpu_ns / 1000);
                     close_pending(
                         ctx,
                         samples,
@@ -649,7 +645,7 @@ pub fn analyze(
                         true,
                         s.cpu_delta_ns / 1000,
                     );
-                    ctx.cpu_at_us = (time_us, s.cpu_ns / 1000);
+                    ctx.cpu_at_us = at;
                 }
             }
             Event::Record(Record::RunInfo(ri)) => {

@@ -86,7 +86,7 @@ fn stats(path: &Path, o: &mut String) -> Result<()> {
                 p.short += 1;
             }
             p.framing += rec.size - len;
-            let bits = if major >= 3 { 6 } else { 5 };
+            let bits = RawSample::flag_bits(major);
             p.thread_flags +=
                 varint::len((u64::from(s.thread) << bits) | u64::from(s.flags)) as u64;
             p.time += varint::len(s.time) as u64;

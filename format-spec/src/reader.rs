@@ -464,46 +464,44 @@ impl DecodeState {
             None if keyframe => self.threads.entry(raw.thread).or_default(),
             None => return Err(damage(Damage::NoKeyframe(raw.thread))),
         };
-        let (time, cpu, cpu_delta) = match raw.cpu {
-            // `decode_version` refuses a keyframe without a CPU field.
-            Some(c) if keyframe => {
-                st.no_cpu_run = 0;
-                st.cpu_time = raw.time;
-                (raw.time, c, 0)
+        // Δt = interval + the svarint; Δcpu = Δt' + the other, where Δt'
+        // runs from the last sample with a CPU time (the previous sample in
+        // format 2). Negative deltas and sums past 64 bits are damage.
+        let add = |prev: u64, d: i128| {
+            u64::try_from(d)
+                .ok()
+                .and_then(|d| prev.checked_add(d))
+                .ok_or_else(|| damage(Damage::BadValue("time or CPU time delta")))
+        };
+        let time = if keyframe {
+            raw.time
+        } else {
+            add(
+                st.time,
+                i128::from(self.interval_us) + i128::from(varint::unzigzag(raw.time)),
+            )?
+        };
+        // `decode_version` refuses a keyframe without a CPU field.
+        let (cpu, cpu_delta) = match raw.cpu {
+            Some(c) if keyframe => (c, 0),
+            Some(c) => {
+                let dc = i128::from(time - st.cpu_time) + i128::from(varint::unzigzag(c));
+                (add(st.cpu, dc)?, dc as u64)
             }
-            _ => {
-                // Δt = interval + the svarint; Δcpu = Δt' + the other, where
-                // Δt' runs from the last sample with a CPU time (the
-                // previous sample in format 2). Negative deltas and sums
-                // past 64 bits are damage.
-                let add = |prev: u64, d: i128| {
-                    u64::try_from(d)
-                        .ok()
-                        .and_then(|d| prev.checked_add(d))
-                        .ok_or_else(|| damage(Damage::BadValue("time or CPU time delta")))
-                };
-                let dt = i128::from(self.interval_us) + i128::from(varint::unzigzag(raw.time));
-                let time = add(st.time, dt)?;
-                match raw.cpu {
-                    Some(c) => {
-                        let dc = i128::from(time - st.cpu_time) + i128::from(varint::unzigzag(c));
-                        let cpu = add(st.cpu, dc)?;
-                        st.no_cpu_run = 0;
-                        st.cpu_time = time;
-                        (time, cpu, dc as u64)
-                    }
-                    None => {
-                        st.no_cpu_run += 1;
-                        if st.no_cpu_run > MAX_NO_CPU_RUN {
-                            return Err(damage(Damage::BadValue(
-                                "more than 255 samples in a row without CPU time",
-                            )));
-                        }
-                        (time, st.cpu, 0)
-                    }
+            None => {
+                st.no_cpu_run += 1;
+                if st.no_cpu_run > MAX_NO_CPU_RUN {
+                    return Err(damage(Damage::BadValue(
+                        "more than 255 samples in a row without CPU time",
+                    )));
                 }
+                (st.cpu, 0)
             }
         };
+        if raw.cpu.is_some() {
+            st.no_cpu_run = 0;
+            st.cpu_time = time;
+        }
         let prev_len = st.stack.len();
         if raw.keep > prev_len as u64 {
             return Err(damage(Damage::KeepBeyondStack {

@@ -39,8 +39,6 @@ pub mod flags {
     pub const NO_CPU: u8 = 1 << 5;
     /// Every flag bit the format has room for (format 3.x: six bits).
     pub const ALL: u8 = 0x3f;
-    /// The flag bits of format 2.x (five bits).
-    pub const ALL_V2: u8 = 0x1f;
 }
 
 /// Which clock drives the sampling timer.
@@ -477,17 +475,25 @@ impl<'a> RawSample<'a> {
         Self::decode_version(payload, offset, crate::VERSION_MAJOR)
     }
 
+    /// How many low bits of a sample's first field are flags in a trace of
+    /// format `major`.`x`: five in 2.x, six from 3.0 (any other value is
+    /// read as the current format).
+    pub fn flag_bits(major: u16) -> u32 {
+        if major == 2 {
+            5
+        } else {
+            6
+        }
+    }
+
     /// Decodes a sample payload of a trace of format `major`.`x`: 2 has
     /// five flag bits and always a CPU field; any other value is read as
     /// the current format (3).
     pub fn decode_version(payload: &'a [u8], offset: u64, major: u16) -> Result<Self, ReadError> {
         let mut p = Payload::new(payload, offset);
         let tf = p.varint()?;
-        let (bits, mask) = if major == 2 {
-            (5, flags::ALL_V2)
-        } else {
-            (6, flags::ALL)
-        };
+        let bits = Self::flag_bits(major);
+        let mask = (1u8 << bits) - 1;
         let thread = u32::try_from(tf >> bits)
             .map_err(|_| p.damage(Damage::BadValue("32-bit thread id")))?;
         let flags = (tf & u64::from(mask)) as u8;

@@ -172,6 +172,8 @@ pub struct SampleEncoder {
     prev_cpu_time: u64,
     /// `NO_CPU` samples written since then.
     no_cpu_run: u32,
+    /// The previous sample's flags, as its [`SampleRef`] gave them.
+    prev_flags: u8,
     prev_len: usize,
     prev: [u64; MAX_FRAMES],
     recent: Recent,
@@ -189,6 +191,7 @@ impl SampleEncoder {
             prev_cpu: 0,
             prev_cpu_time: 0,
             no_cpu_run: 0,
+            prev_flags: 0,
             prev_len: 0,
             prev: [0; MAX_FRAMES],
             recent: Recent::new(),
@@ -210,16 +213,31 @@ impl SampleEncoder {
         !self.started || self.no_cpu_run >= crate::MAX_NO_CPU_RUN
     }
 
+    /// The previous sample written: its time in whole µs and its flags (as
+    /// its [`SampleRef`] gave them).
+    #[inline]
+    pub fn previous(&self) -> (u64, u8) {
+        (self.prev_time, self.prev_flags)
+    }
+
+    /// The time, in whole µs, of the last sample written with a CPU time.
+    #[inline]
+    pub fn cpu_read_time(&self) -> u64 {
+        self.prev_cpu_time
+    }
+
     /// Whether sample `s` goes without its CPU time.
     fn skips_cpu(&self, s: &SampleRef<'_>) -> bool {
         s.flags & flags::NO_CPU != 0 && !self.needs_cpu()
     }
 
     /// The sample's time and CPU time in whole µs, never before the
-    /// previous sample's (so that deltas are never negative).
-    fn times(&self, s: &SampleRef<'_>) -> (u64, u64) {
+    /// previous sample's (so that deltas are never negative); without its
+    /// CPU time (`no_cpu`, see [`skips_cpu`](Self::skips_cpu)), the last
+    /// one written.
+    fn times(&self, s: &SampleRef<'_>, no_cpu: bool) -> (u64, u64) {
         let (t, c) = (s.time_ns / 1000, s.cpu_ns / 1000);
-        if self.skips_cpu(s) {
+        if no_cpu {
             (t.max(self.prev_time), self.prev_cpu)
         } else if self.started {
             (t.max(self.prev_time), c.max(self.prev_cpu))
@@ -241,7 +259,7 @@ impl SampleEncoder {
         if no_cpu {
             sflags |= flags::NO_CPU;
         }
-        let (t, c) = self.times(s);
+        let (t, c) = self.times(s, no_cpu);
         let (time, cpu, keep) = if self.started {
             let prev = &self.prev[..self.prev_len];
             let max = stack.len().min(prev.len());
@@ -337,8 +355,9 @@ impl SampleEncoder {
 
     fn commit(&mut self, s: &SampleRef<'_>) {
         let stack = &s.stack[..s.stack.len().min(MAX_FRAMES)];
-        let (t, c) = self.times(s);
-        if self.skips_cpu(s) {
+        let no_cpu = self.skips_cpu(s);
+        let (t, c) = self.times(s, no_cpu);
+        if no_cpu {
             self.no_cpu_run += 1;
         } else {
             self.no_cpu_run = 0;
@@ -348,6 +367,7 @@ impl SampleEncoder {
         self.prev[..stack.len()].copy_from_slice(stack);
         self.prev_len = stack.len();
         self.prev_time = t;
+        self.prev_flags = s.flags;
         self.recent = self.next_recent;
         self.started = true;
     }

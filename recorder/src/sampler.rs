@@ -535,11 +535,6 @@ struct Boundary {
 struct Scratch {
     encoder: Box<SampleEncoder>,
     frames: Box<[u64; MAX_FRAMES]>,
-    /// The previous sample written: its time, and whether it was `HOST`.
-    prev_time_ns: u64,
-    prev_host: bool,
-    /// When the CPU clock was last read for a sample written.
-    cpu_read_ns: u64,
 }
 
 /// At intervals under this, the handler may skip the CPU clock for a sample,
@@ -876,16 +871,19 @@ unsafe fn handle(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_
         let host = fl & flags::HOST != 0;
         // The thread CPU clock is a system call, most of a sample's cost at
         // short intervals: read it where the format or the rule needs it.
+        // The encoder knows the previous sample written (in whole µs).
+        let enc = &scratch.encoder;
+        let (prev_us, prev_flags) = enc.previous();
         let read_cpu = shared.cpu_every_sample
-            || scratch.encoder.needs_cpu()
+            || enc.needs_cpu()
             || !may_skip_cpu(
                 shared.interval_ns,
                 time_ns,
                 host,
                 ti.overrun > 0,
-                scratch.prev_time_ns,
-                scratch.prev_host,
-                scratch.cpu_read_ns,
+                prev_us.saturating_mul(1000),
+                prev_flags & flags::HOST != 0,
+                enc.cpu_read_time().saturating_mul(1000),
             );
         let (cpu_ns, cpu_flag) = if read_cpu {
             (clock_ns(libc::CLOCK_THREAD_CPUTIME_ID), 0)
@@ -900,17 +898,12 @@ unsafe fn handle(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_
         };
         match shared.writer.append_sample(&mut scratch.encoder, &sample) {
             Ok(()) => {
-                scratch.prev_time_ns = time_ns;
-                scratch.prev_host = host;
-                if read_cpu {
-                    scratch.cpu_read_ns = time_ns;
-                }
                 let s = &st.stats;
                 if !read_cpu {
                     s.no_cpu.fetch_add(1, Ordering::Relaxed);
                 }
                 s.samples.fetch_add(1, Ordering::Relaxed);
-                if fl & flags::HOST != 0 {
+                if host {
                     s.host.fetch_add(1, Ordering::Relaxed);
                 }
                 if fl & flags::BROKEN != 0 {
@@ -1067,9 +1060,6 @@ impl ThreadSampler {
                     .into_boxed_slice()
                     .try_into()
                     .map_err(|_| io::Error::other("frame buffer"))?,
-                prev_time_ns: 0,
-                prev_host: false,
-                cpu_read_ns: 0,
             }),
         });
         let p = Arc::as_ptr(&state);
