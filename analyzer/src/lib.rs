@@ -12,7 +12,6 @@ pub mod firefox;
 pub mod folded;
 pub mod model;
 mod ranges;
-mod release;
 pub mod resolve;
 pub mod symbols;
 #[cfg(test)]

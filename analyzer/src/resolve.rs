@@ -572,12 +572,8 @@ pub fn analyze(
     let mut saw_end = false;
     let mut lost_by_reason: std::collections::BTreeMap<u8, u64> = Default::default();
     let total = trace.data_end();
-    let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
-    // The decoder's first pass reads the whole trace, then the main pass
-    // reads it again: each lets go of the pages behind it.
-    let mut behind = crate::release::Behind::new(trace.bytes(), file_len);
-    let mut decoder = trace.decoder_with(&mut |offset| behind.release(offset));
-    let mut behind = crate::release::Behind::new(trace.bytes(), file_len);
+    // The decoder lets go of the trace's pages behind it as it reads.
+    let mut decoder = trace.decoder();
     let mut n = 0u64;
     let mut damage = None;
     while let Some(ev) = decoder.next() {
@@ -592,13 +588,8 @@ pub fn analyze(
         match ev {
             Event::Sample(s) => {
                 samples_read += 1;
-                if n.is_multiple_of(4096) {
-                    // A few hundred KB of trace: the pages behind go
-                    // before they add up (see `release::STEP`).
-                    behind.release(s.offset);
-                    if n.is_multiple_of(65536) {
-                        progress(s.offset, total);
-                    }
+                if n.is_multiple_of(65536) {
+                    progress(s.offset, total);
                 }
                 let zero = *start_ns.get_or_insert(s.time_ns);
                 // Most traces have one thread, or long runs of one: skip the

@@ -154,10 +154,10 @@ pub fn synthesize(
     let writer = TraceWriter::create(path, header, WriterOptions::default())
         .with_context(|| format!("creating {}", path.display()))?;
     let interval = run_info.interval_ns.max(1);
-    writer.write_record(&Record::RunInfo(RunInfo {
+    writer.write_run_info(&RunInfo {
         args: vec!["synthetic".into()],
         ..run_info
-    }))?;
+    })?;
     for m in &modules {
         writer.write_record(&Record::Module(m.clone()))?;
         // The base trace's code addresses (which the decoder attached to

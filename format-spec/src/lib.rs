@@ -1,19 +1,32 @@
 //! The wrec trace format: see `SPEC.md` beside this crate for every byte.
 //!
-//! - [`TraceWriter`] appends records into a memory-mapped file; its
-//!   [`TraceWriter::append_sample`] is async-signal-safe.
-//! - [`Trace`] maps a trace and iterates its records without copying;
-//!   [`Decoder`] expands delta-encoded samples. Every malformation is a
-//!   [`ReadError`] carrying its byte offset.
+//! - [`TraceWriter`] (`writer.rs`) appends records into a memory-mapped
+//!   file; its [`TraceWriter::append_sample`] is async-signal-safe, with a
+//!   per-thread [`SampleEncoder`] (`encoder.rs`).
+//! - [`Trace`] (`reader.rs`) maps a trace and iterates its records without
+//!   copying; [`Decoder`] expands delta-encoded samples and lets go of the
+//!   pages it has read (`release.rs`). Every malformation is a
+//!   [`ReadError`] (`error.rs`) carrying its byte offset.
+//! - Both sides share `coding.rs` (record framing, frame codes, the recent
+//!   addresses table, limits), `records.rs` (the record types and their
+//!   payloads), `header.rs` and `varint.rs`; the reader never imports the
+//!   writer. `spread.rs` is the CPU-sharing rule every reader applies.
 
+mod coding;
+mod encoder;
 mod error;
 mod header;
 mod reader;
 mod records;
+mod release;
 mod spread;
 pub mod varint;
 mod writer;
 
+pub use coding::{
+    frame, frame_payload, sample_payload, MAX_FRAMES, MAX_SAMPLE_RECORD, RECENT_SLOTS,
+};
+pub use encoder::{SampleEncoder, SampleRef};
 pub use error::{Damage, ReadError};
 pub use header::{
     Arch, Header, BYTE_ORDER_MARK, HEADER_SIZE, MAGIC, OLDEST_MAJOR, VERSION_MAJOR, VERSION_MINOR,
@@ -25,10 +38,7 @@ pub use records::{
     SHORT_SAMPLE_MAX,
 };
 pub use spread::{spread_cpu, MAX_NO_CPU_RUN};
-pub use writer::{
-    frame, frame_payload, sample_payload, Dropped, SampleEncoder, SampleRef, TraceWriter,
-    WriteError, WriterOptions, MAX_FRAMES, MAX_SAMPLE_RECORD, RECENT_SLOTS,
-};
+pub use writer::{Dropped, TraceWriter, WriteError, WriterOptions};
 
 /// CRC-16/XMODEM, the record check (SPEC.md §1.2). Table-driven, no
 /// allocation: safe in a signal handler.

@@ -7,10 +7,11 @@ use std::path::Path;
 
 use memmap2::Mmap;
 
+use crate::coding::{Recent, CODE_LITERAL, CODE_NONE, MAX_FRAMES};
 use crate::error::{Damage, ReadError};
 use crate::header::{Header, HEADER_SIZE};
 use crate::records::{flags, kind, AddressMapEntry, RawSample, Record};
-use crate::writer::{Recent, CODE_LITERAL, CODE_NONE, MAX_FRAMES};
+use crate::release::Behind;
 use crate::{crc16, varint, MAX_NO_CPU_RUN};
 
 enum Bytes {
@@ -118,24 +119,24 @@ impl Trace {
         }
     }
 
+    fn is_mapped(&self) -> bool {
+        matches!(self.bytes, Bytes::Mapped(_))
+    }
+
     /// Decoded events, samples expanded. Each module record comes with the
     /// code addresses (SPEC.md §2.7) of every code-addresses record for it
     /// in the intact part of the trace, wherever they lie: a first pass
     /// gathers them.
+    ///
+    /// Both passes read forward only, and a mapped trace's pages behind them
+    /// are let go as they go (see `release.rs`): a large trace is never
+    /// resident as a whole.
     pub fn decoder(&self) -> Decoder<'_> {
-        self.decoder_with(&mut |_| {})
-    }
-
-    /// [`Trace::decoder`], calling `passed` with the file offset of each
-    /// record of its first pass as it goes past it: the first pass reads
-    /// the whole trace, so a caller that maps it can let go of the pages
-    /// behind (a reader of a large trace would otherwise have all of it
-    /// resident before the first event).
-    pub fn decoder_with(&self, passed: &mut dyn FnMut(u64)) -> Decoder<'_> {
         let mut addresses: HashMap<u64, Vec<AddressMapEntry>> = HashMap::new();
+        let mut behind = Behind::new(self.bytes(), self.is_mapped());
         for rec in self.records() {
             let Ok(rec) = rec else { break };
-            passed(rec.offset);
+            behind.release(rec.offset);
             if rec.kind != kind::CODE_ADDRESSES {
                 continue;
             }
@@ -156,6 +157,7 @@ impl Trace {
             state: DecodeState::new(self.header.version_major),
             addresses,
             failed: false,
+            behind: Behind::new(self.bytes(), self.is_mapped()),
         }
     }
 }
@@ -335,6 +337,7 @@ pub struct Decoder<'a> {
     /// Code addresses by module id, gathered before (see [`Trace::decoder`]).
     addresses: HashMap<u64, Vec<AddressMapEntry>>,
     failed: bool,
+    behind: Behind<'a>,
 }
 
 impl<'a> Decoder<'a> {
@@ -351,6 +354,7 @@ impl<'a> Decoder<'a> {
                 return Some(Err(e));
             }
         };
+        self.behind.release(rec.offset);
         let result = match self.state.event(rec) {
             Ok(Event::Record(Record::Module(mut m))) => {
                 if let Some(a) = self.addresses.get(&m.id) {

@@ -49,12 +49,12 @@ fn example_addresses() -> Vec<AddressMapEntry> {
 /// Writes the trace of SPEC.md §6 with the real writer.
 fn write_example(path: &Path) -> Vec<u8> {
     let w = TraceWriter::create(path, example_header(), WriterOptions::default()).unwrap();
-    w.write_record(&Record::RunInfo(RunInfo {
+    w.write_run_info(&RunInfo {
         interval_ns: 1_000_000,
         clock: TimerClock::Wall,
         recorder: "wrec 1.0".into(),
         args: vec![],
-    }))
+    })
     .unwrap();
     w.write_record(&Record::Module(example_module())).unwrap();
     w.write_record(&Record::ThreadStart(ThreadStart {
@@ -526,12 +526,12 @@ fn module_lookups() {
 /// A writer for a new trace at `path` with its run-info record written.
 fn writer_with_run_info(path: &Path, interval_ns: u64) -> TraceWriter {
     let w = TraceWriter::create(path, Header::for_this_host(), WriterOptions::default()).unwrap();
-    w.write_record(&Record::RunInfo(RunInfo {
+    w.write_run_info(&RunInfo {
         interval_ns,
         clock: TimerClock::Wall,
         recorder: "t".into(),
         args: vec![],
-    }))
+    })
     .unwrap();
     w
 }
@@ -641,25 +641,92 @@ fn the_pages_ahead_of_the_cursor_are_faulted_in_before_samples_reach_them() {
     assert!(bytes[w.committed_len() as usize..].iter().all(|&b| b == 0));
 }
 
-/// `decoder_with` reports its first pass going past every intact record,
-/// in file order, and decodes what `decoder` does.
+/// Resident set size, in bytes, of this process's mapping holding `p`
+/// (from /proc/self/smaps).
+fn mapping_rss(p: *const u8) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let p = p as u64;
+    let mut inside = false;
+    for line in smaps.lines() {
+        let range = line.split_whitespace().next().unwrap_or("");
+        if let Some((lo, hi)) = range.split_once('-') {
+            if let (Ok(lo), Ok(hi)) = (u64::from_str_radix(lo, 16), u64::from_str_radix(hi, 16)) {
+                inside = lo <= p && p < hi;
+                continue;
+            }
+        }
+        if let (true, Some(kb)) = (inside, line.strip_prefix("Rss:")) {
+            return kb
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<u64>()
+                .unwrap()
+                * 1024;
+        }
+    }
+    panic!("no mapping holds {p:#x}")
+}
+
+/// A mapped trace read to its end is not left resident: the decoder lets
+/// go of the pages behind both its passes. A trace held in memory (not a
+/// mapping) is left as it is.
 #[test]
-fn decoder_with_reports_each_record_of_its_first_pass() {
-    let t = Trace::from_bytes(spec_example_bytes()).unwrap();
-    let mut passed = Vec::new();
-    let mut d = t.decoder_with(&mut |offset| passed.push(offset));
-    let want: Vec<u64> = t.records().map(|r| r.unwrap().offset).collect();
-    assert!(want.len() > 3, "{want:?}");
-    assert_eq!(passed, want);
-    let mut plain = t.decoder();
-    let mut n = 0;
-    while let Some(e) = d.next() {
-        let e = format!("{:?}", e.unwrap());
-        assert_eq!(e, format!("{:?}", plain.next().unwrap().unwrap()));
+fn the_decoder_lets_go_of_a_mapped_trace_behind_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.wrec");
+    let w = writer_with_run_info(&path, 1_000_000);
+    let mut enc = SampleEncoder::new(0);
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut n = 0u64;
+    while w.committed_len() < 8 << 20 {
+        w.grow().unwrap();
+        // Fresh random frames: each sample is some 100 bytes.
+        let stack: Vec<u64> = (0..12)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x >> 20
+            })
+            .collect();
+        w.append_sample(
+            &mut enc,
+            &SampleRef {
+                time_ns: n * 1_000_000,
+                cpu_ns: n * 900_000,
+                flags: 0,
+                stack: &stack,
+            },
+        )
+        .unwrap();
         n += 1;
     }
-    assert!(plain.next().is_none());
-    assert!(n > 3);
+    let len = w.finish().unwrap();
+    drop(w);
+    let count = |t: &Trace| {
+        let mut d = t.decoder();
+        let mut samples = 0u64;
+        while let Some(e) = d.next() {
+            if let Event::Sample(_) = e.unwrap() {
+                samples += 1;
+            }
+        }
+        samples
+    };
+    let mapped = Trace::open(&path).unwrap();
+    assert_eq!(count(&mapped), n);
+    let rss = mapping_rss(mapped.bytes().as_ptr());
+    assert!(
+        rss < len / 4,
+        "{rss} bytes of the {len}-byte trace still resident after reading it"
+    );
+    // Still readable, and unchanged, after being let go.
+    assert_eq!(mapped.bytes(), &std::fs::read(&path).unwrap()[..]);
+    assert_eq!(count(&mapped), n);
+    let owned = Trace::from_bytes(std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(count(&owned), n);
+    assert_eq!(owned.bytes(), mapped.bytes());
 }
 
 /// The encoder leaves out the CPU field where asked, except where the format
@@ -755,4 +822,34 @@ fn a_format_2_trace_is_read() {
             (3, flags::HOST, 3_000_000, 1_997_000, vec![0x10]),
         ]
     );
+}
+
+/// The run-info record sets the interval sample deltas are relative to, so
+/// it is written once, first, through its own method.
+#[test]
+fn the_run_info_goes_first_and_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("r.wrec");
+    let w = TraceWriter::create(&path, Header::for_this_host(), WriterOptions::default()).unwrap();
+    let info = RunInfo {
+        interval_ns: 250_000,
+        clock: TimerClock::Wall,
+        recorder: "t".into(),
+        args: vec![],
+    };
+    assert_eq!(w.interval_ns(), 0);
+    assert!(matches!(
+        w.write_record(&Record::RunInfo(info.clone())),
+        Err(WriteError::RunInfo { .. })
+    ));
+    w.write_run_info(&info).unwrap();
+    assert_eq!(w.interval_ns(), 250_000);
+    assert!(matches!(
+        w.write_run_info(&info),
+        Err(WriteError::RunInfo { .. })
+    ));
+    w.finish().unwrap();
+    let t = Trace::open(&path).unwrap();
+    let recs: Vec<u8> = t.records().map(|r| r.unwrap().kind).collect();
+    assert_eq!(recs, [kind::RUN_INFO]);
 }

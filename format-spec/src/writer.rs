@@ -24,70 +24,14 @@ use std::sync::Mutex;
 
 use memmap2::{Advice, MmapOptions, MmapRaw};
 
+use crate::coding::frame;
+use crate::encoder::{SampleEncoder, SampleRef};
 use crate::header::{Header, COMMITTED_OFFSET, HEADER_SIZE};
-use crate::records::{flags, kind, Record, SHORT_SAMPLE_MAX};
-use crate::{crc16, varint};
+use crate::records::{kind, Record, RunInfo};
 
-/// The deepest stack a sample holds; deeper stacks keep their innermost
-/// frames and are flagged `TRUNCATED`.
 /// The granularity in which the file is extended when the file system refuses
 /// a whole growth step.
 const PAGE: u64 = 4096;
-
-pub const MAX_FRAMES: usize = 1024;
-/// Slots in a thread's table of recent addresses (SPEC.md §2.4).
-pub const RECENT_SLOTS: usize = 14;
-/// Frame code: the frame is written out as an svarint delta.
-pub(crate) const CODE_LITERAL: u8 = 14;
-/// Frame code: no frame (pads the last code byte).
-pub(crate) const CODE_NONE: u8 = 15;
-/// The largest sample record: framing (kind, length, check), the fixed
-/// fields and `MAX_FRAMES` literal frames with their code bytes.
-pub const MAX_SAMPLE_RECORD: usize = 1 + 5 + 4 * 10 + MAX_FRAMES / 2 + MAX_FRAMES * 10 + 2;
-
-/// The table of a thread's recently written frame addresses, most recent
-/// first (SPEC.md §2.4). No allocation: usable in a signal handler.
-#[derive(Clone, Copy)]
-pub(crate) struct Recent {
-    slots: [u64; RECENT_SLOTS],
-    len: usize,
-}
-
-impl Recent {
-    pub(crate) const fn new() -> Recent {
-        Recent {
-            slots: [0; RECENT_SLOTS],
-            len: 0,
-        }
-    }
-
-    /// The slot holding `addr`, if any.
-    #[inline]
-    fn find(&self, addr: u64) -> Option<usize> {
-        self.slots[..self.len].iter().position(|&a| a == addr)
-    }
-
-    /// The address in slot `i` (moved to the front), or `None` past the end.
-    #[inline]
-    pub(crate) fn take(&mut self, i: usize) -> Option<u64> {
-        if i >= self.len {
-            return None;
-        }
-        let a = self.slots[i];
-        self.slots.copy_within(0..i, 1);
-        self.slots[0] = a;
-        Some(a)
-    }
-
-    /// Puts a new address in front, dropping the oldest if the table is full.
-    #[inline]
-    pub(crate) fn insert(&mut self, addr: u64) {
-        let n = self.len.min(RECENT_SLOTS - 1);
-        self.slots.copy_within(0..n, 1);
-        self.slots[0] = addr;
-        self.len = n + 1;
-    }
-}
 
 /// Sizes the writer works with.
 #[derive(Debug, Clone, Copy)]
@@ -136,6 +80,10 @@ pub enum WriteError {
     Full { path: PathBuf, len: u64 },
     #[error("{path}: the trace is already finished")]
     Finished { path: PathBuf },
+    /// A run-info record given to [`TraceWriter::write_record`], or one not
+    /// written first (use [`TraceWriter::write_run_info`], once, first).
+    #[error("{path}: the run-info record goes first and once, through write_run_info")]
+    RunInfo { path: PathBuf },
 }
 
 /// Why [`TraceWriter::append_sample`] dropped a sample.
@@ -143,234 +91,6 @@ pub enum WriteError {
 pub enum Dropped {
     /// No room: the next growth step is not ready, or the disk is full.
     Full,
-}
-
-/// A sample to append, stack innermost first.
-#[derive(Debug, Clone, Copy)]
-pub struct SampleRef<'a> {
-    pub time_ns: u64,
-    /// Ignored with `NO_CPU` (unless [`SampleEncoder::needs_cpu`]).
-    pub cpu_ns: u64,
-    /// `HOST`, `TRUNCATED`, `BROKEN`, `PROLOGUE`, and `NO_CPU` when the CPU
-    /// clock was not read; `KEYFRAME` is the encoder's business, and so is
-    /// dropping `NO_CPU` where the format needs a CPU time.
-    pub flags: u8,
-    pub stack: &'a [u64],
-}
-
-/// Per-thread delta state and scratch space for [`TraceWriter::append_sample`].
-///
-/// Preallocate one per sampled thread (it is about 20 KiB; box it) and use it
-/// from that thread's signal handler only.
-pub struct SampleEncoder {
-    thread: u32,
-    started: bool,
-    /// The previous sample's time, in whole µs.
-    prev_time: u64,
-    /// The CPU time and the time of the previous sample with a CPU time.
-    prev_cpu: u64,
-    prev_cpu_time: u64,
-    /// `NO_CPU` samples written since then.
-    no_cpu_run: u32,
-    /// The previous sample's flags, as its [`SampleRef`] gave them.
-    prev_flags: u8,
-    prev_len: usize,
-    prev: [u64; MAX_FRAMES],
-    recent: Recent,
-    /// The table as it will be once the encoded sample is written.
-    next_recent: Recent,
-    scratch: [u8; MAX_SAMPLE_RECORD],
-}
-
-impl SampleEncoder {
-    pub fn new(thread: u32) -> Box<SampleEncoder> {
-        Box::new(SampleEncoder {
-            thread,
-            started: false,
-            prev_time: 0,
-            prev_cpu: 0,
-            prev_cpu_time: 0,
-            no_cpu_run: 0,
-            prev_flags: 0,
-            prev_len: 0,
-            prev: [0; MAX_FRAMES],
-            recent: Recent::new(),
-            next_recent: Recent::new(),
-            scratch: [0; MAX_SAMPLE_RECORD],
-        })
-    }
-
-    pub fn thread(&self) -> u32 {
-        self.thread
-    }
-
-    /// Whether the next sample must carry a CPU time: the thread's first
-    /// (a keyframe), or one after [`MAX_NO_CPU_RUN`](crate::MAX_NO_CPU_RUN)
-    /// samples without. A sample flagged `NO_CPU` then is written with its
-    /// `cpu_ns`, so read the clock for it.
-    #[inline]
-    pub fn needs_cpu(&self) -> bool {
-        !self.started || self.no_cpu_run >= crate::MAX_NO_CPU_RUN
-    }
-
-    /// The previous sample written: its time in whole µs and its flags (as
-    /// its [`SampleRef`] gave them).
-    #[inline]
-    pub fn previous(&self) -> (u64, u8) {
-        (self.prev_time, self.prev_flags)
-    }
-
-    /// The time, in whole µs, of the last sample written with a CPU time.
-    #[inline]
-    pub fn cpu_read_time(&self) -> u64 {
-        self.prev_cpu_time
-    }
-
-    /// Whether sample `s` goes without its CPU time.
-    fn skips_cpu(&self, s: &SampleRef<'_>) -> bool {
-        s.flags & flags::NO_CPU != 0 && !self.needs_cpu()
-    }
-
-    /// The sample's time and CPU time in whole µs, never before the
-    /// previous sample's (so that deltas are never negative); without its
-    /// CPU time (`no_cpu`, see [`skips_cpu`](Self::skips_cpu)), the last
-    /// one written.
-    fn times(&self, s: &SampleRef<'_>, no_cpu: bool) -> (u64, u64) {
-        let (t, c) = (s.time_ns / 1000, s.cpu_ns / 1000);
-        if no_cpu {
-            (t.max(self.prev_time), self.prev_cpu)
-        } else if self.started {
-            (t.max(self.prev_time), c.max(self.prev_cpu))
-        } else {
-            (t, c)
-        }
-    }
-
-    /// Encodes a whole sample record (framing and check included) into the
-    /// scratch space and returns its length. `interval_us` is the run's
-    /// sampling interval in whole µs. Does not update the delta state.
-    fn encode(&mut self, s: &SampleRef<'_>, interval_us: u64) -> usize {
-        let stack = &s.stack[..s.stack.len().min(MAX_FRAMES)];
-        let mut sflags = s.flags & flags::ALL & !(flags::KEYFRAME | flags::NO_CPU);
-        if s.stack.len() > MAX_FRAMES {
-            sflags |= flags::TRUNCATED;
-        }
-        let no_cpu = self.skips_cpu(s);
-        if no_cpu {
-            sflags |= flags::NO_CPU;
-        }
-        let (t, c) = self.times(s, no_cpu);
-        let (time, cpu, keep) = if self.started {
-            let prev = &self.prev[..self.prev_len];
-            let max = stack.len().min(prev.len());
-            let mut keep = 0;
-            while keep < max && stack[stack.len() - 1 - keep] == prev[prev.len() - 1 - keep] {
-                keep += 1;
-            }
-            // Deltas are never negative (see `times`); i64 holds any
-            // realistic span of µs.
-            // The CPU delta is predicted from the time since the last
-            // sample with a CPU time (the previous one, unless some went
-            // without).
-            let dt = (t - self.prev_time) as i64;
-            let dtc = (t - self.prev_cpu_time) as i64;
-            let dc = (c - self.prev_cpu) as i64;
-            (
-                varint::zigzag(dt.wrapping_sub(interval_us as i64)),
-                varint::zigzag(dc.wrapping_sub(dtc)),
-                keep,
-            )
-        } else {
-            sflags |= flags::KEYFRAME;
-            (t, c, 0)
-        };
-        self.next_recent = if self.started {
-            self.recent
-        } else {
-            Recent::new()
-        };
-        let new = stack.len() - keep;
-        // Payload first, leaving room in front for the kind and length.
-        const START: usize = 6;
-        let buf = &mut self.scratch;
-        let mut p = START;
-        p = varint::put(buf, p, (u64::from(self.thread) << 6) | u64::from(sflags));
-        p = varint::put(buf, p, time);
-        if !no_cpu {
-            p = varint::put(buf, p, cpu);
-        }
-        p = varint::put(buf, p, keep as u64);
-        // New frames, outermost first, two codes to a byte.
-        let mut reference = if keep > 0 { stack[new] } else { 0 };
-        let recent = &mut self.next_recent;
-        let mut i = new;
-        while i > 0 {
-            let code_at = p;
-            p += 1;
-            let mut codes = [CODE_NONE; 2];
-            for code in codes.iter_mut() {
-                if i == 0 {
-                    break;
-                }
-                i -= 1;
-                let addr = stack[i];
-                *code = match recent.find(addr) {
-                    Some(slot) => {
-                        recent.take(slot);
-                        slot as u8
-                    }
-                    None => {
-                        p = varint::put(
-                            buf,
-                            p,
-                            varint::zigzag(addr.wrapping_sub(reference) as i64),
-                        );
-                        recent.insert(addr);
-                        CODE_LITERAL
-                    }
-                };
-                reference = addr;
-            }
-            buf[code_at] = codes[0] | (codes[1] << 4);
-        }
-        let payload_len = p - START;
-        let begin = if payload_len <= SHORT_SAMPLE_MAX {
-            let begin = START - 1;
-            buf[begin] = kind::SHORT_SAMPLE | payload_len as u8;
-            begin
-        } else {
-            let len_len = varint::len(payload_len as u64);
-            let begin = START - 1 - len_len;
-            buf[begin] = kind::SAMPLE;
-            varint::put(buf, begin + 1, payload_len as u64);
-            begin
-        };
-        let check = crc16(&buf[begin..p]);
-        buf[p..p + 2].copy_from_slice(&check.to_le_bytes());
-        // Move the record to the start of the scratch space.
-        let total = p + 2 - begin;
-        buf.copy_within(begin..begin + total, 0);
-        total
-    }
-
-    fn commit(&mut self, s: &SampleRef<'_>) {
-        let stack = &s.stack[..s.stack.len().min(MAX_FRAMES)];
-        let no_cpu = self.skips_cpu(s);
-        let (t, c) = self.times(s, no_cpu);
-        if no_cpu {
-            self.no_cpu_run += 1;
-        } else {
-            self.no_cpu_run = 0;
-            self.prev_cpu = c;
-            self.prev_cpu_time = t;
-        }
-        self.prev[..stack.len()].copy_from_slice(stack);
-        self.prev_len = stack.len();
-        self.prev_time = t;
-        self.prev_flags = s.flags;
-        self.recent = self.next_recent;
-        self.started = true;
-    }
 }
 
 /// Appends records to a trace file. `Sync`: share it between threads.
@@ -387,9 +107,10 @@ pub struct TraceWriter {
     full: AtomicBool,
     samples_written: AtomicU64,
     samples_dropped: AtomicU64,
-    /// The run's sampling interval in whole µs, from the run-info record;
-    /// sample time deltas are written relative to it (SPEC.md §2.4).
-    interval_us: AtomicU64,
+    /// The run's sampling interval in ns, from the run-info record (set once
+    /// by [`TraceWriter::write_run_info`]; 0 without one). Sample time deltas
+    /// are written relative to it, in whole µs (SPEC.md §2.4).
+    interval_ns: AtomicU64,
     /// Pages below this offset have been made writable ahead of the cursor.
     prefaulted: AtomicU64,
     /// The cursor at the previous [`TraceWriter::prefault`] call.
@@ -450,7 +171,7 @@ impl TraceWriter {
             full: AtomicBool::new(false),
             samples_written: AtomicU64::new(0),
             samples_dropped: AtomicU64::new(0),
-            interval_us: AtomicU64::new(0),
+            interval_ns: AtomicU64::new(0),
             prefaulted: AtomicU64::new(0),
             prefault_cursor: AtomicU64::new(0),
             grow_lock: Mutex::new(()),
@@ -708,7 +429,7 @@ impl TraceWriter {
         if self.finished.load(SeqCst) {
             return Err(Dropped::Full);
         }
-        let len = enc.encode(s, self.interval_us.load(SeqCst));
+        let len = enc.encode(s, self.interval_ns.load(SeqCst) / 1000);
         let limit = self
             .capacity
             .load(SeqCst)
@@ -723,16 +444,41 @@ impl TraceWriter {
         Ok(())
     }
 
-    /// Appends any record but a sample (normal context: it allocates, and may
-    /// grow the file). Control records may use the tail reserve.
+    /// Appends any record but a sample or the run info (normal context: it
+    /// allocates, and may grow the file). Control records may use the tail
+    /// reserve.
     pub fn write_record(&self, rec: &Record) -> Result<(), WriteError> {
+        if let Record::RunInfo(_) = rec {
+            return Err(WriteError::RunInfo {
+                path: self.path.clone(),
+            });
+        }
+        self.write_framed(rec)
+    }
+
+    /// Writes the run-info record, which must be the trace's first record.
+    /// Its interval is the one sample time deltas are relative to from then
+    /// on ([`interval_ns`](Self::interval_ns)).
+    pub fn write_run_info(&self, info: &RunInfo) -> Result<(), WriteError> {
+        if self.cursor.load(SeqCst) != HEADER_SIZE as u64 {
+            return Err(WriteError::RunInfo {
+                path: self.path.clone(),
+            });
+        }
+        self.interval_ns.store(info.interval_ns, SeqCst);
+        self.write_framed(&Record::RunInfo(info.clone()))
+    }
+
+    /// The sampling interval of the run-info record written (0 before).
+    pub fn interval_ns(&self) -> u64 {
+        self.interval_ns.load(SeqCst)
+    }
+
+    fn write_framed(&self, rec: &Record) -> Result<(), WriteError> {
         if self.finished.load(SeqCst) {
             return Err(WriteError::Finished {
                 path: self.path.clone(),
             });
-        }
-        if let Record::RunInfo(r) = rec {
-            self.interval_us.store(r.interval_ns / 1000, SeqCst);
         }
         let framed = frame(rec);
         let len = framed.len() as u64;
@@ -785,60 +531,4 @@ impl TraceWriter {
         self.capacity.store(len, SeqCst);
         Ok(len)
     }
-}
-
-/// Frames a record: kind, length, payload, check.
-pub fn frame(rec: &Record) -> Vec<u8> {
-    let mut payload = Vec::new();
-    rec.encode_payload(&mut payload);
-    frame_payload(rec.kind(), &payload)
-}
-
-/// A sample payload of the current format built field by field (SPEC.md
-/// §2.4), for tests and tools that build traces by hand: `time` and `cpu`
-/// are the raw field values (absolute µs in a keyframe, zigzag deltas
-/// otherwise; `cpu` is left out with `NO_CPU`), and `literals` the new
-/// frames, outermost first, each as a literal difference from the frame
-/// outside it. Frame it with `frame_payload(kind::SAMPLE, ..)`.
-pub fn sample_payload(
-    thread: u32,
-    flags: u8,
-    time: u64,
-    cpu: u64,
-    keep: u64,
-    literals: &[i64],
-) -> Vec<u8> {
-    let mut p = Vec::new();
-    varint::push(
-        &mut p,
-        (u64::from(thread) << 6) | u64::from(flags & flags::ALL),
-    );
-    varint::push(&mut p, time);
-    if flags & flags::NO_CPU == 0 {
-        varint::push(&mut p, cpu);
-    }
-    varint::push(&mut p, keep);
-    for pair in literals.chunks(2) {
-        let none = if pair.len() == 2 {
-            CODE_LITERAL
-        } else {
-            CODE_NONE
-        };
-        p.push(CODE_LITERAL | (none << 4));
-        for &d in pair {
-            varint::push(&mut p, varint::zigzag(d));
-        }
-    }
-    p
-}
-
-/// Frames a payload of any kind (for tests and tools that write extensions).
-pub fn frame_payload(kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(payload.len() + 8);
-    out.push(kind);
-    varint::push(&mut out, payload.len() as u64);
-    out.extend_from_slice(payload);
-    let check = crc16(&out);
-    out.extend_from_slice(&check.to_le_bytes());
-    out
 }

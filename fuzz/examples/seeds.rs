@@ -228,12 +228,12 @@ fn synth(wasm: &[u8], path: &str, o: &SynthOpts) -> Vec<u8> {
         ..WriterOptions::default()
     };
     let tw = TraceWriter::create(&tmp, Header::for_this_host(), wopts).unwrap();
-    tw.write_record(&Record::RunInfo(RunInfo {
+    tw.write_run_info(&RunInfo {
         interval_ns: 1_000_000,
         clock: if o.seed % 2 == 0 { TimerClock::Wall } else { TimerClock::Cpu },
         recorder: "wrec 0.1.0 (fuzz seed)".into(),
         args: vec![path.into(), "5".into()],
-    }))
+    })
     .unwrap();
     tw.write_record(&Record::Module(l.record.clone())).unwrap();
     let t0 = 1_000_000_000u64;

@@ -532,12 +532,12 @@ impl Recorder {
         ignore_sigxfsz();
         let writer = TraceWriter::from_file(path, file, Header::for_this_host(), opts.writer)?;
         let interval_ns = opts.interval.as_nanos() as u64;
-        writer.write_record(&Record::RunInfo(RunInfo {
+        writer.write_run_info(&RunInfo {
             interval_ns,
             clock: opts.clock,
             recorder: RECORDER.to_owned(),
             args: opts.args.clone(),
-        }))?;
+        })?;
         let shared = Arc::new(Shared {
             writer,
             ranges: TextRanges::new(),

@@ -8,12 +8,12 @@ use wrec_format::*;
 /// deep and changing stacks, a loss record and an end record.
 pub fn write_sample_trace(path: &Path) -> (Vec<u8>, usize) {
     let w = TraceWriter::create(path, Header::for_this_host(), WriterOptions::default()).unwrap();
-    w.write_record(&Record::RunInfo(RunInfo {
+    w.write_run_info(&RunInfo {
         interval_ns: 1_000_000,
         clock: TimerClock::Wall,
         recorder: "test".into(),
         args: vec!["prog.wasm".into(), "--flag".into()],
-    }))
+    })
     .unwrap();
     let text = 0x7f00_0000_0000u64;
     w.write_record(&Record::Module(ModuleRecord {

@@ -1,21 +1,17 @@
 //! Letting go of the part of a mapped trace the decoder has read.
 //!
-//! `wrec_format::Trace::open` maps the whole file and the decoder reads it
-//! front to back, twice: a first pass for the code addresses, then the
-//! events. Every page it touched would stay resident until the analysis
-//! ends: the trace's whole size on top of the profile. Neither pass reads
-//! behind its position again (events own what they carry), so the pages
-//! there can go (one [`Behind`] per pass): `MADV_DONTNEED` on a read-only file mapping only
-//! drops them from this process (the page cache keeps them and a read would
-//! map them again, unchanged).
-//!
-//! This relies on `Trace::open` mapping the file (it does for every
-//! non-empty file): it is done only when the trace's bytes cover exactly the
-//! file and start on a page boundary, as a mapping does. A reader method that
-//! knows its own backing would be the cleaner home.
+//! [`Trace::open`](crate::Trace::open) maps the whole file and the decoder
+//! reads it front to back, twice: a first pass for the code addresses, then
+//! the events. Every page it touched would stay resident until the reader
+//! is dropped: the trace's whole size on top of whatever the caller builds.
+//! Neither pass reads behind its position again (events own what they
+//! carry), so the pages there can go (one [`Behind`] per pass):
+//! `MADV_DONTNEED` on a read-only shared file mapping only drops them from
+//! this process (the page cache keeps them, and a read maps them again,
+//! unchanged), so a caller that does look back still reads the same bytes.
 
 /// Releases pages behind a forward-only reader of `bytes`.
-pub struct Behind<'a> {
+pub(crate) struct Behind<'a> {
     bytes: &'a [u8],
     /// Bytes released so far (a multiple of the page size).
     done: usize,
@@ -29,13 +25,14 @@ pub struct Behind<'a> {
 const STEP: usize = 1 << 18;
 
 impl<'a> Behind<'a> {
-    /// `file_len` is the length of the file `bytes` maps.
-    pub fn new(bytes: &'a [u8], file_len: u64) -> Self {
+    /// `mapped`: `bytes` is a whole read-only file mapping (not memory the
+    /// reader owns, where releasing would lose the contents).
+    pub(crate) fn new(bytes: &'a [u8], mapped: bool) -> Self {
         let page = page_size();
         let enabled = cfg!(target_os = "linux")
+            && mapped
             && page > 0
             && !bytes.is_empty()
-            && bytes.len() as u64 == file_len
             && (bytes.as_ptr() as usize).is_multiple_of(page);
         let b = Behind {
             bytes,
@@ -50,7 +47,8 @@ impl<'a> Behind<'a> {
     }
 
     /// The reader is at `pos` and will not read before it again.
-    pub fn release(&mut self, pos: u64) {
+    #[inline]
+    pub(crate) fn release(&mut self, pos: u64) {
         if !self.enabled {
             return;
         }
