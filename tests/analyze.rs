@@ -1,11 +1,9 @@
 //! wanalyze end to end: record a fixture with wrec, analyze it, and check the
 //! profile says what the fixture's source says a correct profile shows.
 
-mod common;
-
-use common::*;
 use std::ffi::OsStr;
 use std::process::Command;
+use wrec_testkit::*;
 
 #[test]
 fn fib_at_o0_is_hottest_in_fib_and_its_hottest_lines_are_in_its_body() {

@@ -2,14 +2,12 @@
 //! trace on a file system that fills up. What the README's "Guarantees"
 //! section promises is checked here against the real binaries.
 
-mod common;
-
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
 use wrec_format::{Event, Record, Trace};
+use wrec_testkit::*;
 
 /// What the reader finds in a trace.
 #[derive(Debug, Default)]

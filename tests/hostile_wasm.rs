@@ -4,42 +4,9 @@
 //! degraded where the data is bad and a warning naming the file. Not-wasm
 //! and truncated files given to `wanalyze` get one clear error line.
 
-mod common;
-
-use std::ops::Range;
 use std::path::Path;
 
-use common::*;
-
-fn leb(b: &[u8]) -> (u64, usize) {
-    let mut v = 0u64;
-    for (i, byte) in b.iter().enumerate().take(10) {
-        v |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return (v, i + 1);
-        }
-    }
-    panic!("bad LEB")
-}
-
-/// The payload range (after the name) of custom section `name`.
-fn custom_section(bytes: &[u8], name: &str) -> Range<usize> {
-    let mut at = 8;
-    while at < bytes.len() {
-        let id = bytes[at];
-        let (size, n) = leb(&bytes[at + 1..]);
-        let body = at + 1 + n..at + 1 + n + size as usize;
-        if id == 0 {
-            let (len, m) = leb(&bytes[body.start..]);
-            let name_at = body.start + m;
-            if &bytes[name_at..name_at + len as usize] == name.as_bytes() {
-                return name_at + len as usize..body.end;
-            }
-        }
-        at = body.end;
-    }
-    panic!("no {name} section")
-}
+use wrec_testkit::*;
 
 /// Deterministic garbage.
 fn scramble(b: &mut [u8], seed: u32) {

@@ -12,12 +12,10 @@
 //! sigreturn's), ~100 us on this VM, so at 100us the traced guest could make
 //! almost no progress between signals.
 
-mod common;
-
 use std::collections::HashMap;
 use std::process::Command;
 
-use common::*;
+use wrec_testkit::*;
 
 fn strace() -> bool {
     Command::new("strace")

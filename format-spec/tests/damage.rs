@@ -2,13 +2,11 @@
 //! read, the damage is reported with its offset, nothing panics and no
 //! allocation is larger than the file.
 
-mod common;
-
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use common::*;
 use wrec_format::*;
+use wrec_testkit::synth::*;
 
 /// Tracks the largest single allocation, to prove no count in a damaged
 /// file makes the reader allocate beyond the file's size.

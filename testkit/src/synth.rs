@@ -1,5 +1,5 @@
-//! Shared by the format crate's integration tests.
-#![allow(dead_code)]
+//! Small traces written with the format crate, and what a full read of
+//! one sees: for the format crate's own tests.
 
 use std::path::Path;
 use wrec_format::*;

@@ -1,0 +1,86 @@
+//! A Firefox processed profile read back, as the profiler would show it.
+
+use std::path::Path;
+
+/// One frame of a Firefox profile sample, as the profiler would show it.
+#[derive(Debug, Clone)]
+pub struct FxFrame {
+    pub func: String,
+    pub file: Option<String>,
+    pub line: Option<u64>,
+    pub column: Option<u64>,
+    pub inline_depth: u64,
+    pub address: i64,
+    pub category: u64,
+}
+
+/// A Firefox processed profile, read back.
+pub struct FxProfile {
+    pub json: serde_json::Value,
+}
+
+impl FxProfile {
+    pub fn load(path: &Path) -> FxProfile {
+        let bytes = std::fs::read(path).unwrap();
+        FxProfile {
+            json: serde_json::from_slice(&bytes).expect("valid JSON"),
+        }
+    }
+
+    pub fn threads(&self) -> &Vec<serde_json::Value> {
+        self.json["threads"].as_array().expect("threads")
+    }
+
+    /// Every sample of thread `t` as its frames, leaf first.
+    pub fn samples(&self, t: usize) -> Vec<Vec<FxFrame>> {
+        let th = &self.threads()[t];
+        let strings: Vec<&str> = th["stringArray"]
+            .as_array()
+            .expect("stringArray")
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        let col = |table: &str, c: &str| -> Vec<serde_json::Value> {
+            th[table][c]
+                .as_array()
+                .unwrap_or_else(|| panic!("{table}.{c}"))
+                .clone()
+        };
+        let (st_frame, st_prefix) = (col("stackTable", "frame"), col("stackTable", "prefix"));
+        let (fr_func, fr_line, fr_col, fr_depth, fr_addr, fr_cat) = (
+            col("frameTable", "func"),
+            col("frameTable", "line"),
+            col("frameTable", "column"),
+            col("frameTable", "inlineDepth"),
+            col("frameTable", "address"),
+            col("frameTable", "category"),
+        );
+        let (fn_name, fn_file) = (col("funcTable", "name"), col("funcTable", "fileName"));
+        let frame = |f: usize| {
+            let func = fr_func[f].as_u64().unwrap() as usize;
+            FxFrame {
+                func: strings[fn_name[func].as_u64().unwrap() as usize].to_owned(),
+                file: fn_file[func]
+                    .as_u64()
+                    .map(|i| strings[i as usize].to_owned()),
+                line: fr_line[f].as_u64(),
+                column: fr_col[f].as_u64(),
+                inline_depth: fr_depth[f].as_u64().unwrap(),
+                address: fr_addr[f].as_i64().unwrap(),
+                category: fr_cat[f].as_u64().unwrap_or(0),
+            }
+        };
+        col("samples", "stack")
+            .iter()
+            .map(|s| {
+                let mut frames = Vec::new();
+                let mut cur = s.as_u64();
+                while let Some(st) = cur {
+                    frames.push(frame(st_frame[st as usize].as_u64().unwrap() as usize));
+                    cur = st_prefix[st as usize].as_u64();
+                }
+                frames
+            })
+            .collect()
+    }
+}
