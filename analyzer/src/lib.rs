@@ -5,11 +5,12 @@
 //! - [`resolve`]: native address → module → wasm offset → function, frame
 //!   and stack, building a deduplicated [`model::Profile`].
 //! - [`firefox`], [`folded`], [`text`]: the exporters.
-//! - [`addr2line`]: the symbolizer on its own, like `wasm-tools addr2line`.
+//! - [`lookup`]: the symbolizer on its own (`wanalyze addr2line`), like
+//!   `wasm-tools addr2line`.
 
-pub mod addr2line;
 pub mod firefox;
 pub mod folded;
+pub mod lookup;
 pub mod model;
 mod ranges;
 mod release;
