@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use crate::model::{Profile, RunEnd};
+use crate::model::{FuncPaths, Profile, RunEnd};
 
 /// Options for [`write()`].
 #[derive(Debug, Clone)]
@@ -149,14 +149,14 @@ pub fn summarize(profile: &Profile) -> Summary {
 
 /// Computes the [`Summary`] of a profile, or says why the model is invalid.
 pub fn try_summarize(profile: &Profile) -> Result<Summary, String> {
-    crate::firefox::check_model(profile)?;
+    profile.check()?;
     let p = profile;
     let m = &p.meta;
 
     // Weights [samples, CPU ns] per function path (the stack's functions:
     // what the totals need) and per leaf frame (what self and lines need),
     // over all threads: far fewer of either than of stacks.
-    let paths = crate::folded::FuncPaths::new(p);
+    let paths = FuncPaths::new(p);
     let mut path_weights = vec![[0u64; 2]; paths.len()];
     let mut leaf_weights = vec![[0u64; 2]; p.frames.len()];
     let mut samples = 0u64;
