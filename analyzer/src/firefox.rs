@@ -77,7 +77,7 @@ use anyhow::Context;
 use serde::ser::{Error as _, Serialize, SerializeMap, Serializer};
 use serde_json::json;
 
-use crate::model::{Category, Profile, Sample, StackId, Thread};
+use crate::model::{clock_name, exit_kind_name, Category, Profile, Sample, StackId, Thread};
 
 /// The processed-profile format version written (`meta.preprocessedProfileVersion`).
 pub const PROCESSED_PROFILE_VERSION: u32 = 55;
@@ -217,7 +217,7 @@ fn run_end_text(p: &Profile) -> String {
     match &p.meta.end {
         None => "no end record (the recorder was killed?)".to_string(),
         Some(e) => {
-            let mut s = format!("{}, status {}", e.kind, e.status);
+            let mut s = format!("{}, status {}", exit_kind_name(e.kind), e.status);
             if !e.message.is_empty() {
                 s.push_str(": ");
                 s.push_str(&e.message);
@@ -285,7 +285,7 @@ fn extra_json(p: &Profile) -> serde_json::Value {
         entry("Program", json!(m.product), "string"),
         entry("Arguments", json!(m.args.join(" ")), "string"),
         entry("Recorder", json!(m.recorder), "string"),
-        entry("Clock", json!(m.clock), "string"),
+        entry("Clock", json!(m.clock.map_or("", clock_name)), "string"),
         entry("Interval", json!(ns_to_ms(m.interval_ns)), "milliseconds"),
         entry("Samples", json!(p.sample_count()), "integer"),
         entry("Lost samples", json!(lost), "integer"),

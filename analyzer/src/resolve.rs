@@ -19,8 +19,7 @@ use rustc_hash::FxHashMap;
 
 use sha2::{Digest, Sha256};
 use wrec_format::{
-    flags, Event, ExitKind, LossReason, ModuleRecord, ReadError, Record, TimerClock, Trace,
-    MAX_NO_CPU_RUN,
+    flags, Event, LossReason, ModuleRecord, ReadError, Record, Trace, MAX_NO_CPU_RUN,
 };
 
 use crate::model::{
@@ -570,7 +569,7 @@ pub fn analyze(
     let mut used_overrides = vec![false; overrides.len()];
     let mut samples_read = 0u64;
     let mut saw_end = false;
-    let mut lost_by_reason: std::collections::BTreeMap<u8, u64> = Default::default();
+    let mut lost_by_reason = Losses::default();
     let total = trace.data_end();
     let file_len = std::fs::metadata(path).map_or(0, |m| m.len());
     // The decoder's first pass reads the whole trace, then the main pass
@@ -650,11 +649,7 @@ pub fn analyze(
             }
             Event::Record(Record::RunInfo(ri)) => {
                 meta.interval_ns = ri.interval_ns;
-                meta.clock = match ri.clock {
-                    TimerClock::Wall => "wall",
-                    TimerClock::Cpu => "cpu",
-                }
-                .to_owned();
+                meta.clock = Some(ri.clock);
                 meta.recorder = ri.recorder;
                 meta.args = ri.args;
             }
@@ -738,19 +733,12 @@ pub fn analyze(
                     let t = &mut r.profile.threads[i];
                     t.lost = t.lost.saturating_add(count);
                 }
-                let n = lost_by_reason.entry(l.reason as u8).or_insert(0);
-                *n = n.saturating_add(count);
+                lost_by_reason.add(l.reason, count);
             }
             Event::Record(Record::End(e)) => {
                 saw_end = true;
                 meta.end = Some(RunEnd {
-                    kind: match e.exit_kind {
-                        ExitKind::Exited => "exited",
-                        ExitKind::Trapped => "trapped",
-                        ExitKind::Failed => "failed",
-                        ExitKind::Signaled => "signaled",
-                    }
-                    .to_owned(),
+                    kind: e.exit_kind,
                     status: e.status,
                     message: e.message,
                 });
@@ -805,16 +793,14 @@ pub fn analyze(
             r.unmapped
         ));
     }
-    for (reason, lost) in lost_by_reason {
+    for (reason, lost) in lost_by_reason.iter() {
         let why = match reason {
-            r if r == LossReason::LogFull as u8 => {
-                "the trace file was full: the disk ran out or growth fell behind"
-            }
-            r if r == LossReason::StackWalk as u8 => "their stacks could not be walked",
-            r if r == LossReason::TimerOverrun as u8 => {
+            LossReason::LogFull => "the trace file was full: the disk ran out or growth fell behind",
+            LossReason::StackWalk => "their stacks could not be walked",
+            LossReason::TimerOverrun => {
                 "the timer fired while the thread waited for a CPU (a busy machine), and those expirations merged"
             }
-            _ => "other reasons",
+            LossReason::Other => "other reasons",
         };
         meta.warnings
             .push(format!("the recorder lost {lost} samples: {why}"));
@@ -874,6 +860,38 @@ pub fn analyze(
     r.profile.start_ns = zero;
     r.profile.meta = meta;
     Ok(r.profile)
+}
+
+/// Samples lost, by reason: each reason met (even with a count of 0) in
+/// the order of [`Losses::ORDER`], the order the warnings list them.
+#[derive(Default)]
+struct Losses([Option<u64>; 4]);
+
+impl Losses {
+    const ORDER: [LossReason; 4] = [
+        LossReason::LogFull,
+        LossReason::StackWalk,
+        LossReason::TimerOverrun,
+        LossReason::Other,
+    ];
+
+    fn add(&mut self, reason: LossReason, count: u64) {
+        let slot = match reason {
+            LossReason::LogFull => 0,
+            LossReason::StackWalk => 1,
+            LossReason::TimerOverrun => 2,
+            LossReason::Other => 3,
+        };
+        let n = self.0[slot].get_or_insert(0);
+        *n = n.saturating_add(count);
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (LossReason, u64)> + '_ {
+        Self::ORDER
+            .into_iter()
+            .zip(&self.0)
+            .filter_map(|(r, n)| Some((r, (*n)?)))
+    }
 }
 
 /// Builds (or reuses) the stack nodes of one sample; returns its leaf.

@@ -31,6 +31,7 @@ pub use interner::Interner;
 pub(crate) use paths::FuncPaths;
 pub use samples::{Sample, SampleIter, Samples};
 pub use stacks::Stacks;
+pub use wrec_format::{ExitKind, TimerClock};
 
 /// Index into [`Profile::funcs`].
 pub type FuncId = u32;
@@ -115,8 +116,8 @@ pub struct Lib {
 /// How the run ended, from the trace's end record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunEnd {
-    /// `exited`, `trapped`, `failed`, `signaled`.
-    pub kind: String,
+    /// How: see [`exit_kind_name`] for the outputs' words.
+    pub kind: ExitKind,
     pub status: i64,
     pub message: String,
 }
@@ -130,8 +131,9 @@ pub struct Meta {
     pub start_unix_ms: f64,
     /// Sampling interval in ns.
     pub interval_ns: u64,
-    /// `wall` or `cpu`.
-    pub clock: String,
+    /// The clock that drove the sampling timer (see [`clock_name`]);
+    /// `None` if the trace has no run-info record.
+    pub clock: Option<TimerClock>,
     /// The guest's arguments, `argv[0]` first.
     pub args: Vec<String>,
     /// The recorder's name and version.
@@ -145,6 +147,25 @@ pub struct Meta {
     /// Samples the recorder took without reading the CPU clock (`NO_CPU`):
     /// their CPU deltas are their share of the next reading (SPEC.md §2.4).
     pub samples_without_cpu: u64,
+}
+
+/// How the outputs name a clock: `wall` or `cpu`.
+pub fn clock_name(clock: TimerClock) -> &'static str {
+    match clock {
+        TimerClock::Wall => "wall",
+        TimerClock::Cpu => "cpu",
+    }
+}
+
+/// How the outputs name the way a run ended: `exited`, `trapped`,
+/// `failed` or `signaled`.
+pub fn exit_kind_name(kind: ExitKind) -> &'static str {
+    match kind {
+        ExitKind::Exited => "exited",
+        ExitKind::Trapped => "trapped",
+        ExitKind::Failed => "failed",
+        ExitKind::Signaled => "signaled",
+    }
 }
 
 /// A whole symbolized profile.
