@@ -1,5 +1,7 @@
 //! A thread's samples, a few bytes each.
 
+use wrec_format::varint::{self, unzigzag, zigzag, MAX_VARINT_LEN};
+
 use super::StackId;
 
 /// One sample.
@@ -49,14 +51,6 @@ struct Cursor {
     dt_us: i64,
 }
 
-fn zigzag(v: i64) -> u64 {
-    ((v << 1) ^ (v >> 63)) as u64
-}
-
-fn unzigzag(z: u64) -> i64 {
-    (z >> 1) as i64 ^ -((z & 1) as i64)
-}
-
 /// Zigzag of a token value, with room for the escape bit; `None` if it
 /// does not fit in 63 bits.
 fn token(v: i64) -> Option<u64> {
@@ -73,28 +67,6 @@ fn whole_us(ns: i64) -> Option<i64> {
     (ns % 1000 == 0).then_some(ns / 1000)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-/// Reads a varint the encoder wrote at `*at` (the stream is never foreign).
-fn get_varint(bytes: &[u8], at: &mut usize) -> u64 {
-    let (mut v, mut shift) = (0u64, 0);
-    loop {
-        let b = bytes[*at];
-        *at += 1;
-        v |= u64::from(b & 0x7f) << shift;
-        if b < 0x80 {
-            return v;
-        }
-        shift += 7;
-    }
-}
-
 impl Samples {
     pub fn new() -> Self {
         Self::default()
@@ -103,8 +75,12 @@ impl Samples {
     pub fn push(&mut self, s: Sample) {
         debug_assert_ne!(s.stack, Some(StackId::MAX));
         self.len += 1;
+        // The sample's varints go to a buffer on the stack, then to `bytes`
+        // at once (`varint::push` would copy each on its own: the encoding
+        // would take twice as long).
+        let mut buf = [0u8; 5 * MAX_VARINT_LEN];
         let stack = s.stack.map_or(-1, i64::from);
-        put_varint(&mut self.bytes, zigzag(stack - self.last.stack));
+        let mut at = varint::put(&mut buf, 0, zigzag(stack - self.last.stack));
         self.last.stack = stack;
         let dt_ns = s.time_ns.wrapping_sub(self.last.time_ns) as i64;
         // The µs Δt the CPU delta is predicted from: this sample's, or 0
@@ -112,24 +88,25 @@ impl Samples {
         let mut dt_us = 0;
         match whole_us(dt_ns).and_then(|us| Some((us, token(us.wrapping_sub(self.last.dt_us))?))) {
             Some((us, t)) => {
-                put_varint(&mut self.bytes, t);
+                at = varint::put(&mut buf, at, t);
                 self.last.dt_us = us;
                 dt_us = us;
             }
             None => {
-                put_varint(&mut self.bytes, 1);
-                put_varint(&mut self.bytes, dt_ns as u64);
+                at = varint::put(&mut buf, at, 1);
+                at = varint::put(&mut buf, at, dt_ns as u64);
             }
         }
         self.last.time_ns = s.time_ns;
         let cpu = i64::try_from(s.cpu_delta_ns).ok().and_then(whole_us);
         match cpu.and_then(|us| token(us.wrapping_sub(dt_us))) {
-            Some(t) => put_varint(&mut self.bytes, t),
+            Some(t) => at = varint::put(&mut buf, at, t),
             None => {
-                put_varint(&mut self.bytes, 1);
-                put_varint(&mut self.bytes, s.cpu_delta_ns);
+                at = varint::put(&mut buf, at, 1);
+                at = varint::put(&mut buf, at, s.cpu_delta_ns);
             }
         }
+        self.bytes.extend_from_slice(&buf[..at]);
     }
 
     pub fn reserve(&mut self, additional: usize) {
@@ -169,13 +146,20 @@ pub struct SampleIter<'a> {
     cur: Cursor,
 }
 
+impl SampleIter<'_> {
+    /// The next varint of the stream, which only [`Samples::push`] wrote.
+    fn varint(&mut self) -> u64 {
+        varint::get(self.bytes, &mut self.at).expect("a sample stream Samples::push wrote")
+    }
+}
+
 impl Iterator for SampleIter<'_> {
     type Item = Sample;
     fn next(&mut self) -> Option<Sample> {
         self.left = self.left.checked_sub(1)?;
-        self.cur.stack += unzigzag(get_varint(self.bytes, &mut self.at));
+        self.cur.stack += unzigzag(self.varint());
         let mut dt_us = 0;
-        let t = get_varint(self.bytes, &mut self.at);
+        let t = self.varint();
         if t & 1 == 0 {
             dt_us = self.cur.dt_us.wrapping_add(untoken(t));
             self.cur.dt_us = dt_us;
@@ -184,14 +168,14 @@ impl Iterator for SampleIter<'_> {
                 .time_ns
                 .wrapping_add(dt_us.wrapping_mul(1000) as u64);
         } else {
-            let dt_ns = get_varint(self.bytes, &mut self.at);
+            let dt_ns = self.varint();
             self.cur.time_ns = self.cur.time_ns.wrapping_add(dt_ns);
         }
-        let c = get_varint(self.bytes, &mut self.at);
+        let c = self.varint();
         let cpu_delta_ns = if c & 1 == 0 {
             untoken(c).wrapping_add(dt_us).wrapping_mul(1000) as u64
         } else {
-            get_varint(self.bytes, &mut self.at)
+            self.varint()
         };
         Some(Sample {
             time_ns: self.cur.time_ns,
