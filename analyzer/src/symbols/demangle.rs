@@ -51,10 +51,10 @@ const MAX_DEMANGLED_LEN: usize = 64 * 1024;
 const MAX_DEMANGLED_RATIO: usize = 64;
 
 /// A string that refuses to grow beyond a limit.
-struct Bounded(String, usize);
+pub(super) struct Bounded(pub(super) String, usize);
 
 impl Bounded {
-    fn for_name(name: &str) -> Bounded {
+    pub(super) fn for_name(name: &str) -> Bounded {
         let limit = MAX_DEMANGLED_LEN.min(MAX_DEMANGLED_RATIO * name.len().max(16));
         Bounded(String::new(), limit)
     }

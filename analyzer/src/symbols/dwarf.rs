@@ -42,6 +42,13 @@ impl WasmSymbols {
         self.covered_with_line.load(Relaxed) > 0
     }
 
+    /// How many times [`WasmSymbols::source_frames`] read the DWARF so far:
+    /// once per distinct offset it was asked about, as long as the cache
+    /// keeps the answers (repeats are answered from it).
+    pub fn dwarf_lookups(&self) -> u64 {
+        self.covered.load(Relaxed)
+    }
+
     /// Problems found while looking DWARF up (after loading), one line each;
     /// at most 20 are kept, then a line saying how many more there were.
     pub fn dwarf_warnings(&self) -> Vec<String> {
