@@ -70,7 +70,7 @@
 //!
 //! # Where things are
 //!
-//! - this file: [`write`], [`write_file`] and the document's root;
+//! - this file: [`write()`], [`write_file`] and the document's root;
 //! - `meta.rs`: `meta` (categories, units, the "more info" panel) and `libs`;
 //! - `tables.rs`: the part of the model one thread uses, renumbered;
 //! - `stack_order.rs`: the order of a thread's stack table;

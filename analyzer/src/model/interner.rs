@@ -14,7 +14,7 @@ pub struct Interner {
     funcs: FxHashMap<Func, FuncId>,
     frames: std::collections::HashMap<Frame, FrameId>,
     /// The first root of the stack tree, or `WIDE`. A node's children are a
-    /// list through [`Stacks`]' links, the most recently used first: a
+    /// list through [`Stacks`](super::Stacks)' links, the most recently used first: a
     /// sample's frames mostly repeat recent ones, so a walk of a short list
     /// beats a probe into a table of millions of nodes (a cache miss per
     /// frame).

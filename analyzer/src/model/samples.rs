@@ -7,7 +7,7 @@ use super::StackId;
 /// One sample.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Sample {
-    /// Nanoseconds since [`Profile::start_ns`] (monotonic).
+    /// Nanoseconds since [`Profile::start_ns`](super::Profile::start_ns) (monotonic).
     pub time_ns: u64,
     /// Thread CPU nanoseconds since the thread's previous sample.
     pub cpu_delta_ns: u64,
