@@ -39,6 +39,7 @@ pub(super) enum Frames {
 }
 
 impl Frames {
+    #[inline]
     pub(super) fn len(&self) -> usize {
         match self {
             Frames::Narrow(v) => v.len(),
@@ -46,6 +47,7 @@ impl Frames {
         }
     }
 
+    #[inline]
     pub(super) fn get(&self, i: usize) -> FrameId {
         match self {
             Frames::Narrow(v) => FrameId::from(v[i]),
@@ -55,6 +57,7 @@ impl Frames {
 
     /// Narrow ids as wide ones, if `frame` needs it (once: 4 bytes a node
     /// next to the 2 of the narrow ids, while they are copied).
+    #[inline]
     fn fit(&mut self, frame: FrameId) {
         if let Frames::Narrow(v) = self {
             if u16::try_from(frame).is_err() {
@@ -63,6 +66,7 @@ impl Frames {
         }
     }
 
+    #[inline]
     pub(super) fn push(&mut self, frame: FrameId) {
         self.fit(frame);
         match self {
@@ -133,10 +137,12 @@ impl Stacks {
     }
 
     /// Link `field` of node `i`, which has its links.
+    #[inline]
     pub(super) fn link(&self, i: StackId, field: usize) -> u32 {
         self.links[i as usize * LINKS + field]
     }
 
+    #[inline]
     pub(super) fn set_link(&mut self, i: StackId, field: usize, value: u32) {
         self.links[i as usize * LINKS + field] = value;
     }

@@ -138,6 +138,7 @@ impl<'a> Analysis<'a> {
 
     /// A sample: its stack, and its CPU time (now, or held back until the
     /// thread's next CPU reading).
+    #[inline]
     pub(super) fn on_sample(&mut self, s: &Sample<'_>) {
         self.samples_read += 1;
         let zero = *self.start_ns.get_or_insert(s.time_ns);
@@ -162,6 +163,7 @@ impl<'a> Analysis<'a> {
     }
 
     /// The index of the sample's thread, which is added if it is new.
+    #[inline]
     fn thread_of(&mut self, s: &Sample<'_>, zero: u64) -> usize {
         // Most traces have one thread, or long runs of one: skip the
         // (keyed, so slower) hash when it is the last one again.

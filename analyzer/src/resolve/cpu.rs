@@ -32,6 +32,7 @@ pub(super) struct CpuTotal(u64);
 
 impl CpuTotal {
     /// Adds a sample's CPU delta to the total; returns what fitted.
+    #[inline]
     fn capped(&mut self, d: u64) -> u64 {
         let d = d.min(MAX_TOTAL - self.0);
         self.0 += d;
@@ -41,6 +42,7 @@ impl CpuTotal {
 
 impl CpuShare {
     /// A sample without its own CPU reading: held back.
+    #[inline]
     pub(super) fn hold(&mut self, p: Pending, samples: &mut Samples, total: &mut CpuTotal) {
         if self.pending.len() >= MAX_NO_CPU_RUN as usize {
             // The decoder refuses longer runs; never hold more.
@@ -51,6 +53,7 @@ impl CpuShare {
 
     /// A sample whose CPU clock read `cpu_ns`, `cpu_delta_ns` since the
     /// previous reading: it and the held-back samples share that delta.
+    #[inline]
     pub(super) fn read(
         &mut self,
         p: Pending,

@@ -28,6 +28,7 @@ pub(super) struct Resolved {
 }
 
 impl Resolved {
+    #[inline]
     pub(super) fn is_empty(&self) -> bool {
         self.start == self.end
     }
@@ -139,6 +140,7 @@ impl Resolver {
     }
 
     /// Resolves one stack entry (cached); its frames are in `self.frames`.
+    #[inline]
     pub(super) fn resolve(&mut self, addr: u64, is_return: bool) -> Resolved {
         let slot = (addr.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 52) as usize % RECENT;
         let (a, tagged) = self.recent[slot];
@@ -309,6 +311,7 @@ impl Resolver {
 
     /// Pushes a synthetic or host frame (the only frame of its function,
     /// so a leaf or not makes no difference) onto `parent`.
+    #[inline]
     pub(super) fn push(&mut self, parent: Option<StackId>, frame: FrameId) -> Option<StackId> {
         push(
             &mut self.interner,
@@ -321,6 +324,7 @@ impl Resolver {
 
     /// Pushes the frames of `res` (from [`Resolver::resolve`]) onto `parent`;
     /// `leaf`: the last of them is the sample's leaf.
+    #[inline]
     pub(super) fn push_resolved(
         &mut self,
         parent: Option<StackId>,
@@ -339,6 +343,7 @@ impl Resolver {
 
 /// The stack node for `frames` (outermost first) called from `parent`;
 /// `leaf`: the last frame is a sample's leaf ([`Interner::leaf_stack`]).
+#[inline]
 fn push(
     interner: &mut Interner,
     profile: &mut Profile,

@@ -19,6 +19,7 @@ pub(super) struct PrevStack {
 }
 
 /// Builds (or reuses) the stack nodes of one sample; returns its leaf.
+#[inline]
 pub(super) fn sample_stack(
     r: &mut Resolver,
     prev: &mut PrevStack,
