@@ -1,15 +1,24 @@
 //! wanalyze: turns a wrec trace into a profile, offline and without Wasmtime.
 //!
-//! - [`symbols`]: a wasm module's names (name section, demangled), imports,
-//!   call targets and DWARF lines, looked up lazily.
-//! - [`resolve`]: native address → module → wasm offset → function, frame
-//!   and stack, building a deduplicated [`model::Profile`].
-//! - [`firefox`], [`folded`], [`text`]: the exporters.
-//! - [`addr2line`]: the symbolizer on its own, like `wasm-tools addr2line`.
+//! Data flows one way: trace and wasm files → [`resolve`] → [`model`] →
+//! an exporter. Each directory module's `mod.rs` says which file holds what.
+//!
+//! - [`symbols`]: one wasm module's names and lines, looked up lazily
+//!   (`scan.rs` the sections, `names.rs` the name section, `dwarf.rs` and
+//!   `tombstones.rs` DWARF, `demangle.rs`, `opcodes.rs`).
+//! - [`resolve`]: [`resolve::analyze`], a loop over the trace's events, each
+//!   a step of `analysis.rs` (`cpu.rs` CPU sharing, `modules.rs` the modules
+//!   and `--module`, `resolver.rs` address → frames, `warnings.rs` the end).
+//! - [`model`]: the deduplicated [`model::Profile`], its validation
+//!   ([`model::Profile::check`]) and the helpers exporters share.
+//! - [`firefox`], [`folded`], [`text`]: the exporters; each reads the model
+//!   only, never another exporter.
+//! - [`lookup`]: the symbolizer on its own (`wanalyze addr2line`), like
+//!   `wasm-tools addr2line`.
 
-pub mod addr2line;
 pub mod firefox;
 pub mod folded;
+pub mod lookup;
 pub mod model;
 mod ranges;
 pub mod resolve;

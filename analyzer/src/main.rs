@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use wanalyze::{addr2line, firefox, folded, resolve, symbols::WasmSymbols, text};
+use wanalyze::{firefox, folded, lookup, resolve, symbols::WasmSymbols, text};
 
 /// Turn a wrec trace into a profile: Firefox Profiler JSON, folded stacks or a
 /// text report. Needs only the trace and the wasm files that were profiled.
@@ -96,12 +96,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(Command::Addr2line { wasm, offsets }) = cli.command {
         let offsets = offsets
             .iter()
-            .map(|o| addr2line::parse_offset(o).map_err(anyhow::Error::msg))
+            .map(|o| lookup::parse_offset(o).map_err(anyhow::Error::msg))
             .collect::<anyhow::Result<Vec<u64>>>()?;
         let symbols = WasmSymbols::open(&wasm)?;
         let stdout = std::io::stdout();
         let mut out = stdout.lock();
-        addr2line::run(&symbols, &offsets, &mut out)?;
+        lookup::run(&symbols, &offsets, &mut out)?;
         return Ok(());
     }
     let Some(trace) = cli.trace else {

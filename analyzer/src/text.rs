@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use crate::model::{Profile, RunEnd};
+use crate::model::{clock_name, exit_kind_name, FuncPaths, Profile, RunEnd, TimerClock};
 
 /// Options for [`write()`].
 #[derive(Debug, Clone)]
@@ -87,7 +87,7 @@ pub struct Summary {
     /// Samples whose CPU delta is a share of a later reading (`NO_CPU`).
     pub samples_without_cpu: u64,
     pub interval_ns: u64,
-    pub clock: String,
+    pub clock: Option<TimerClock>,
     pub lost: u64,
     pub end: Option<RunEnd>,
     pub warnings: Vec<String>,
@@ -149,14 +149,14 @@ pub fn summarize(profile: &Profile) -> Summary {
 
 /// Computes the [`Summary`] of a profile, or says why the model is invalid.
 pub fn try_summarize(profile: &Profile) -> Result<Summary, String> {
-    crate::firefox::check_model(profile)?;
+    profile.check()?;
     let p = profile;
     let m = &p.meta;
 
     // Weights [samples, CPU ns] per function path (the stack's functions:
     // what the totals need) and per leaf frame (what self and lines need),
     // over all threads: far fewer of either than of stacks.
-    let paths = crate::folded::FuncPaths::new(p);
+    let paths = FuncPaths::new(p);
     let mut path_weights = vec![[0u64; 2]; paths.len()];
     let mut leaf_weights = vec![[0u64; 2]; p.frames.len()];
     let mut samples = 0u64;
@@ -281,7 +281,7 @@ pub fn try_summarize(profile: &Profile) -> Result<Summary, String> {
         cpu_ns,
         samples_without_cpu: m.samples_without_cpu,
         interval_ns: m.interval_ns,
-        clock: m.clock.clone(),
+        clock: m.clock,
         lost: p.threads.iter().map(|t| t.lost).sum(),
         end: m.end.clone(),
         warnings: m.warnings.clone(),
@@ -336,17 +336,23 @@ fn render_into(o: &mut String, s: &Summary, opts: &TextOptions) -> std::fmt::Res
         );
     }
     facts.push(("CPU time", cpu));
-    let clock = if s.clock.is_empty() {
-        String::new()
-    } else {
-        format!(", {} clock", clean(&s.clock))
+    let clock = match s.clock {
+        None => String::new(),
+        Some(c) => format!(", {} clock", clock_name(c)),
     };
     facts.push(("interval", format!("{}{clock}", fmt_ns(s.interval_ns))));
     facts.push(("lost samples", s.lost.to_string()));
     let end = match &s.end {
         None => "unknown: no end record (the recorder was killed?)".to_string(),
-        Some(e) if e.message.is_empty() => format!("{}, status {}", e.kind, e.status),
-        Some(e) => clean(&format!("{}, status {}: {}", e.kind, e.status, e.message)),
+        Some(e) if e.message.is_empty() => {
+            format!("{}, status {}", exit_kind_name(e.kind), e.status)
+        }
+        Some(e) => clean(&format!(
+            "{}, status {}: {}",
+            exit_kind_name(e.kind),
+            e.status,
+            e.message
+        )),
     };
     facts.push(("run ended", end));
     facts.push((

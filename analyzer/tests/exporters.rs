@@ -20,11 +20,11 @@ impl Builder {
                 product: "app.wasm".into(),
                 start_unix_ms: 1_700_000_000_000.5,
                 interval_ns: 1_000_000,
-                clock: "wall".into(),
+                clock: Some(TimerClock::Wall),
                 args: vec!["app.wasm".into(), "30".into()],
                 recorder: "wrec 0.1.0".into(),
                 end: Some(RunEnd {
-                    kind: "exited".into(),
+                    kind: ExitKind::Exited,
                     status: 0,
                     message: String::new(),
                 }),

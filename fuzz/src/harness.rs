@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest, Sha256};
 use wanalyze::resolve::{self, AnalyzeError, Options};
 use wanalyze::symbols::WasmSymbols;
-use wanalyze::{addr2line, firefox, folded, text};
+use wanalyze::{firefox, folded, lookup, text};
 use wrec_format::{kind, varint, Event, ModuleRecord, Record, Trace};
 
 /// Real modules the `analyze` target symbolizes against in its fixture mode
@@ -515,7 +515,7 @@ pub fn symbols(data: &[u8]) {
     }
     // The addr2line front end on a few of them.
     for &off in probes.iter().take(64) {
-        addr2line::write_offset(&s, off, &mut io::sink()).expect("writing to a sink");
+        lookup::write_offset(&s, off, &mut io::sink()).expect("writing to a sink");
     }
     let _ = s.warnings();
     let _ = s.dwarf_warnings();

@@ -1,5 +1,8 @@
 //! `wanalyze addr2line <WASM> <OFFSET>...`: the symbolizer on its own.
 //!
+//! (Named `lookup`, not `addr2line`, so it does not shadow the `addr2line`
+//! crate the DWARF reader uses.)
+//!
 //! Offsets are whole-file offsets (what Wasmtime's address map and the
 //! profiles show). The output format is the one of `wasm-tools addr2line`
 //! (checked against wasm-tools 1.262), one line per frame, innermost first;

@@ -1,0 +1,160 @@
+//! The recorded modules: each read from the path the trace recorded, or
+//! from a `--module` file with the same SHA-256, and indexed once.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wrec_format::ModuleRecord;
+
+use super::{file_name, AnalyzeError, Options};
+use crate::model::{Lib, Meta, Profile};
+use crate::symbols::WasmSymbols;
+
+/// A loaded module: what the trace recorded and what the wasm file says.
+pub(super) struct Module {
+    pub(super) rec: ModuleRecord,
+    /// Shared by every module record with the same SHA-256.
+    pub(super) symbols: Arc<WasmSymbols>,
+    pub(super) lib: u32,
+    pub(super) dwarf: bool,
+}
+
+impl Module {
+    /// The same module recorded again (same SHA-256): it shares this one's
+    /// symbols and library, so memory stays proportional to the files, not
+    /// to the number of module records times the module's size.
+    pub(super) fn again(&self, rec: ModuleRecord) -> Module {
+        Module {
+            rec,
+            symbols: self.symbols.clone(),
+            lib: self.lib,
+            dwarf: self.dwarf,
+        }
+    }
+}
+
+/// A `--module` file: its path, bytes and SHA-256.
+struct Override {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    sha256: [u8; 32],
+}
+
+/// The `--module` files, read and hashed, and which of them matched a
+/// module record.
+pub(super) struct Overrides {
+    files: Vec<Override>,
+    used: Vec<bool>,
+}
+
+impl Overrides {
+    /// Reads and hashes the files.
+    pub(super) fn load(paths: &[PathBuf]) -> Result<Self, AnalyzeError> {
+        let files = paths
+            .iter()
+            .map(|p| {
+                let bytes = std::fs::read(p).map_err(|source| AnalyzeError::Io {
+                    path: p.clone(),
+                    source,
+                })?;
+                let sha256 = sha256(&bytes);
+                Ok(Override {
+                    path: p.clone(),
+                    bytes,
+                    sha256,
+                })
+            })
+            .collect::<Result<Vec<_>, AnalyzeError>>()?;
+        Ok(Overrides {
+            used: vec![false; files.len()],
+            files,
+        })
+    }
+
+    /// The path and bytes of the first file with this hash, which is
+    /// used from now on.
+    fn take(&mut self, sha256: &[u8; 32]) -> Option<(PathBuf, Vec<u8>)> {
+        let i = self.files.iter().position(|o| &o.sha256 == sha256)?;
+        self.used[i] = true;
+        Some((self.files[i].path.clone(), self.files[i].bytes.clone()))
+    }
+
+    /// The first file given, if any.
+    fn first(&self) -> Option<&Path> {
+        self.files.first().map(|o| o.path.as_path())
+    }
+
+    /// The files no module record used, in the order given.
+    pub(super) fn unused(&self) -> impl Iterator<Item = &Path> {
+        self.files
+            .iter()
+            .zip(&self.used)
+            .filter(|(_, &used)| !used)
+            .map(|(o, _)| o.path.as_path())
+    }
+}
+
+/// Reads and indexes the module of `rec`: the `--module` file with its
+/// hash, else the recorded path if its hash matches. A warning goes to
+/// `meta` when `--dwarf` finds no DWARF; the module's library to `profile`.
+pub(super) fn load_module(
+    rec: ModuleRecord,
+    overrides: &mut Overrides,
+    opts: &Options,
+    meta: &mut Meta,
+    profile: &mut Profile,
+) -> Result<Module, AnalyzeError> {
+    let (path, bytes) = match overrides.take(&rec.sha256) {
+        Some(found) => found,
+        None => {
+            let path = PathBuf::from(&rec.path);
+            // The analyzer reads the recorded path only if its hash matches.
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    return Err(AnalyzeError::ModuleMissing { path });
+                }
+                Err(source) => return Err(AnalyzeError::Io { path, source }),
+            };
+            if sha256(&bytes) != rec.sha256 {
+                if let Some(p) = overrides.first() {
+                    return Err(AnalyzeError::ModuleUnmatched {
+                        path: p.to_owned(),
+                        recorded: rec.path.clone(),
+                    });
+                }
+                return Err(AnalyzeError::ModuleChanged { path });
+            }
+            (path, bytes)
+        }
+    };
+    let symbols = WasmSymbols::from_bytes(&path, bytes)?;
+    let dwarf = opts.dwarf && symbols.has_dwarf();
+    if opts.dwarf && !symbols.has_dwarf() {
+        meta.warnings.push(format!(
+            "{}: has no DWARF debug info, so the profile has function names but no source lines (rebuild with -g)",
+            path.display()
+        ));
+    }
+    profile.libs.push(Lib {
+        name: file_name(&path.to_string_lossy()),
+        path: path.to_string_lossy().into_owned(),
+        sha256: hex(&rec.sha256),
+    });
+    Ok(Module {
+        rec,
+        symbols: Arc::new(symbols),
+        lib: (profile.libs.len() - 1) as u32,
+        dwarf,
+    })
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Lower-case hex.
+pub(super) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
