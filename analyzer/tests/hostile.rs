@@ -3,17 +3,10 @@
 //! lost-sample counts and CPU times beyond u64. And, with the same
 //! hand-made traces, stacks by function.
 
-use std::path::{Path, PathBuf};
-
 use wanalyze::resolve::{analyze, Options};
 use wanalyze::{firefox, folded, text};
 use wrec_format::*;
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
+use wrec_testkit::fixture;
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest;

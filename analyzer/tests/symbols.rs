@@ -14,30 +14,16 @@ use std::process::Command;
 use wanalyze::lookup;
 use wanalyze::symbols::{clean_path, CallTarget, SourceFrame, WasmSymbols};
 use wasmparser::{Operator, Parser, Payload};
+use wrec_testkit::{fixture, leb, line_of};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
+fn source(name: &str) -> String {
+    wrec_testkit::fixture_source(name)
 }
 
 fn load(name: &str) -> WasmSymbols {
     let s = WasmSymbols::open(&fixture(name)).unwrap_or_else(|e| panic!("{e}"));
     assert!(s.warnings().is_empty(), "{name}: {:?}", s.warnings());
     s
-}
-
-fn source(name: &str) -> String {
-    std::fs::read_to_string(fixture("src").join(name)).unwrap()
-}
-
-/// 1-based line number of the first line containing `needle`, outside
-/// comments (lines starting with `/*` or ` *`).
-fn line_of(src: &str, needle: &str) -> u32 {
-    src.lines()
-        .position(|l| l.contains(needle) && !l.starts_with("/*") && !l.starts_with(" *"))
-        .unwrap_or_else(|| panic!("{needle:?} not in source")) as u32
-        + 1
 }
 
 /// 1-based line of the first line equal to "}" at or after `from`.
@@ -681,17 +667,6 @@ fn damaged_name_section_degrades() {
         good.function_name(entries[0].0)
     );
     assert_eq!(s.warnings().len(), 1, "{:?}", s.warnings());
-}
-
-fn leb(b: &[u8]) -> (u64, usize) {
-    let mut v = 0u64;
-    for (i, byte) in b.iter().enumerate().take(10) {
-        v |= u64::from(byte & 0x7f) << (7 * i);
-        if byte & 0x80 == 0 {
-            return (v, i + 1);
-        }
-    }
-    panic!("bad LEB")
 }
 
 /// A repeated look-up is answered from the cache: the DWARF is read once
