@@ -23,14 +23,13 @@
 //!
 //! // 3. Sample the thread that runs the store's calls.
 //! let mut store = wasmtime::Store::new(&engine, ());
-//! let mut sampler = recorder.thread_sampler("main")?;
+//! let sampler = recorder.thread_sampler("main")?;
 //! // Optional, and costly for programs making millions of host calls:
 //! // sampler.install_call_hook(&mut store);
-//! sampler.start()?;
+//! let sampling = sampler.start()?;
 //! let instance = wasmtime::Instance::new(&mut store, &module, &[])?;
 //! let result = instance.get_typed_func::<(), ()>(&mut store, "run")?.call(&mut store, ());
-//! sampler.stop()?;
-//! drop(sampler); // writes the thread's end record
+//! drop(sampling); // stops sampling and writes the thread's end record
 //!
 //! // 4. Finish: the end record, then the file is truncated to its data.
 //! let summary = recorder.finish(match &result {
@@ -82,7 +81,7 @@ pub use error::Error;
 pub use interval::{format_interval, parse_interval, MAX_INTERVAL, MIN_INTERVAL};
 pub use options::{ExitInfo, RecorderOptions};
 pub use recorder::{Recorder, Summary, RECORDER};
-pub use sampler::{SamplerStats, ThreadSampler, MAX_MODULES, MAX_THREADS};
+pub use sampler::{SamplerStats, Sampling, ThreadSampler, MAX_MODULES, MAX_THREADS};
 pub use wrec_format::{ExitKind, TimerClock, WriterOptions};
 
 /// Applies what the sampler needs to a Wasmtime configuration, leaving

@@ -211,8 +211,9 @@ impl Recorder {
 
     /// A sampler for the calling thread, named `name` in the trace. Writes
     /// the thread-start record; the timer is armed by
-    /// [`ThreadSampler::start`], and dropping the sampler writes the thread's
-    /// end record.
+    /// [`ThreadSampler::start`], and dropping the sampler (or the
+    /// [`Sampling`](crate::Sampling) it turns into) writes the thread's end
+    /// record.
     pub fn thread_sampler(&self, name: &str) -> Result<ThreadSampler, Error> {
         let thread = self.next_thread.fetch_add(1, Ordering::Relaxed);
         let shared = self.shared.clone();

@@ -295,13 +295,13 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     recorder
         .add_module(&module, &opts.wasm, &bytes)
         .map_err(|e| RunError(e.to_string()))?;
-    let mut sampler = recorder
+    let sampler = recorder
         .thread_sampler("main")
         .map_err(|e| RunError(e.to_string()))?;
     if opts.call_hook {
         sampler.install_call_hook(&mut store);
     }
-    sampler
+    let sampling = sampler
         .start()
         .map_err(|e| RunError(format!("cannot start the sampler: {e}")))?;
 
@@ -310,8 +310,8 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
         .and_then(|start| start.call(&mut store, ()));
 
-    let _ = sampler.stop();
-    drop(sampler);
+    // Stops sampling and writes the thread's end record.
+    drop(sampling);
 
     let (exit, error) = match result {
         Ok(()) => (ExitInfo::exited(0), None),

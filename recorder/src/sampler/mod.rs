@@ -6,7 +6,7 @@
 //!
 //! | file | what |
 //! |---|---|
-//! | [`thread_sampler`] | [`ThreadSampler`]: the public face, one per sampled thread |
+//! | [`thread_sampler`] | [`ThreadSampler`] and [`Sampling`]: the public face, one per sampled thread |
 //! | [`context`] | [`SignalContext`]: the one thing the handler sees besides its thread's state |
 //! | [`handler`] | the `SIGPROF` handler and its CPU-clock rule |
 //! | [`walk`] | the frame-pointer walk (pure, tested with a fake stack) |
@@ -70,7 +70,7 @@ mod tests;
 
 pub(crate) use context::SignalContext;
 pub use stats::SamplerStats;
-pub use thread_sampler::ThreadSampler;
+pub use thread_sampler::{Sampling, ThreadSampler};
 pub(crate) use thread_state::ThreadState;
 
 /// The most modules a recorder can register (the handler checks addresses

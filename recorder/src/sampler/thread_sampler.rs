@@ -1,7 +1,9 @@
-//! [`ThreadSampler`]: what an embedder holds for each thread that runs wasm.
+//! [`ThreadSampler`] and [`Sampling`]: what an embedder holds for each
+//! thread that runs wasm.
 
 use std::io;
 use std::marker::PhantomData;
+use std::ops::Deref;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,11 +30,12 @@ pub(crate) type OnEnd = Box<dyn FnOnce(&ThreadState)>;
 /// function that makes the store's calls or one of its callers (samples in
 /// host code use its frame to tell whether wasm can be below them),
 /// optionally install [`ThreadSampler::call_hook`] on the store (exact
-/// host-call boundaries for ~25 ns per host call), and bracket the store's calls
-/// with [`start`](ThreadSampler::start) and [`stop`](ThreadSampler::stop)
-/// (as often as you like). Dropping it (or [`end`](ThreadSampler::end))
-/// deletes the timer and writes the thread's end record. It is not `Send`:
-/// the timer and the stack bounds belong to the creating thread.
+/// host-call boundaries for ~25 ns per host call), and
+/// [`start`](ThreadSampler::start) it: samples are taken until the
+/// [`Sampling`] it returns is dropped, which also ends the thread (deletes
+/// its timer and writes its end record), or until [`Sampling::stop`], which
+/// gives the sampler back to start again. It is not `Send`: the timer and the
+/// stack bounds belong to the creating thread.
 pub struct ThreadSampler {
     state: Arc<ThreadState>,
     slot: usize,
@@ -41,6 +44,15 @@ pub struct ThreadSampler {
     on_end: Option<OnEnd>,
     running: bool,
     _not_send: PhantomData<*const ()>,
+}
+
+/// A thread being sampled, from [`ThreadSampler::start`]. Dropping it stops
+/// sampling and ends the thread in the trace (its end record);
+/// [`stop`](Sampling::stop) stops sampling and keeps the sampler. It
+/// dereferences to its [`ThreadSampler`].
+#[must_use = "sampling stops, and the thread ends, when this is dropped"]
+pub struct Sampling {
+    sampler: ThreadSampler,
 }
 
 impl ThreadSampler {
@@ -120,12 +132,9 @@ impl ThreadSampler {
         store.call_hook(self.call_hook());
     }
 
-    /// Arms the timer: samples are taken from now on. Unblocks `SIGPROF` on
-    /// this thread.
-    pub fn start(&mut self) -> io::Result<()> {
-        if self.running {
-            return Ok(());
-        }
+    /// Arms the timer: samples are taken from now on, until the returned
+    /// [`Sampling`] is stopped or dropped. Unblocks `SIGPROF` on this thread.
+    pub fn start(mut self) -> io::Result<Sampling> {
         unblock_sigprof();
         self.state.active.store(true, Ordering::Release);
         let interval = self.state.ctx.interval();
@@ -134,27 +143,7 @@ impl ThreadSampler {
             return Err(e);
         }
         self.running = true;
-        Ok(())
-    }
-
-    /// Disarms the timer. A signal already pending is delivered before this
-    /// returns and ignored.
-    pub fn stop(&mut self) -> io::Result<()> {
-        if !self.running {
-            return Ok(());
-        }
-        self.running = false;
-        self.state.active.store(false, Ordering::Release);
-        self.timer().set(Duration::ZERO)
-    }
-
-    /// Stops sampling, deletes the timer and writes the thread's losses and
-    /// its end record. Also done on drop.
-    pub fn end(self) -> io::Result<()> {
-        let mut s = self;
-        let r = s.stop();
-        drop(s);
-        r
+        Ok(Sampling { sampler: self })
     }
 
     pub(crate) fn state(&self) -> &Arc<ThreadState> {
@@ -166,12 +155,25 @@ impl ThreadSampler {
             .as_ref()
             .expect("the timer lives as long as the sampler")
     }
+
+    /// Disarms the timer. A signal already pending is delivered before this
+    /// returns and ignored.
+    fn disarm(&mut self) {
+        if !self.running {
+            return;
+        }
+        self.running = false;
+        self.state.active.store(false, Ordering::Release);
+        // A timer that cannot be disarmed fires into a state that ignores it
+        // until it is deleted.
+        let _ = self.timer().set(Duration::ZERO);
+    }
 }
 
 impl Drop for ThreadSampler {
     /// Stops sampling, deletes the timer and ends the thread (`on_end`).
     fn drop(&mut self) {
-        let _ = self.stop();
+        self.disarm();
         self.state.active.store(false, Ordering::Release);
         // Deleting the timer returns to this thread, so a signal it had
         // pending is delivered (and ignored, `active` being false) before we
@@ -184,5 +186,24 @@ impl Drop for ThreadSampler {
         if let Some(on_end) = self.on_end.take() {
             on_end(&self.state);
         }
+    }
+}
+
+impl Sampling {
+    /// Stops sampling (a signal already pending is delivered before this
+    /// returns and ignored) and gives the sampler back, to
+    /// [`start`](ThreadSampler::start) again later or drop.
+    pub fn stop(self) -> ThreadSampler {
+        let mut sampler = self.sampler;
+        sampler.disarm();
+        sampler
+    }
+}
+
+impl Deref for Sampling {
+    type Target = ThreadSampler;
+
+    fn deref(&self) -> &ThreadSampler {
+        &self.sampler
     }
 }
