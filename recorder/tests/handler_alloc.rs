@@ -101,7 +101,7 @@ fn record(name: &str, args: &[&str]) -> u64 {
     let mut opts = wrec::run::RunOptions::new(fixture(name));
     opts.args = args.iter().map(|s| s.to_string()).collect();
     opts.output = dir.path().join("t.wrec");
-    opts.interval = std::time::Duration::from_micros(100);
+    opts.recording.interval = std::time::Duration::from_micros(100);
     ON_SIGNAL_STACK.store(0, SeqCst);
     ARMED.store(true, SeqCst);
     let outcome = wrec::run::run(&opts);
