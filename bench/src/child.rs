@@ -385,16 +385,16 @@ fn run(a: &ChildArgs) -> Result<RunResult> {
             step(&mut r, "Recorder::create");
             recorder.add_module(&module, &a.wasm, &bytes)?;
             step(&mut r, "add_module");
-            let mut sampler = recorder.thread_sampler("main")?;
+            let sampler = recorder.thread_sampler("main")?;
             step(&mut r, "thread_sampler");
             if a.config == ConfigKind::WrecHook {
                 sampler.install_call_hook(&mut store);
             }
-            sampler.start()?;
+            let sampling = sampler.start()?;
             step(&mut r, "hook + start");
             let (armed, armed_cpu) = (sys::mono_ns(), sys::thread_cpu_ns());
             result = run_timed(&pre, &mut store, &mut marks);
-            let _ = sampler.stop();
+            let sampler = sampling.stop();
             r.sampled_ns = sys::mono_ns() - armed;
             r.sampled_cpu_ns = sys::thread_cpu_ns() - armed_cpu;
             drop(sampler);

@@ -176,15 +176,15 @@ fn main() -> ExitCode {
     };
     opts.cache = !cli.no_cache;
     opts.call_hook = cli.call_hook && !cli.no_call_hook;
-    opts.exact_cpu = cli.exact_cpu;
-    opts.interval = cli.interval;
-    opts.clock = match cli.clock {
+    opts.recording.exact_cpu = cli.exact_cpu;
+    opts.recording.interval = cli.interval;
+    opts.recording.clock = match cli.clock {
         ClockArg::Wall => TimerClock::Wall,
         ClockArg::Cpu => TimerClock::Cpu,
     };
-    opts.force = cli.force;
+    opts.recording.force = cli.force;
     if let Some(step) = cli.trace_growth_step {
-        opts.writer.growth_step = step.max(4096);
+        opts.recording.writer.growth_step = step.max(4096);
     }
 
     // `wrec app.wasm ARGS -o t.wrec` hands `-o t.wrec` to the guest, as
@@ -203,17 +203,17 @@ fn main() -> ExitCode {
             ));
         }
     }
-    if opts.clock == TimerClock::Cpu && opts.interval < CPU_TICK {
+    if opts.recording.clock == TimerClock::Cpu && opts.recording.interval < CPU_TICK {
         say(format_args!(
             "wrec: warning: with --clock cpu the kernel fires the timer on its scheduler tick (every 4 ms on most Linux kernels), so samples come at most once a tick, not every {}; the default --clock wall samples at the interval asked and still records each sample's CPU time",
-            wrec::format_interval(opts.interval)
+            wrec::format_interval(opts.recording.interval)
         ));
     }
 
-    if opts.clock == TimerClock::Wall && opts.interval < COSTLY_INTERVAL {
+    if opts.recording.clock == TimerClock::Wall && opts.recording.interval < COSTLY_INTERVAL {
         say(format_args!(
             "wrec: warning: every sample costs the kernel's timer signal about 20 us of CPU time on a virtual machine (a few us on bare metal), so at {} the guest may run several times slower; 100us costs about a quarter, 1ms about 2%",
-            wrec::format_interval(opts.interval)
+            wrec::format_interval(opts.recording.interval)
         ));
     }
 

@@ -17,13 +17,12 @@
 //!   leave no trace behind.
 
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use wasmtime::{Config, Engine, Linker, Module, Store};
 use wasmtime_wasi::p1::{self, WasiP1Ctx};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
-use crate::{ExitInfo, ExitKind, Recorder, RecorderOptions, Summary, TimerClock};
+use crate::{ExitInfo, ExitKind, Recorder, RecorderOptions, Summary};
 
 /// The exit code for a trap: 128 + SIGABRT, as `wasmtime run` uses on Unix.
 pub const TRAP_EXIT_CODE: i32 = 128 + libc::SIGABRT;
@@ -120,14 +119,10 @@ pub struct RunOptions {
     pub call_hook: bool,
     /// The trace to write.
     pub output: PathBuf,
-    pub interval: Duration,
-    pub clock: TimerClock,
-    /// See [`RecorderOptions::force`].
-    pub force: bool,
-    /// Trace growth sizes (defaults: 8 MiB steps).
-    pub writer: crate::WriterOptions,
-    /// See [`RecorderOptions::exact_cpu`].
-    pub exact_cpu: bool,
+    /// How to record: interval, clock, output policy, trace growth, CPU
+    /// reads. Its `args` are not used: the trace records the guest's
+    /// ([`RunOptions::guest_argv`]).
+    pub recording: RecorderOptions,
 }
 
 impl RunOptions {
@@ -145,11 +140,7 @@ impl RunOptions {
             cache: true,
             call_hook: false,
             output,
-            interval: Duration::from_millis(1),
-            clock: TimerClock::Wall,
-            force: false,
-            writer: crate::WriterOptions::default(),
-            exact_cpu: false,
+            recording: RecorderOptions::default(),
         }
     }
 
@@ -283,25 +274,21 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let recorder = Recorder::create(
         &opts.output,
         RecorderOptions {
-            interval: opts.interval,
-            clock: opts.clock,
             args: argv,
-            force: opts.force,
-            writer: opts.writer,
-            exact_cpu: opts.exact_cpu,
+            ..opts.recording.clone()
         },
     )
     .map_err(|e| RunError(e.to_string()))?;
     recorder
         .add_module(&module, &opts.wasm, &bytes)
         .map_err(|e| RunError(e.to_string()))?;
-    let mut sampler = recorder
+    let sampler = recorder
         .thread_sampler("main")
         .map_err(|e| RunError(e.to_string()))?;
     if opts.call_hook {
         sampler.install_call_hook(&mut store);
     }
-    sampler
+    let sampling = sampler
         .start()
         .map_err(|e| RunError(format!("cannot start the sampler: {e}")))?;
 
@@ -310,8 +297,8 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
         .and_then(|start| start.call(&mut store, ()));
 
-    let _ = sampler.stop();
-    drop(sampler);
+    // Stops sampling and writes the thread's end record.
+    drop(sampling);
 
     let (exit, error) = match result {
         Ok(()) => (ExitInfo::exited(0), None),

@@ -1,13 +1,11 @@
 //! The command line: options, errors, output-file policy, and the guest's
 //! view of arguments, environment and directories.
 
-mod common;
-
 use std::os::unix::fs::symlink;
 use std::path::Path;
 
-use common::*;
 use wrec_format::{flags, ExitKind};
+use wrec_testkit::*;
 
 fn write(dir: &Path, name: &str, content: &str) -> String {
     std::fs::write(dir.join(name), content).unwrap();

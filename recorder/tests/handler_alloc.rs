@@ -14,6 +14,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
 use std::sync::Mutex;
 
+use wrec_testkit::fixture;
+
 struct Detector;
 
 static ARMED: AtomicBool = AtomicBool::new(false);
@@ -58,12 +60,6 @@ static GLOBAL: Detector = Detector;
 /// One test at a time: the counter and the armed flag are global.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn fixture(name: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../fixtures")
-        .join(name)
-}
-
 extern "C" fn allocating_handler(_: libc::c_int) {
     // Exactly what the sampler must never do.
     std::hint::black_box(Box::new([0u8; 64]));
@@ -101,7 +97,7 @@ fn record(name: &str, args: &[&str]) -> u64 {
     let mut opts = wrec::run::RunOptions::new(fixture(name));
     opts.args = args.iter().map(|s| s.to_string()).collect();
     opts.output = dir.path().join("t.wrec");
-    opts.interval = std::time::Duration::from_micros(100);
+    opts.recording.interval = std::time::Duration::from_micros(100);
     ON_SIGNAL_STACK.store(0, SeqCst);
     ARMED.store(true, SeqCst);
     let outcome = wrec::run::run(&opts);

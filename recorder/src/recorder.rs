@@ -1,0 +1,313 @@
+//! [`Recorder`]: one run's trace, from the run-info record to the end record.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use sha2::{Digest, Sha256};
+use wrec_format::{
+    clock_ns, AddressMapEntry, End, FunctionEntry, Header, ModuleRecord, Record, RunInfo,
+    ThreadStart, TraceWriter, WriteError,
+};
+
+use crate::code_maps::CodeMaps;
+use crate::housekeeping::Housekeeper;
+use crate::losses::Threads;
+use crate::sampler::{SamplerStats, SignalContext, ThreadSampler, ThreadState, MAX_MODULES};
+use crate::{output, Error, ExitInfo, ExitKind, RecorderOptions, MAX_INTERVAL, MIN_INTERVAL};
+
+/// The recorder's name and version, as written in the trace's run-info record.
+pub const RECORDER: &str = concat!("wrec ", env!("CARGO_PKG_VERSION"));
+
+/// What a finished recording holds.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub path: PathBuf,
+    /// Samples written.
+    pub samples: u64,
+    /// Samples lost: dropped for lack of room, plus timer expirations the
+    /// kernel merged (overruns).
+    pub lost: u64,
+    /// Of `lost`, how many were dropped because the trace could not grow.
+    pub dropped: u64,
+    /// Final size of the trace in bytes.
+    pub bytes: u64,
+    /// Why the trace stopped growing, if it did (disk full, file size limit).
+    pub full: Option<String>,
+    pub stats: SamplerStats,
+}
+
+/// State shared by the recorder, its background thread and the end of each
+/// thread sampler.
+pub(crate) struct Shared {
+    /// The trace writer, the code ranges and the sampling rule, also seen by
+    /// the signal handlers.
+    ctx: Arc<SignalContext>,
+    pub(crate) threads: Threads,
+    code: Mutex<CodeMaps>,
+    full: Mutex<Option<String>>,
+}
+
+impl Shared {
+    pub(crate) fn writer(&self) -> &TraceWriter {
+        &self.ctx.writer
+    }
+
+    /// Writes the wasm offsets of the code offsets committed samples use.
+    pub(crate) fn update_code_maps(&self) {
+        lock(&self.code).update(self.writer());
+    }
+
+    /// Remembers why the trace stopped growing (the first reason).
+    pub(crate) fn note_full(&self, e: &WriteError) {
+        let mut full = lock(&self.full);
+        if full.is_none() {
+            *full = Some(e.to_string());
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Records one run into a trace file.
+///
+/// Create it, [`add_module`](Recorder::add_module) every module before it
+/// runs, get a [`ThreadSampler`] for each thread that runs wasm, and
+/// [`finish`](Recorder::finish) at the end. A background thread grows the
+/// trace ahead of the samplers (every 50 ms) and reports losses.
+pub struct Recorder {
+    shared: Arc<Shared>,
+    path: PathBuf,
+    housekeeper: Housekeeper,
+    modules: Mutex<Vec<wasmtime::Module>>,
+    next_thread: AtomicU32,
+    finished: bool,
+}
+
+impl Recorder {
+    /// Creates the trace at `path` and writes its run-info record.
+    ///
+    /// The file is created with default permissions. A symlink at `path` is
+    /// refused, and so is an existing file that is not a wrec trace, unless
+    /// [`RecorderOptions::force`]; anything but a regular file is always
+    /// refused.
+    pub fn create(path: &Path, opts: RecorderOptions) -> Result<Recorder, Error> {
+        let file = output::open_output(path, opts.force)?;
+        Recorder::from_file(path, file, opts)
+    }
+
+    /// Like [`Recorder::create`] on a file the caller opened (read and
+    /// write, empty).
+    pub fn from_file(path: &Path, file: File, opts: RecorderOptions) -> Result<Recorder, Error> {
+        if opts.interval < MIN_INTERVAL || opts.interval > MAX_INTERVAL {
+            return Err(Error::Interval);
+        }
+        ignore_sigxfsz();
+        let writer = TraceWriter::from_file(path, file, Header::for_this_host(), opts.writer)?;
+        writer.write_run_info(&RunInfo {
+            interval_ns: opts.interval.as_nanos() as u64,
+            clock: opts.clock,
+            recorder: RECORDER.to_owned(),
+            args: opts.args,
+        })?;
+        let ctx = SignalContext::new(writer, opts.clock, opts.exact_cpu);
+        let shared = Arc::new(Shared {
+            ctx: Arc::new(ctx),
+            threads: Threads::default(),
+            code: Mutex::new(CodeMaps::new()),
+            full: Mutex::new(None),
+        });
+        let housekeeper = Housekeeper::spawn(shared.clone()).map_err(Error::Sampler)?;
+        Ok(Recorder {
+            shared,
+            path: path.to_owned(),
+            housekeeper,
+            modules: Mutex::new(Vec::new()),
+            next_thread: AtomicU32::new(0),
+            finished: false,
+        })
+    }
+
+    /// The trace's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Writes the module record for a compiled module and registers its code
+    /// with the samplers; call it before the module runs. `path` is the wasm
+    /// file (made absolute for the record) and `bytes` its content (hashed).
+    /// The recorder keeps a reference to the module so its code stays
+    /// mapped. Returns the module's id in the trace; adding the same module
+    /// again returns the first id.
+    pub fn add_module(
+        &self,
+        module: &wasmtime::Module,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<u64, Error> {
+        let mut modules = lock(&self.modules);
+        let text = module.text();
+        let text_addr = text.as_ptr() as u64;
+        if let Some(i) = modules
+            .iter()
+            .position(|m| m.text().as_ptr() as u64 == text_addr)
+        {
+            return Ok(i as u64);
+        }
+        if modules.len() >= MAX_MODULES {
+            return Err(Error::TooManyModules);
+        }
+        let id = modules.len() as u64;
+        let mut functions: Vec<FunctionEntry> = module
+            .functions()
+            .map(|f| FunctionEntry {
+                index: f.index.as_u32(),
+                offset: f.offset as u64,
+                len: f.len as u64,
+            })
+            .collect();
+        functions.sort_by_key(|f| f.offset);
+        let address_map = module
+            .address_map()
+            .map(|map| {
+                map.map(|(offset, wasm)| AddressMapEntry {
+                    code_offset: offset as u64,
+                    wasm_offset: wasm.map(u64::from),
+                })
+                .collect()
+            })
+            .unwrap_or_default();
+        let abs = std::fs::canonicalize(path).unwrap_or_else(|_| {
+            std::env::current_dir()
+                .map(|d| d.join(path))
+                .unwrap_or_else(|_| path.to_owned())
+        });
+        let mut rec = ModuleRecord {
+            id,
+            path: abs.to_string_lossy().into_owned(),
+            sha256: Sha256::digest(bytes).into(),
+            text_addr,
+            text_len: text.len() as u64,
+            functions,
+            address_map: Vec::new(),
+            addresses: Vec::new(),
+        };
+        // The record goes out before any sampler may point into the code;
+        // the address map stays here, and only the code offsets that
+        // samples use are written, as code addresses (SPEC.md §2.7).
+        let shared = &*self.shared;
+        shared.writer().write_record(&Record::Module(rec.clone()))?;
+        rec.address_map = address_map;
+        lock(&shared.code).add_module(rec);
+        if !shared.ctx.ranges.push(text_addr, text.len() as u64) {
+            return Err(Error::TooManyModules);
+        }
+        modules.push(module.clone());
+        Ok(id)
+    }
+
+    /// A sampler for the calling thread, named `name` in the trace. Writes
+    /// the thread-start record; the timer is armed by
+    /// [`ThreadSampler::start`], and dropping the sampler (or the
+    /// [`Sampling`](crate::Sampling) it turns into) writes the thread's end
+    /// record.
+    pub fn thread_sampler(&self, name: &str) -> Result<ThreadSampler, Error> {
+        let thread = self.next_thread.fetch_add(1, Ordering::Relaxed);
+        let shared = self.shared.clone();
+        // Runs on this thread when its sampler is dropped.
+        let on_end = Box::new(move |state: &ThreadState| {
+            let cpu_ns = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+            shared.threads.end(shared.writer(), state.thread, cpu_ns);
+        });
+        let sampler =
+            ThreadSampler::new(self.shared.ctx.clone(), thread, on_end).map_err(Error::Sampler)?;
+        self.shared
+            .writer()
+            .write_record(&Record::ThreadStart(ThreadStart {
+                thread,
+                time_ns: clock_ns(libc::CLOCK_MONOTONIC),
+                cpu_ns: clock_ns(libc::CLOCK_THREAD_CPUTIME_ID),
+                // SAFETY: gettid has no preconditions.
+                os_tid: unsafe { libc::gettid() } as u64,
+                name: name.to_owned(),
+            }))?;
+        self.shared.threads.add(sampler.state().clone());
+        Ok(sampler)
+    }
+
+    /// Samples written so far.
+    pub fn samples_written(&self) -> u64 {
+        self.shared.writer().samples_written()
+    }
+
+    /// Ends the recording: stops all sampling, writes the remaining loss
+    /// records, end records for threads whose samplers are still alive, and
+    /// the end record, and truncates the file to its data.
+    pub fn finish(mut self, exit: ExitInfo) -> Result<Summary, Error> {
+        self.finish_inner(exit)
+    }
+
+    fn finish_inner(&mut self, exit: ExitInfo) -> Result<Summary, Error> {
+        self.finished = true;
+        let shared = &*self.shared;
+        let writer = shared.writer();
+        shared.ctx.close();
+        self.housekeeper.stop();
+        // Threads whose samplers are still alive end here.
+        shared.threads.end_all(writer);
+        // The wasm offsets of the code the last samples use.
+        shared.update_code_maps();
+        let ended = shared.threads.ended();
+        let lost = ended.dropped + ended.overruns;
+        let samples = writer.samples_written();
+        let end = writer.write_record(&Record::End(End {
+            time_ns: clock_ns(libc::CLOCK_MONOTONIC),
+            exit_kind: exit.kind,
+            status: exit.status,
+            message: exit.message,
+            samples_written: samples,
+            samples_lost: lost,
+        }));
+        let bytes = writer.finish();
+        end?;
+        let bytes = bytes?;
+        Ok(Summary {
+            path: self.path.clone(),
+            samples,
+            lost,
+            dropped: ended.dropped,
+            bytes,
+            full: lock(&shared.full).clone(),
+            stats: ended.stats,
+        })
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = self.finish_inner(ExitInfo {
+                kind: ExitKind::Failed,
+                status: 1,
+                message: "the recorder was dropped without finish()".into(),
+            });
+        }
+    }
+}
+
+/// Sets `SIGXFSZ` to ignored if it is at its default (terminate), so that a
+/// file size limit makes the trace's growth fail instead of killing us.
+fn ignore_sigxfsz() {
+    // SAFETY: plain sigaction calls.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        if libc::sigaction(libc::SIGXFSZ, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_DFL
+        {
+            libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+        }
+    }
+}
