@@ -75,6 +75,7 @@ impl Builder {
                 line,
                 column: line.map(|l| l + 100),
                 inline_depth: depth,
+                native_symbol: None,
             },
         )
     }
