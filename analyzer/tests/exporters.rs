@@ -231,7 +231,7 @@ type DecodedFrame = (String, i64, u64, Option<u64>);
 /// `every`th sample of each thread.
 fn check_firefox(v: &Value, every: usize) -> Vec<Decoded> {
     let meta = &v["meta"];
-    assert_eq!(meta["preprocessedProfileVersion"], 55);
+    assert_eq!(meta["preprocessedProfileVersion"], 64);
     assert!(meta["version"].is_u64(), "meta.version");
     assert!(meta["interval"].is_f64() || meta["interval"].is_u64());
     assert!(meta["startTime"].is_number());
@@ -253,107 +253,147 @@ fn check_firefox(v: &Value, every: usize) -> Vec<Decoded> {
         assert_eq!(lib["breakpadId"].as_str().unwrap().len(), 33);
     }
 
+    // The shared tables (processed format 60 and later).
+    let sh = &v["shared"];
+    let strings = arr(sh, "stringArray");
+    let s = |i: u64| strings[i as usize].as_str().expect("string").to_string();
+    for k in [
+        "frameTable",
+        "funcTable",
+        "stackTable",
+        "resourceTable",
+        "nativeSymbols",
+        "sources",
+        "sourceLocationTable",
+    ] {
+        check_columns(k, &sh[k]);
+    }
+    let ft = &sh["frameTable"];
+    let fu = &sh["funcTable"];
+    let st = &sh["stackTable"];
+    let rt = &sh["resourceTable"];
+    let ns = &sh["nativeSymbols"];
+    let so = &sh["sources"];
+    for k in [
+        "address",
+        "inlineDepth",
+        "category",
+        "subcategory",
+        "func",
+        "nativeSymbol",
+        "innerWindowID",
+        "line",
+        "column",
+        "originalLocation",
+    ] {
+        assert!(ft[k].is_array(), "frameTable.{k}");
+    }
+    for k in [
+        "name",
+        "isJS",
+        "relevantForJS",
+        "resource",
+        "source",
+        "lineNumber",
+        "columnNumber",
+        "originalLocation",
+    ] {
+        assert!(fu[k].is_array(), "funcTable.{k}");
+    }
+    for k in ["prefix", "frame"] {
+        assert!(st[k].is_array(), "stackTable.{k}");
+    }
+    for k in ["libIndex", "address", "name", "functionSize"] {
+        assert!(ns[k].is_array(), "nativeSymbols.{k}");
+    }
+    for k in [
+        "id",
+        "filename",
+        "startLine",
+        "startColumn",
+        "sourceMapURL",
+        "content",
+    ] {
+        assert!(so[k].is_array(), "sources.{k}");
+    }
+    // Resources, sources, native symbols and funcs.
+    for i in 0..len(rt) {
+        assert!((rt["lib"][i].as_u64().unwrap() as usize) < libs.len());
+        s(rt["name"][i].as_u64().unwrap());
+        assert_eq!(rt["type"][i], 1);
+    }
+    for i in 0..len(so) {
+        s(so["filename"][i].as_u64().unwrap());
+        assert!(so["content"][i].is_null() || so["content"][i].is_string());
+    }
+    for i in 0..len(ns) {
+        assert!((ns["libIndex"][i].as_u64().unwrap() as usize) < libs.len());
+        s(ns["name"][i].as_u64().unwrap());
+        ns["address"][i].as_u64().unwrap();
+    }
+    for i in 0..len(fu) {
+        s(fu["name"][i].as_u64().unwrap());
+        if let Some(f) = opt_u(&fu["source"][i]) {
+            assert!((f as usize) < len(so));
+        }
+        let r = fu["resource"][i].as_i64().unwrap();
+        assert!(r == -1 || (0..len(rt) as i64).contains(&r));
+    }
+    // Frames.
+    for i in 0..len(ft) {
+        assert!((ft["func"][i].as_u64().unwrap() as usize) < len(fu));
+        let c = ft["category"][i].as_u64().unwrap() as usize;
+        assert!(c < cats.len());
+        let sc = ft["subcategory"][i].as_u64().unwrap() as usize;
+        assert!(sc < arr(&cats[c], "subcategories").len());
+        assert!(ft["address"][i].as_i64().unwrap() >= -1);
+        ft["inlineDepth"][i].as_u64().unwrap();
+        if let Some(n) = opt_u(&ft["nativeSymbol"][i]) {
+            assert!((n as usize) < len(ns));
+        }
+    }
+    // Stacks: prefix before the stack, frames in range; an inline frame
+    // (depth > 0) sits on its caller at the same address, one depth less,
+    // with the same native symbol.
+    for i in 0..len(st) {
+        let f = st["frame"][i].as_u64().unwrap() as usize;
+        assert!(f < len(ft));
+        let depth = ft["inlineDepth"][f].as_u64().unwrap();
+        match opt_u(&st["prefix"][i]) {
+            Some(pre) => {
+                assert!((pre as usize) < i, "stack {i} has prefix {pre}");
+                if depth > 0 {
+                    let pf = st["frame"][pre as usize].as_u64().unwrap() as usize;
+                    assert_eq!(ft["address"][pf], ft["address"][f]);
+                    assert_eq!(ft["inlineDepth"][pf].as_u64().unwrap(), depth - 1);
+                    assert_eq!(ft["nativeSymbol"][pf], ft["nativeSymbol"][f]);
+                }
+            }
+            None => assert_eq!(depth, 0),
+        }
+    }
+
     let mut all = Vec::new();
     for t in arr(v, "threads") {
-        let strings = arr(t, "stringArray");
-        let s = |i: u64| strings[i as usize].as_str().expect("string").to_string();
         for k in ["name", "processName", "processType", "pid"] {
             assert!(t[k].is_string(), "thread.{k}");
         }
         assert!(t["isMainThread"].is_boolean());
         assert!(t["registerTime"].is_number());
-        for k in [
-            "frameTable",
-            "funcTable",
-            "stackTable",
-            "samples",
-            "markers",
-            "resourceTable",
-            "nativeSymbols",
-        ] {
+        for k in ["frameTable", "funcTable", "stackTable", "stringArray"] {
+            assert!(t.get(k).is_none(), "thread.{k} is shared since version 60");
+        }
+        for k in ["samples", "markers"] {
             check_columns(k, &t[k]);
         }
-        let ft = &t["frameTable"];
-        let fu = &t["funcTable"];
-        let st = &t["stackTable"];
         let sa = &t["samples"];
-        let rt = &t["resourceTable"];
         let mk = &t["markers"];
-        for k in [
-            "address",
-            "inlineDepth",
-            "category",
-            "subcategory",
-            "func",
-            "nativeSymbol",
-            "innerWindowID",
-            "line",
-            "column",
-        ] {
-            assert!(ft[k].is_array(), "frameTable.{k}");
-        }
-        for k in [
-            "name",
-            "isJS",
-            "relevantForJS",
-            "resource",
-            "fileName",
-            "lineNumber",
-            "columnNumber",
-        ] {
-            assert!(fu[k].is_array(), "funcTable.{k}");
-        }
-        for k in ["prefix", "frame"] {
-            assert!(st[k].is_array(), "stackTable.{k}");
-        }
         for k in ["stack", "timeDeltas", "threadCPUDelta"] {
             assert!(sa[k].is_array(), "samples.{k}");
         }
         assert!(sa["weight"].is_null() || sa["weight"].is_array());
         assert_eq!(sa["weightType"], "samples");
 
-        // Resources and funcs.
-        for i in 0..len(rt) {
-            assert!((rt["lib"][i].as_u64().unwrap() as usize) < libs.len());
-            s(rt["name"][i].as_u64().unwrap());
-            assert_eq!(rt["type"][i], 1);
-        }
-        for i in 0..len(fu) {
-            s(fu["name"][i].as_u64().unwrap());
-            if let Some(f) = opt_u(&fu["fileName"][i]) {
-                s(f);
-            }
-            let r = fu["resource"][i].as_i64().unwrap();
-            assert!(r == -1 || (0..len(rt) as i64).contains(&r));
-        }
-        // Frames.
-        for i in 0..len(ft) {
-            assert!((ft["func"][i].as_u64().unwrap() as usize) < len(fu));
-            let c = ft["category"][i].as_u64().unwrap() as usize;
-            assert!(c < cats.len());
-            let sc = ft["subcategory"][i].as_u64().unwrap() as usize;
-            assert!(sc < arr(&cats[c], "subcategories").len());
-            assert!(ft["address"][i].as_i64().unwrap() >= -1);
-            ft["inlineDepth"][i].as_u64().unwrap();
-        }
-        // Stacks: prefix before the stack, frames in range; an inline frame
-        // (depth > 0) sits on its caller at the same address, one depth less.
-        for i in 0..len(st) {
-            let f = st["frame"][i].as_u64().unwrap() as usize;
-            assert!(f < len(ft));
-            let depth = ft["inlineDepth"][f].as_u64().unwrap();
-            match opt_u(&st["prefix"][i]) {
-                Some(pre) => {
-                    assert!((pre as usize) < i, "stack {i} has prefix {pre}");
-                    if depth > 0 {
-                        let pf = st["frame"][pre as usize].as_u64().unwrap() as usize;
-                        assert_eq!(ft["address"][pf], ft["address"][f]);
-                        assert_eq!(ft["inlineDepth"][pf].as_u64().unwrap(), depth - 1);
-                    }
-                }
-                None => assert_eq!(depth, 0),
-            }
-        }
         // Markers.
         for i in 0..len(mk) {
             s(mk["name"][i].as_u64().unwrap());
@@ -505,9 +545,14 @@ fn firefox_is_consistent_and_matches_the_model() {
     assert_eq!(&main_cpu[..5], &[1000, 1001, 1000, 1001, 1000]);
 
     // Func and frame source info, inline frames.
-    let ft = &main["frameTable"];
-    let fu = &main["funcTable"];
-    let strings = arr(main, "stringArray");
+    let sh = &v["shared"];
+    let ft = &sh["frameTable"];
+    let fu = &sh["funcTable"];
+    let strings = arr(sh, "stringArray");
+    let file_of = |func: usize| {
+        opt_u(&fu["source"][func])
+            .map(|src| &strings[sh["sources"]["filename"][src as usize].as_u64().unwrap() as usize])
+    };
     let func_named = |name: &str| {
         (0..len(fu))
             .find(|&i| strings[fu["name"][i].as_u64().unwrap() as usize] == name)
@@ -519,13 +564,10 @@ fn firefox_is_consistent_and_matches_the_model() {
             .unwrap()
     };
     let fib = func_named("fib");
-    assert_eq!(
-        strings[fu["fileName"][fib].as_u64().unwrap() as usize],
-        "src/fib.c"
-    );
+    assert_eq!(file_of(fib).unwrap(), "src/fib.c");
     assert_eq!(fu["lineNumber"][fib], 3);
     let write = func_named("wasi_snapshot_preview1::fd_write");
-    assert!(fu["fileName"][write].is_null());
+    assert!(fu["source"][write].is_null());
     assert!(fu["lineNumber"][write].is_null());
     assert_eq!(fu["resource"][write], -1);
     assert_eq!(fu["resource"][fib], 0);
@@ -547,24 +589,11 @@ fn firefox_is_consistent_and_matches_the_model() {
     let cat_name = |f: usize| cats[ft["category"][f].as_u64().unwrap() as usize];
     assert_eq!(cat_name(c), "Wasm");
     assert_eq!(cat_name(wf), "Host");
-    let worker = &threads[1];
-    let (wft, wfu, wstrings) = (
-        &worker["frameTable"],
-        &worker["funcTable"],
-        arr(worker, "stringArray"),
-    );
-    let trunc_frame = (0..len(wft))
-        .find(|&i| {
-            let func = wft["func"][i].as_u64().unwrap() as usize;
-            wstrings[wfu["name"][func].as_u64().unwrap() as usize] == "[truncated]"
-        })
-        .unwrap();
+    let trunc_frame = frame_of(func_named("[truncated]"));
     assert_eq!(
-        cats[wft["category"][trunc_frame].as_u64().unwrap() as usize],
+        cats[ft["category"][trunc_frame].as_u64().unwrap() as usize],
         "Other"
     );
-    // The worker's tables hold only what it uses.
-    assert!(!wstrings.iter().any(|s| s == "mul"));
 
     // Addresses are the model's wasm offsets (or -1), nothing else.
     let model_addrs: Vec<i64> = p
@@ -572,10 +601,8 @@ fn firefox_is_consistent_and_matches_the_model() {
         .iter()
         .map(|f| f.address.map_or(-1, |a| a as i64))
         .collect();
-    for t in threads {
-        for a in arr(&t["frameTable"], "address") {
-            assert!(model_addrs.contains(&a.as_i64().unwrap()));
-        }
+    for a in arr(ft, "address") {
+        assert!(model_addrs.contains(&a.as_i64().unwrap()));
     }
 }
 

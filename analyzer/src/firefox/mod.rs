@@ -86,6 +86,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use crate::model::{Category, Profile};
 
 mod meta;
+mod shared;
 mod stack_order;
 mod tables;
 #[cfg(test)]
@@ -93,10 +94,12 @@ mod tests;
 mod thread;
 
 use meta::{lib_json, Meta};
+use shared::Shared;
+use tables::SharedTables;
 use thread::Threads;
 
 /// The processed-profile format version written (`meta.preprocessedProfileVersion`).
-pub const PROCESSED_PROFILE_VERSION: u32 = 55;
+pub const PROCESSED_PROFILE_VERSION: u32 = 64;
 
 /// `meta.version`: the Gecko profile format version a processed profile was
 /// made from. Not used by the front-end for processed profiles; 24 is what
@@ -178,10 +181,18 @@ struct Root<'a>(&'a Profile);
 impl Serialize for Root<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let p = self.0;
+        if p.stacks.len() >= NONE as usize
+            || p.threads.iter().any(|t| t.samples.len() >= NONE as usize)
+        {
+            return Err(serde::ser::Error::custom("too many samples or stacks"));
+        }
+        // Built once for all threads, dropped after.
+        let tables = SharedTables::build(p);
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("meta", &Meta(p))?;
         map.serialize_entry("libs", &Seq(|| p.libs.iter().map(lib_json)))?;
-        map.serialize_entry("threads", &Threads(p))?;
+        map.serialize_entry("shared", &Shared(p, &tables))?;
+        map.serialize_entry("threads", &Threads(p, &tables))?;
         map.serialize_entry("pages", &[(); 0])?;
         map.serialize_entry("profilerOverhead", &[(); 0])?;
         map.serialize_entry("counters", &[(); 0])?;
