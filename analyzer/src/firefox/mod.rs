@@ -113,7 +113,8 @@ mod tables;
 mod tests;
 mod thread;
 
-use meta::{lib_json, Meta};
+pub use meta::lib_json;
+use meta::Meta;
 use shared::Shared;
 use tables::SharedTables;
 use thread::Threads;
