@@ -247,12 +247,28 @@ fn the_firefox_profile_is_consistent_and_carries_lines() {
         }
         idx_ok(&th["samples"]["stack"], "samples.stack", len("stackTable"));
     }
-    idx_ok(&sh["stackTable"]["prefix"], "stackTable.prefix", len("stackTable"));
-    idx_ok(&sh["stackTable"]["frame"], "stackTable.frame", len("frameTable"));
-    idx_ok(&sh["frameTable"]["func"], "frameTable.func", len("funcTable"));
+    idx_ok(
+        &sh["stackTable"]["prefix"],
+        "stackTable.prefix",
+        len("stackTable"),
+    );
+    idx_ok(
+        &sh["stackTable"]["frame"],
+        "stackTable.frame",
+        len("frameTable"),
+    );
+    idx_ok(
+        &sh["frameTable"]["func"],
+        "frameTable.func",
+        len("funcTable"),
+    );
     let nstr = sh["stringArray"].as_array().unwrap().len() as u64;
     idx_ok(&sh["funcTable"]["name"], "funcTable.name", nstr);
-    idx_ok(&sh["funcTable"]["source"], "funcTable.source", len("sources"));
+    idx_ok(
+        &sh["funcTable"]["source"],
+        "funcTable.source",
+        len("sources"),
+    );
     idx_ok(&sh["sources"]["filename"], "sources.filename", nstr);
     // fib has DWARF: every one of its frames carries a line, and the
     // function its file.

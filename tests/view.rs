@@ -111,7 +111,11 @@ fn check_ui_tables(v: &Value) -> HashMap<String, HashSet<u64>> {
                     "{func}: frame address {addr:#x} outside its native symbol"
                 );
                 if ft["inlineDepth"][f] == 0 {
-                    assert_eq!(s(&ns["name"][n]), func, "a depth-0 frame names its function");
+                    assert_eq!(
+                        s(&ns["name"][n]),
+                        func,
+                        "a depth-0 frame names its function"
+                    );
                 }
                 natives.entry(func).or_default().insert(n as u64);
             }
@@ -147,7 +151,11 @@ fn firefox_profiles_carry_sources_and_native_symbols() {
     let sh = &fib["shared"];
     let files: Vec<&str> = arr(&sh["sources"], "filename")
         .iter()
-        .map(|i| arr(sh, "stringArray")[i.as_u64().unwrap() as usize].as_str().unwrap())
+        .map(|i| {
+            arr(sh, "stringArray")[i.as_u64().unwrap() as usize]
+                .as_str()
+                .unwrap()
+        })
         .collect();
     assert!(files.contains(&"fixtures/src/fib.c"), "{files:?}");
 
@@ -214,7 +222,10 @@ fn asm_of(base: &str, profile: &Value, func: &str) -> Vec<(u64, String)> {
         .find(|&i| strings[ns["name"][i].as_u64().unwrap() as usize] == func)
         .unwrap_or_else(|| panic!("no native symbol {func}"));
     let lib = &arr(profile, "libs")[ns["libIndex"][i].as_u64().unwrap() as usize];
-    let (start, size) = (ns["address"][i].as_u64().unwrap(), ns["functionSize"][i].as_u64().unwrap());
+    let (start, size) = (
+        ns["address"][i].as_u64().unwrap(),
+        ns["functionSize"][i].as_u64().unwrap(),
+    );
     let req = json!({
         "debugName": lib["debugName"], "debugId": lib["breakpadId"], "name": lib["name"],
         "codeId": lib["codeId"], "startAddress": format!("{start:#x}"), "size": format!("{size:#x}"),
@@ -232,7 +243,10 @@ fn asm_of(base: &str, profile: &Value, func: &str) -> Vec<(u64, String)> {
         .collect();
     assert!(ins.len() > 3, "{ins:?}");
     assert!(ins.windows(2).all(|w| w[0].0 < w[1].0), "offsets increase");
-    assert!(ins.iter().all(|(o, _)| *o < size), "offsets inside the body");
+    assert!(
+        ins.iter().all(|(o, _)| *o < size),
+        "offsets inside the body"
+    );
     assert_eq!(ins.last().unwrap().1, "end");
     ins
 }
@@ -243,7 +257,8 @@ fn view_serves_the_profile_sources_and_wasm_code_on_loopback() {
     let (_d, trace) = record_ok("fib-O2.wasm", &[], &["32"]);
     let view = View::start(&[trace.to_str().unwrap()]);
     assert!(
-        view.url.starts_with("https://profiler.firefox.com/from-url/http%3A%2F%2F127.0.0.1%3A"),
+        view.url
+            .starts_with("https://profiler.firefox.com/from-url/http%3A%2F%2F127.0.0.1%3A"),
         "{}",
         view.url
     );
@@ -267,7 +282,9 @@ fn view_serves_the_profile_sources_and_wasm_code_on_loopback() {
     let src = request(
         "POST",
         &format!("{base}/source/v1"),
-        Some(r#"{"debugName":"fib-O2.wasm","debugId":"0","moduleOffset":"0x0","file":"fixtures/src/fib.c"}"#),
+        Some(
+            r#"{"debugName":"fib-O2.wasm","debugId":"0","moduleOffset":"0x0","file":"fixtures/src/fib.c"}"#,
+        ),
     );
     assert_eq!(src.status, 200);
     assert_eq!(src.json()["source"], fixture_source("fib.c"));
@@ -276,13 +293,16 @@ fn view_serves_the_profile_sources_and_wasm_code_on_loopback() {
     let other = request(
         "POST",
         &format!("{base}/source/v1"),
-        Some(r#"{"debugName":"fib-O2.wasm","debugId":"0","moduleOffset":"0x0","file":"Cargo.toml"}"#),
+        Some(
+            r#"{"debugName":"fib-O2.wasm","debugId":"0","moduleOffset":"0x0","file":"Cargo.toml"}"#,
+        ),
     );
     assert_eq!(other.status, 404);
 
     let ins = asm_of(&base, &profile, "fib");
     assert!(
-        ins.iter().any(|(_, t)| t == "call 8 <fib>" || t.ends_with("<fib>")),
+        ins.iter()
+            .any(|(_, t)| t == "call 8 <fib>" || t.ends_with("<fib>")),
         "fib calls itself: {ins:?}"
     );
 
@@ -291,7 +311,11 @@ fn view_serves_the_profile_sources_and_wasm_code_on_loopback() {
     assert_eq!(pre.status, 204);
     assert_eq!(pre.header("access-control-allow-origin"), Some("*"));
     let port_root = &base[..base.rfind('/').unwrap()];
-    for bad in ["/profile.json", "/0123456789abcdef0123456789abcdef/profile.json", "/"] {
+    for bad in [
+        "/profile.json",
+        "/0123456789abcdef0123456789abcdef/profile.json",
+        "/",
+    ] {
         let a = request("GET", &format!("{port_root}{bad}"), None);
         assert_eq!(a.status, 404, "{bad}");
     }
@@ -312,7 +336,9 @@ fn view_serves_the_profile_sources_and_wasm_code_on_loopback() {
     let src = request(
         "POST",
         &format!("{base}/source/v1"),
-        Some(r#"{"debugName":"inline.wasm","debugId":"0","moduleOffset":"0x0","file":"fixtures/src/inline.c"}"#),
+        Some(
+            r#"{"debugName":"inline.wasm","debugId":"0","moduleOffset":"0x0","file":"fixtures/src/inline.c"}"#,
+        ),
     );
     assert_eq!(src.status, 200);
     assert_eq!(src.json()["source"], fixture_source("inline.c"));
@@ -345,7 +371,13 @@ fn pprof_output_reads_in_go_tool_pprof() {
     let pb = dir.path().join("fib.pb.gz");
     let o = Command::new(bin("wanalyze"))
         .current_dir(root())
-        .args([trace.to_str().unwrap(), "--dwarf", "--quiet", "--format", "pprof"])
+        .args([
+            trace.to_str().unwrap(),
+            "--dwarf",
+            "--quiet",
+            "--format",
+            "pprof",
+        ])
         .args(["--out", pb.to_str().unwrap()])
         .output()
         .unwrap();
@@ -364,7 +396,10 @@ fn pprof_output_reads_in_go_tool_pprof() {
     assert!(top_samples.contains("Type: samples"), "{top_samples}");
 
     let list = go_pprof(&["-list", "^fib$"], &pb).unwrap();
-    assert!(list.contains("ROUTINE ======================== fib in fixtures/src/fib.c"), "{list}");
+    assert!(
+        list.contains("ROUTINE ======================== fib in fixtures/src/fib.c"),
+        "{list}"
+    );
     // The lines of fib's body, with sample counts on some of them.
     let src = fixture_source("fib.c");
     let ret = line_of(&src, "return (fib(n - 1) + fib(n - 2)) % MOD;");
@@ -372,13 +407,22 @@ fn pprof_output_reads_in_go_tool_pprof() {
         .lines()
         .find(|l| l.contains(&format!("{ret}:")))
         .unwrap_or_else(|| panic!("line {ret} in {list}"));
-    assert!(!row.trim_start().starts_with('.'), "line {ret} has samples: {row}");
+    assert!(
+        !row.trim_start().starts_with('.'),
+        "line {ret} has samples: {row}"
+    );
 
     let (dir, trace) = record_ok("inline.wasm", &[], &["50000"]);
     let pb = dir.path().join("inline.pb.gz");
     let o = Command::new(bin("wanalyze"))
         .current_dir(root())
-        .args([trace.to_str().unwrap(), "--dwarf", "--quiet", "--format", "pprof"])
+        .args([
+            trace.to_str().unwrap(),
+            "--dwarf",
+            "--quiet",
+            "--format",
+            "pprof",
+        ])
         .args(["--out", pb.to_str().unwrap()])
         .output()
         .unwrap();
@@ -394,10 +438,59 @@ fn pprof_output_reads_in_go_tool_pprof() {
     let raw = go_pprof(&["-raw"], &pb).unwrap();
     // One location: mix's line, then hash_block's call line, same address.
     assert!(
-        raw.lines()
-            .collect::<Vec<_>>()
-            .windows(2)
-            .any(|w| w[0].contains(" mix fixtures/src/inline.c:") && w[1].trim_start().starts_with("hash_block fixtures/src/inline.c:")),
+        raw.lines().collect::<Vec<_>>().windows(2).any(|w| w[0]
+            .contains(" mix fixtures/src/inline.c:")
+            && w[1]
+                .trim_start()
+                .starts_with("hash_block fixtures/src/inline.c:")),
         "{raw}"
     );
+}
+
+#[test]
+fn sources_are_found_through_source_root_and_source_map_with_one_warning_otherwise() {
+    let (dir, trace) = record_ok("fib-O2.wasm", &[], &["20"]);
+    let out = dir.path().join("p.json");
+    let run = |extra: &[&str]| {
+        // From the trace's directory: the DWARF paths (fixtures/src/...)
+        // do not lead anywhere from there.
+        let o = Command::new(bin("wanalyze"))
+            .current_dir(dir.path())
+            .args([
+                trace.to_str().unwrap(),
+                "--dwarf",
+                "--out",
+                out.to_str().unwrap(),
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let v: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+        let sh = &v["shared"];
+        let i = arr(&sh["sources"], "filename")
+            .iter()
+            .position(|f| {
+                arr(sh, "stringArray")[f.as_u64().unwrap() as usize] == "fixtures/src/fib.c"
+            })
+            .expect("fib.c in the sources");
+        (
+            stderr(&o),
+            sh["sources"]["content"][i].as_str().map(str::to_owned),
+        )
+    };
+    let (err, text) = run(&[]);
+    assert!(text.is_none());
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("source file")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("fixtures/src/fib.c") && warnings[0].contains("--source-root"));
+
+    let root = root();
+    let (err, text) = run(&["--source-root", root.to_str().unwrap()]);
+    assert_eq!(text.as_deref(), Some(fixture_source("fib.c").as_str()));
+    assert!(!err.contains("fixtures/src/fib.c"), "{err}");
+
+    let map = format!("fixtures={}", root.join("fixtures").display());
+    let (_, text) = run(&["--source-map", &map]);
+    assert_eq!(text.as_deref(), Some(fixture_source("fib.c").as_str()));
 }

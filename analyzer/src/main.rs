@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use wanalyze::{firefox, folded, lookup, pprof, resolve, sources, symbols::WasmSymbols, text, view};
+use wanalyze::{
+    firefox, folded, lookup, pprof, resolve, sources, symbols::WasmSymbols, text, view,
+};
 
 /// Turn a wrec trace into a profile: Firefox Profiler JSON, folded stacks or a
 /// text report. Needs only the trace and the wasm files that were profiled.

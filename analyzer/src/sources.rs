@@ -113,7 +113,8 @@ impl SourcePaths {
             return Err(Missing::OverTotal);
         }
         *budget -= n;
-        Ok(String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+        Ok(String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
     }
 }
 
@@ -225,7 +226,10 @@ mod tests {
             [PathBuf::from("src/a.c"), "/r/src/a.c".into()]
         );
         // A prefix matches whole components only.
-        assert_eq!(paths.candidates("/builds/a.c")[0], PathBuf::from("/builds/a.c"));
+        assert_eq!(
+            paths.candidates("/builds/a.c")[0],
+            PathBuf::from("/builds/a.c")
+        );
         assert!(SourcePaths::parse_map("a=b").is_ok());
         assert!(SourcePaths::parse_map("a").is_err());
         assert!(SourcePaths::parse_map("=b").is_err());

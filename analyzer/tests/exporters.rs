@@ -1023,3 +1023,102 @@ fn large_profile_exports() {
     assert!(s.funcs[0].total_samples >= s.funcs[0].self_samples);
     assert!(!out.is_empty());
 }
+
+/// pprof: one location per code position with its inline chain innermost
+/// first, functions with files, one mapping per module, the three sample
+/// types summed per (thread, stack), gzipped.
+#[test]
+fn pprof_has_locations_with_inline_lines_and_summed_samples() {
+    use prost::Message;
+    use wanalyze::pprof::{self, PprofProfile};
+
+    let p = fixture();
+    let mut gz = Vec::new();
+    pprof::write(&p, &mut gz).unwrap();
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    let pp = PprofProfile::decode(&raw[..]).unwrap();
+    assert_eq!(pp, pprof::build(&p));
+    let s = |i: i64| pp.string_table[i as usize].as_str();
+    assert_eq!(s(0), "");
+    let types: Vec<(&str, &str)> = pp
+        .sample_type
+        .iter()
+        .map(|t| (s(t.r#type), s(t.unit)))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("samples", "count"),
+            ("cpu", "nanoseconds"),
+            ("wall", "nanoseconds")
+        ]
+    );
+    assert_eq!(s(pp.default_sample_type), "cpu");
+    assert_eq!(pp.period, 1_000_000);
+    assert_eq!(pp.mapping.len(), p.libs.len());
+
+    let func = |id: u64| &pp.function[id as usize - 1];
+    let names = |l: &wanalyze::pprof::Location| -> Vec<&str> {
+        l.line.iter().map(|x| s(func(x.function_id).name)).collect()
+    };
+    // The inline chain at 0x200: mul in square in compute, one location.
+    let at = |a: u64| -> Vec<_> { pp.location.iter().filter(|l| l.address == a).collect() };
+    let chain = at(0x200);
+    assert_eq!(chain.len(), 1);
+    assert_eq!(names(chain[0]), ["mul", "square", "compute"]);
+    assert_eq!(
+        chain[0].line.iter().map(|l| l.line).collect::<Vec<_>>(),
+        [8, 3, 22]
+    );
+    assert_eq!(s(func(chain[0].line[0].function_id).filename), "src/math.h");
+    assert_eq!(func(chain[0].line[2].function_id).start_line, 20);
+    // Each address once, whatever the number of stacks through it.
+    let mut addrs: Vec<u64> = pp.location.iter().map(|l| l.address).collect();
+    addrs.sort_unstable();
+    let n = addrs.len();
+    addrs.dedup();
+    // Host and synthetic frames have no address (0), one location each.
+    assert_eq!(
+        n - addrs.len() + 1,
+        pp.location.iter().filter(|l| l.address == 0).count()
+    );
+    for l in &pp.location {
+        assert!(l.id as usize <= pp.location.len());
+        assert!(l.mapping_id as usize <= pp.mapping.len());
+        assert_eq!(l.mapping_id == 0, l.address == 0);
+    }
+
+    // Samples: counts, CPU and wall time add up per thread.
+    for t in &p.threads {
+        let mine: Vec<_> = pp
+            .sample
+            .iter()
+            .filter(|x| s(x.label[0].str) == t.name)
+            .collect();
+        let count: i64 = mine.iter().map(|x| x.value[0]).sum();
+        let cpu: i64 = mine.iter().map(|x| x.value[1]).sum();
+        let wall: i64 = mine.iter().map(|x| x.value[2]).sum();
+        assert_eq!(count as usize, t.samples.len(), "{}", t.name);
+        assert_eq!(
+            cpu as u64,
+            t.samples.iter().map(|x| x.cpu_delta_ns).sum::<u64>()
+        );
+        let last = t.samples.iter().map(|x| x.time_ns).max().unwrap();
+        assert_eq!(wall as u64, last - t.start_ns);
+    }
+    // The recursive stack, leaf first: fib (0x140), fib (0x150) twice, _start.
+    let rec = pp
+        .sample
+        .iter()
+        .find(|x| x.value[0] == 5)
+        .expect("the 5 recursive samples, summed");
+    let addrs: Vec<u64> = rec
+        .location_id
+        .iter()
+        .map(|&id| pp.location[id as usize - 1].address)
+        .collect();
+    assert_eq!(addrs, [0x140, 0x150, 0x150, 0x100]);
+}

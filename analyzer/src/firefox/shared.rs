@@ -92,12 +92,7 @@ impl Serialize for FrameTable<'_, '_> {
         // that is what makes the profiler show the inner ones as inlined.
         map.serialize_entry(
             "nativeSymbol",
-            &Seq(|| {
-                frames().map(|f| {
-                    f.native_symbol
-                        .map(|n| st.native_symbol_index[n as usize])
-                })
-            }),
+            &Seq(|| frames().map(|f| f.native_symbol.map(|n| st.native_symbol_index[n as usize]))),
         )?;
         map.serialize_entry("innerWindowID", &Repeat(0u32, n))?;
         map.serialize_entry("line", &Seq(|| frames().map(|f| f.line)))?;
@@ -159,7 +154,11 @@ struct NativeSymbols<'a, 'b>(&'a Profile, &'b SharedTables<'a>);
 impl Serialize for NativeSymbols<'_, '_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let NativeSymbols(p, st) = *self;
-        let syms = || st.native_symbols.iter().map(|&n| &p.native_symbols[n as usize]);
+        let syms = || {
+            st.native_symbols
+                .iter()
+                .map(|&n| &p.native_symbols[n as usize])
+        };
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("length", &st.native_symbols.len())?;
         map.serialize_entry("libIndex", &Seq(|| syms().map(|n| n.lib)))?;

@@ -64,7 +64,8 @@ fn stack_order_identity_iff_general_numbering_is() {
                 .collect(),
             ..Thread::default()
         };
-        let StackOrder::Mapped { stacks, index } = StackOrder::mapped(&p, std::slice::from_ref(&t)) else {
+        let StackOrder::Mapped { stacks, index } = StackOrder::mapped(&p, std::slice::from_ref(&t))
+        else {
             unreachable!()
         };
         let is_identity = stacks.iter().enumerate().all(|(k, &id)| id as usize == k);

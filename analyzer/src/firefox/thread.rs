@@ -110,7 +110,11 @@ impl Serialize for Samples<'_, '_> {
         map.serialize_entry("weight", &())?;
         map.serialize_entry(
             "stack",
-            &Seq(|| samples.iter().map(|s| s.stack.map(|id| st.stacks.index(id)))),
+            &Seq(|| {
+                samples
+                    .iter()
+                    .map(|s| s.stack.map(|id| st.stacks.index(id)))
+            }),
         )?;
         map.serialize_entry(
             "timeDeltas",

@@ -184,7 +184,8 @@ impl Served {
 /// `--module` file, whichever has the SHA-256 recorded as its `codeId`.
 /// `None` if neither does (no assembly for it).
 fn load_lib(lib: &serde_json::Value, modules: &[PathBuf]) -> anyhow::Result<Option<ServedLib>> {
-    let (Some(debug_name), Some(breakpad_id)) = (lib["debugName"].as_str(), lib["breakpadId"].as_str())
+    let (Some(debug_name), Some(breakpad_id)) =
+        (lib["debugName"].as_str(), lib["breakpadId"].as_str())
     else {
         return Ok(None);
     };

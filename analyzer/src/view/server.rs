@@ -116,7 +116,9 @@ impl Server {
                 "file": file,
                 "source": text,
             })),
-            None => not_found(&format!("{file}: not a source file of this profile, or not found")),
+            None => not_found(&format!(
+                "{file}: not a source file of this profile, or not found"
+            )),
         }
     }
 
@@ -203,4 +205,23 @@ fn json_response(v: &serde_json::Value) -> Response<std::io::Cursor<Vec<u8>>> {
 
 fn not_found(why: &str) -> Response<std::io::Cursor<Vec<u8>>> {
     json_response(&json!({ "error": why })).with_status_code(404)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_profiler_url_has_both_urls_encoded() {
+        assert_eq!(
+            percent_encode("http://a:1/x-y_z.~"),
+            "http%3A%2F%2Fa%3A1%2Fx-y_z.~"
+        );
+        assert_eq!(
+            profiler_url("http://127.0.0.1:8/t"),
+            "https://profiler.firefox.com/from-url/http%3A%2F%2F127.0.0.1%3A8%2Ft%2Fprofile.json/?symbolServer=http%3A%2F%2F127.0.0.1%3A8%2Ft"
+        );
+        assert_eq!(parse_hex("0x1a"), Some(26));
+        assert_eq!(token().unwrap().len(), 32);
+    }
 }
