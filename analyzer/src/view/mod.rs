@@ -73,7 +73,11 @@ impl Served {
         let paths = self.sources.as_ref()?;
         match self.files.get(file)? {
             Some(text) => Some(text.clone()),
-            None => paths.read(file, &mut MAX_FILE_BYTES.clone()).ok(),
+            None => {
+                // One file's worth per request: it is read again each time.
+                let mut budget = MAX_FILE_BYTES;
+                paths.read(file, &mut budget).ok()
+            }
         }
     }
 
