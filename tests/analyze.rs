@@ -211,57 +211,85 @@ fn the_firefox_profile_is_consistent_and_carries_lines() {
     let v: serde_json::Value = serde_json::from_slice(&json).unwrap();
     assert!(v["meta"]["version"].is_number());
     assert!(v["meta"]["preprocessedProfileVersion"].is_number());
+    // Processed format 60 and later: one set of tables for all threads.
+    let sh = &v["shared"];
+    for table in [
+        "stackTable",
+        "frameTable",
+        "funcTable",
+        "resourceTable",
+        "nativeSymbols",
+        "sources",
+    ] {
+        let t = sh[table].as_object().unwrap();
+        let len = t["length"].as_u64().unwrap();
+        for (k, col) in t {
+            if let Some(a) = col.as_array() {
+                assert_eq!(a.len() as u64, len, "{table}.{k}");
+            }
+        }
+    }
+    let len = |t: &str| sh[t]["length"].as_u64().unwrap();
+    let idx_ok = |col: &serde_json::Value, what: &str, target: u64| {
+        for x in col.as_array().unwrap() {
+            if let Some(i) = x.as_u64() {
+                assert!(i < target, "{what} = {i} >= {target}");
+            }
+        }
+    };
     for th in v["threads"].as_array().unwrap() {
-        for table in [
-            "stackTable",
-            "frameTable",
-            "funcTable",
-            "samples",
-            "resourceTable",
-        ] {
-            let t = th[table].as_object().unwrap();
-            let len = t["length"].as_u64().unwrap();
-            for (k, col) in t {
-                if let Some(a) = col.as_array() {
-                    assert_eq!(a.len() as u64, len, "{table}.{k}");
-                }
+        let t = th["samples"].as_object().unwrap();
+        let n = t["length"].as_u64().unwrap();
+        for (k, col) in t {
+            if let Some(a) = col.as_array() {
+                assert_eq!(a.len() as u64, n, "samples.{k}");
             }
         }
-        let len = |t: &str| th[t]["length"].as_u64().unwrap();
-        let idx_ok = |t: &str, c: &str, target: u64| {
-            for x in th[t][c].as_array().unwrap() {
-                if let Some(i) = x.as_u64() {
-                    assert!(i < target, "{t}.{c} = {i} >= {target}");
-                }
-            }
-        };
-        idx_ok("samples", "stack", len("stackTable"));
-        idx_ok("stackTable", "prefix", len("stackTable"));
-        idx_ok("stackTable", "frame", len("frameTable"));
-        idx_ok("frameTable", "func", len("funcTable"));
-        let nstr = th["stringArray"].as_array().unwrap().len() as u64;
-        idx_ok("funcTable", "name", nstr);
-        idx_ok("funcTable", "fileName", nstr);
-        // fib has DWARF: every one of its frames carries a line, and the
-        // function its file.
-        let strings = th["stringArray"].as_array().unwrap();
-        let fib = (0..len("funcTable") as usize)
-            .find(|&i| strings[th["funcTable"]["name"][i].as_u64().unwrap() as usize] == "fib")
-            .expect("a fib function");
-        let file = th["funcTable"]["fileName"][fib]
-            .as_u64()
-            .expect("fib has a file");
-        assert_eq!(strings[file as usize], "fixtures/src/fib.c");
-        let frames: Vec<usize> = (0..len("frameTable") as usize)
-            .filter(|&i| th["frameTable"]["func"][i].as_u64() == Some(fib as u64))
-            .collect();
-        assert!(!frames.is_empty());
-        for f in frames {
-            assert!(
-                th["frameTable"]["line"][f].is_u64(),
-                "fib frame {f} without a line"
-            );
-        }
+        idx_ok(&th["samples"]["stack"], "samples.stack", len("stackTable"));
+    }
+    idx_ok(
+        &sh["stackTable"]["prefix"],
+        "stackTable.prefix",
+        len("stackTable"),
+    );
+    idx_ok(
+        &sh["stackTable"]["frame"],
+        "stackTable.frame",
+        len("frameTable"),
+    );
+    idx_ok(
+        &sh["frameTable"]["func"],
+        "frameTable.func",
+        len("funcTable"),
+    );
+    let nstr = sh["stringArray"].as_array().unwrap().len() as u64;
+    idx_ok(&sh["funcTable"]["name"], "funcTable.name", nstr);
+    idx_ok(
+        &sh["funcTable"]["source"],
+        "funcTable.source",
+        len("sources"),
+    );
+    idx_ok(&sh["sources"]["filename"], "sources.filename", nstr);
+    // fib has DWARF: every one of its frames carries a line, and the
+    // function its file.
+    let strings = sh["stringArray"].as_array().unwrap();
+    let fib = (0..len("funcTable") as usize)
+        .find(|&i| strings[sh["funcTable"]["name"][i].as_u64().unwrap() as usize] == "fib")
+        .expect("a fib function");
+    let source = sh["funcTable"]["source"][fib]
+        .as_u64()
+        .expect("fib has a file");
+    let file = sh["sources"]["filename"][source as usize].as_u64().unwrap();
+    assert_eq!(strings[file as usize], "fixtures/src/fib.c");
+    let frames: Vec<usize> = (0..len("frameTable") as usize)
+        .filter(|&i| sh["frameTable"]["func"][i].as_u64() == Some(fib as u64))
+        .collect();
+    assert!(!frames.is_empty());
+    for f in frames {
+        assert!(
+            sh["frameTable"]["line"][f].is_u64(),
+            "fib frame {f} without a line"
+        );
     }
 }
 

@@ -11,8 +11,13 @@
 //!   and `--module`, `resolver.rs` address → frames, `warnings.rs` the end).
 //! - [`model`]: the deduplicated [`model::Profile`], its validation
 //!   ([`model::Profile::check`]) and the helpers exporters share.
-//! - [`firefox`], [`folded`], [`text`]: the exporters; each reads the model
-//!   only, never another exporter.
+//! - [`firefox`], [`folded`], [`text`], [`pprof`]: the exporters; each
+//!   reads the model only, never another exporter.
+//! - [`sources`]: the source files DWARF names, found on this machine
+//!   (`--source-root`, `--source-map`) and read within bounds, for the
+//!   model to carry into the Firefox profile and for `view` to serve.
+//! - [`view`]: `wanalyze view`, a loopback server for the Firefox Profiler:
+//!   the profile, its sources and its functions' wasm instructions.
 //! - [`lookup`]: the symbolizer on its own (`wanalyze addr2line`), like
 //!   `wasm-tools addr2line`.
 
@@ -20,9 +25,12 @@ pub mod firefox;
 pub mod folded;
 pub mod lookup;
 pub mod model;
+pub mod pprof;
 mod ranges;
 pub mod resolve;
+pub mod sources;
 pub mod symbols;
 #[cfg(test)]
 mod test_rng;
 pub mod text;
+pub mod view;

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use wanalyze::{firefox, folded, lookup, resolve, symbols::WasmSymbols, text};
+use wanalyze::{
+    firefox, folded, lookup, pprof, resolve, sources, symbols::WasmSymbols, text, view,
+};
 
 /// Turn a wrec trace into a profile: Firefox Profiler JSON, folded stacks or a
 /// text report. Needs only the trace and the wasm files that were profiled.
@@ -18,6 +20,8 @@ use wanalyze::{firefox, folded, lookup, resolve, symbols::WasmSymbols, text};
         wanalyze fib.wrec --dwarf                      # writes fib.profile.json for https://profiler.firefox.com\n  \
         wanalyze fib.wrec --dwarf --format text        # top functions and lines, for a CI log\n  \
         wanalyze fib.wrec --format folded > fib.folded # for inferno / flamegraph.pl / speedscope\n  \
+        wanalyze fib.wrec --format pprof               # writes fib.pb.gz for go tool pprof\n  \
+        wanalyze view fib.wrec                         # opens it in the Firefox Profiler, with sources and wasm code\n  \
         wanalyze fib.wrec --module build/fib.wasm      # the wasm file moved since recording\n  \
         wanalyze addr2line fib.wasm 0x1a2 300          # symbolize wasm file offsets"
 )]
@@ -48,6 +52,34 @@ struct Cli {
     /// No progress bar and no summary line.
     #[arg(short, long)]
     quiet: bool,
+    #[command(flatten)]
+    sources: SourceArgs,
+}
+
+/// Where source files are (Firefox profiles with `--dwarf` embed the text
+/// of every file that has samples, and `view` serves it).
+#[derive(clap::Args, Clone, Default)]
+struct SourceArgs {
+    /// Look for source files DWARF names under DIR too (the directory the
+    /// build ran in); repeatable.
+    #[arg(long = "source-root", value_name = "DIR")]
+    roots: Vec<PathBuf>,
+    /// A source path prefix the build used, and where those files are
+    /// here: FROM=TO; repeatable.
+    #[arg(long = "source-map", value_name = "FROM=TO", value_parser = sources::SourcePaths::parse_map)]
+    maps: Vec<(PathBuf, PathBuf)>,
+    /// Leave source texts out of the Firefox profile (and unserved by `view`).
+    #[arg(long)]
+    no_sources: bool,
+}
+
+impl SourceArgs {
+    fn paths(&self) -> sources::SourcePaths {
+        sources::SourcePaths {
+            roots: self.roots.clone(),
+            maps: self.maps.clone(),
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -61,6 +93,24 @@ enum Command {
         #[arg(required = true)]
         offsets: Vec<String>,
     },
+    /// Open a recording in the Firefox Profiler: serves the profile (with
+    /// DWARF lines and sources), its source files and its functions' wasm
+    /// instructions on 127.0.0.1 and prints the URL that opens it, until
+    /// Ctrl-C.
+    View {
+        /// A trace written by `wrec`, or a profile `wanalyze` wrote
+        /// (`.json` or `.json.gz`).
+        input: PathBuf,
+        /// The wasm file that was profiled, when it is no longer at the
+        /// recorded path; repeatable.
+        #[arg(long = "module", value_name = "PATH")]
+        modules: Vec<PathBuf>,
+        /// Serve on this port (default: a free one).
+        #[arg(long, default_value_t = 0)]
+        port: u16,
+        #[command(flatten)]
+        sources: SourceArgs,
+    },
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -71,6 +121,9 @@ enum Format {
     Folded,
     /// A report for a terminal or CI log.
     Text,
+    /// pprof's gzipped profile.proto, for `go tool pprof` (default
+    /// `<trace>.pb.gz`).
+    Pprof,
 }
 
 fn main() -> ExitCode {
@@ -104,6 +157,20 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         lookup::run(&symbols, &offsets, &mut out)?;
         return Ok(());
     }
+    if let Some(Command::View {
+        input,
+        modules,
+        port,
+        sources,
+    }) = cli.command
+    {
+        let opts = view::ViewOptions {
+            modules,
+            port,
+            sources: (!sources.no_sources).then(|| sources.paths()),
+        };
+        return view::run(&input, &opts);
+    }
     let Some(trace) = cli.trace else {
         anyhow::bail!(
             "no trace given; usage: wanalyze <TRACE> [--dwarf] [--out FILE] (see --help)"
@@ -114,7 +181,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         modules: cli.modules,
         // Folded stacks and the text report name functions and leaf lines
         // only: a smaller profile will do.
-        by_function: cli.format != Format::Firefox,
+        by_function: !matches!(cli.format, Format::Firefox | Format::Pprof),
     };
     let bar = progress_bar(cli.quiet);
     let profile = resolve::analyze(&trace, &opts, &mut |done, total| {
@@ -126,17 +193,33 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if let Some(b) = bar {
         b.finish_and_clear();
     }
+    let mut profile = profile;
+    if cli.format == Format::Firefox && cli.dwarf && !cli.sources.no_sources {
+        // Only after the analysis: the warnings above are the trace's.
+        let warnings = sources::embed(&mut profile, &cli.sources.paths());
+        profile.meta.warnings.extend(warnings);
+    }
     for w in &profile.meta.warnings {
         eprintln!("wanalyze: warning: {w}");
     }
     let out = match (&cli.out, cli.format) {
         (Some(p), _) if p.as_os_str() == "-" => None,
         (Some(p), _) => Some(p.clone()),
-        (None, Format::Firefox) => Some(default_out(&trace)),
+        (None, Format::Firefox) => Some(default_out(&trace, "profile.json")),
+        (None, Format::Pprof) => Some(default_out(&trace, "pb.gz")),
         (None, _) => None,
     };
     match (&out, cli.format) {
         (Some(path), Format::Firefox) => firefox::write_file(&profile, path)?,
+        (Some(path), Format::Pprof) => {
+            // Always gzipped, whatever the name: that is the pprof format.
+            let file = std::fs::File::create(path)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            pprof::write(&profile, &mut w)
+                .and_then(|()| Ok(w.flush()?))
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
         (Some(path), f) => {
             let file = std::fs::File::create(path)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -164,10 +247,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     }
     if !cli.quiet {
         if let Some(path) = &out {
-            let hint = if cli.format == Format::Firefox {
-                "; open it at https://profiler.firefox.com (Load a profile from file)"
-            } else {
-                ""
+            let hint = match cli.format {
+                Format::Firefox => "; open it at https://profiler.firefox.com (Load a profile from file), or run `wanalyze view` on the trace",
+                Format::Pprof => "; read it with `go tool pprof -top` (or -http)",
+                _ => "",
             };
             eprintln!(
                 "wanalyze: wrote {} ({} samples, {} threads){hint}",
@@ -196,17 +279,18 @@ fn write_text_format(
             text::write(profile, &opts, w)?
         }
         Format::Firefox => firefox::write(profile, w)?,
+        Format::Pprof => pprof::write(profile, w)?,
     }
     Ok(())
 }
 
-/// `fib.wrec` → `fib.profile.json`, beside the trace.
-fn default_out(trace: &Path) -> PathBuf {
+/// `fib.wrec` → `fib.<ext>` (`fib.profile.json`), beside the trace.
+fn default_out(trace: &Path, ext: &str) -> PathBuf {
     let stem = trace
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "trace".into());
-    trace.with_file_name(format!("{stem}.profile.json"))
+    trace.with_file_name(format!("{stem}.{ext}"))
 }
 
 fn progress_bar(quiet: bool) -> Option<indicatif::ProgressBar> {

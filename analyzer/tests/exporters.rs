@@ -75,6 +75,7 @@ impl Builder {
                 line,
                 column: line.map(|l| l + 100),
                 inline_depth: depth,
+                native_symbol: None,
             },
         )
     }
@@ -230,7 +231,7 @@ type DecodedFrame = (String, i64, u64, Option<u64>);
 /// `every`th sample of each thread.
 fn check_firefox(v: &Value, every: usize) -> Vec<Decoded> {
     let meta = &v["meta"];
-    assert_eq!(meta["preprocessedProfileVersion"], 55);
+    assert_eq!(meta["preprocessedProfileVersion"], 64);
     assert!(meta["version"].is_u64(), "meta.version");
     assert!(meta["interval"].is_f64() || meta["interval"].is_u64());
     assert!(meta["startTime"].is_number());
@@ -252,107 +253,147 @@ fn check_firefox(v: &Value, every: usize) -> Vec<Decoded> {
         assert_eq!(lib["breakpadId"].as_str().unwrap().len(), 33);
     }
 
+    // The shared tables (processed format 60 and later).
+    let sh = &v["shared"];
+    let strings = arr(sh, "stringArray");
+    let s = |i: u64| strings[i as usize].as_str().expect("string").to_string();
+    for k in [
+        "frameTable",
+        "funcTable",
+        "stackTable",
+        "resourceTable",
+        "nativeSymbols",
+        "sources",
+        "sourceLocationTable",
+    ] {
+        check_columns(k, &sh[k]);
+    }
+    let ft = &sh["frameTable"];
+    let fu = &sh["funcTable"];
+    let st = &sh["stackTable"];
+    let rt = &sh["resourceTable"];
+    let ns = &sh["nativeSymbols"];
+    let so = &sh["sources"];
+    for k in [
+        "address",
+        "inlineDepth",
+        "category",
+        "subcategory",
+        "func",
+        "nativeSymbol",
+        "innerWindowID",
+        "line",
+        "column",
+        "originalLocation",
+    ] {
+        assert!(ft[k].is_array(), "frameTable.{k}");
+    }
+    for k in [
+        "name",
+        "isJS",
+        "relevantForJS",
+        "resource",
+        "source",
+        "lineNumber",
+        "columnNumber",
+        "originalLocation",
+    ] {
+        assert!(fu[k].is_array(), "funcTable.{k}");
+    }
+    for k in ["prefix", "frame"] {
+        assert!(st[k].is_array(), "stackTable.{k}");
+    }
+    for k in ["libIndex", "address", "name", "functionSize"] {
+        assert!(ns[k].is_array(), "nativeSymbols.{k}");
+    }
+    for k in [
+        "id",
+        "filename",
+        "startLine",
+        "startColumn",
+        "sourceMapURL",
+        "content",
+    ] {
+        assert!(so[k].is_array(), "sources.{k}");
+    }
+    // Resources, sources, native symbols and funcs.
+    for i in 0..len(rt) {
+        assert!((rt["lib"][i].as_u64().unwrap() as usize) < libs.len());
+        s(rt["name"][i].as_u64().unwrap());
+        assert_eq!(rt["type"][i], 1);
+    }
+    for i in 0..len(so) {
+        s(so["filename"][i].as_u64().unwrap());
+        assert!(so["content"][i].is_null() || so["content"][i].is_string());
+    }
+    for i in 0..len(ns) {
+        assert!((ns["libIndex"][i].as_u64().unwrap() as usize) < libs.len());
+        s(ns["name"][i].as_u64().unwrap());
+        ns["address"][i].as_u64().unwrap();
+    }
+    for i in 0..len(fu) {
+        s(fu["name"][i].as_u64().unwrap());
+        if let Some(f) = opt_u(&fu["source"][i]) {
+            assert!((f as usize) < len(so));
+        }
+        let r = fu["resource"][i].as_i64().unwrap();
+        assert!(r == -1 || (0..len(rt) as i64).contains(&r));
+    }
+    // Frames.
+    for i in 0..len(ft) {
+        assert!((ft["func"][i].as_u64().unwrap() as usize) < len(fu));
+        let c = ft["category"][i].as_u64().unwrap() as usize;
+        assert!(c < cats.len());
+        let sc = ft["subcategory"][i].as_u64().unwrap() as usize;
+        assert!(sc < arr(&cats[c], "subcategories").len());
+        assert!(ft["address"][i].as_i64().unwrap() >= -1);
+        ft["inlineDepth"][i].as_u64().unwrap();
+        if let Some(n) = opt_u(&ft["nativeSymbol"][i]) {
+            assert!((n as usize) < len(ns));
+        }
+    }
+    // Stacks: prefix before the stack, frames in range; an inline frame
+    // (depth > 0) sits on its caller at the same address, one depth less,
+    // with the same native symbol.
+    for i in 0..len(st) {
+        let f = st["frame"][i].as_u64().unwrap() as usize;
+        assert!(f < len(ft));
+        let depth = ft["inlineDepth"][f].as_u64().unwrap();
+        match opt_u(&st["prefix"][i]) {
+            Some(pre) => {
+                assert!((pre as usize) < i, "stack {i} has prefix {pre}");
+                if depth > 0 {
+                    let pf = st["frame"][pre as usize].as_u64().unwrap() as usize;
+                    assert_eq!(ft["address"][pf], ft["address"][f]);
+                    assert_eq!(ft["inlineDepth"][pf].as_u64().unwrap(), depth - 1);
+                    assert_eq!(ft["nativeSymbol"][pf], ft["nativeSymbol"][f]);
+                }
+            }
+            None => assert_eq!(depth, 0),
+        }
+    }
+
     let mut all = Vec::new();
     for t in arr(v, "threads") {
-        let strings = arr(t, "stringArray");
-        let s = |i: u64| strings[i as usize].as_str().expect("string").to_string();
         for k in ["name", "processName", "processType", "pid"] {
             assert!(t[k].is_string(), "thread.{k}");
         }
         assert!(t["isMainThread"].is_boolean());
         assert!(t["registerTime"].is_number());
-        for k in [
-            "frameTable",
-            "funcTable",
-            "stackTable",
-            "samples",
-            "markers",
-            "resourceTable",
-            "nativeSymbols",
-        ] {
+        for k in ["frameTable", "funcTable", "stackTable", "stringArray"] {
+            assert!(t.get(k).is_none(), "thread.{k} is shared since version 60");
+        }
+        for k in ["samples", "markers"] {
             check_columns(k, &t[k]);
         }
-        let ft = &t["frameTable"];
-        let fu = &t["funcTable"];
-        let st = &t["stackTable"];
         let sa = &t["samples"];
-        let rt = &t["resourceTable"];
         let mk = &t["markers"];
-        for k in [
-            "address",
-            "inlineDepth",
-            "category",
-            "subcategory",
-            "func",
-            "nativeSymbol",
-            "innerWindowID",
-            "line",
-            "column",
-        ] {
-            assert!(ft[k].is_array(), "frameTable.{k}");
-        }
-        for k in [
-            "name",
-            "isJS",
-            "relevantForJS",
-            "resource",
-            "fileName",
-            "lineNumber",
-            "columnNumber",
-        ] {
-            assert!(fu[k].is_array(), "funcTable.{k}");
-        }
-        for k in ["prefix", "frame"] {
-            assert!(st[k].is_array(), "stackTable.{k}");
-        }
         for k in ["stack", "timeDeltas", "threadCPUDelta"] {
             assert!(sa[k].is_array(), "samples.{k}");
         }
         assert!(sa["weight"].is_null() || sa["weight"].is_array());
         assert_eq!(sa["weightType"], "samples");
 
-        // Resources and funcs.
-        for i in 0..len(rt) {
-            assert!((rt["lib"][i].as_u64().unwrap() as usize) < libs.len());
-            s(rt["name"][i].as_u64().unwrap());
-            assert_eq!(rt["type"][i], 1);
-        }
-        for i in 0..len(fu) {
-            s(fu["name"][i].as_u64().unwrap());
-            if let Some(f) = opt_u(&fu["fileName"][i]) {
-                s(f);
-            }
-            let r = fu["resource"][i].as_i64().unwrap();
-            assert!(r == -1 || (0..len(rt) as i64).contains(&r));
-        }
-        // Frames.
-        for i in 0..len(ft) {
-            assert!((ft["func"][i].as_u64().unwrap() as usize) < len(fu));
-            let c = ft["category"][i].as_u64().unwrap() as usize;
-            assert!(c < cats.len());
-            let sc = ft["subcategory"][i].as_u64().unwrap() as usize;
-            assert!(sc < arr(&cats[c], "subcategories").len());
-            assert!(ft["address"][i].as_i64().unwrap() >= -1);
-            ft["inlineDepth"][i].as_u64().unwrap();
-        }
-        // Stacks: prefix before the stack, frames in range; an inline frame
-        // (depth > 0) sits on its caller at the same address, one depth less.
-        for i in 0..len(st) {
-            let f = st["frame"][i].as_u64().unwrap() as usize;
-            assert!(f < len(ft));
-            let depth = ft["inlineDepth"][f].as_u64().unwrap();
-            match opt_u(&st["prefix"][i]) {
-                Some(pre) => {
-                    assert!((pre as usize) < i, "stack {i} has prefix {pre}");
-                    if depth > 0 {
-                        let pf = st["frame"][pre as usize].as_u64().unwrap() as usize;
-                        assert_eq!(ft["address"][pf], ft["address"][f]);
-                        assert_eq!(ft["inlineDepth"][pf].as_u64().unwrap(), depth - 1);
-                    }
-                }
-                None => assert_eq!(depth, 0),
-            }
-        }
         // Markers.
         for i in 0..len(mk) {
             s(mk["name"][i].as_u64().unwrap());
@@ -504,9 +545,14 @@ fn firefox_is_consistent_and_matches_the_model() {
     assert_eq!(&main_cpu[..5], &[1000, 1001, 1000, 1001, 1000]);
 
     // Func and frame source info, inline frames.
-    let ft = &main["frameTable"];
-    let fu = &main["funcTable"];
-    let strings = arr(main, "stringArray");
+    let sh = &v["shared"];
+    let ft = &sh["frameTable"];
+    let fu = &sh["funcTable"];
+    let strings = arr(sh, "stringArray");
+    let file_of = |func: usize| {
+        opt_u(&fu["source"][func])
+            .map(|src| &strings[sh["sources"]["filename"][src as usize].as_u64().unwrap() as usize])
+    };
     let func_named = |name: &str| {
         (0..len(fu))
             .find(|&i| strings[fu["name"][i].as_u64().unwrap() as usize] == name)
@@ -518,13 +564,10 @@ fn firefox_is_consistent_and_matches_the_model() {
             .unwrap()
     };
     let fib = func_named("fib");
-    assert_eq!(
-        strings[fu["fileName"][fib].as_u64().unwrap() as usize],
-        "src/fib.c"
-    );
+    assert_eq!(file_of(fib).unwrap(), "src/fib.c");
     assert_eq!(fu["lineNumber"][fib], 3);
     let write = func_named("wasi_snapshot_preview1::fd_write");
-    assert!(fu["fileName"][write].is_null());
+    assert!(fu["source"][write].is_null());
     assert!(fu["lineNumber"][write].is_null());
     assert_eq!(fu["resource"][write], -1);
     assert_eq!(fu["resource"][fib], 0);
@@ -546,24 +589,11 @@ fn firefox_is_consistent_and_matches_the_model() {
     let cat_name = |f: usize| cats[ft["category"][f].as_u64().unwrap() as usize];
     assert_eq!(cat_name(c), "Wasm");
     assert_eq!(cat_name(wf), "Host");
-    let worker = &threads[1];
-    let (wft, wfu, wstrings) = (
-        &worker["frameTable"],
-        &worker["funcTable"],
-        arr(worker, "stringArray"),
-    );
-    let trunc_frame = (0..len(wft))
-        .find(|&i| {
-            let func = wft["func"][i].as_u64().unwrap() as usize;
-            wstrings[wfu["name"][func].as_u64().unwrap() as usize] == "[truncated]"
-        })
-        .unwrap();
+    let trunc_frame = frame_of(func_named("[truncated]"));
     assert_eq!(
-        cats[wft["category"][trunc_frame].as_u64().unwrap() as usize],
+        cats[ft["category"][trunc_frame].as_u64().unwrap() as usize],
         "Other"
     );
-    // The worker's tables hold only what it uses.
-    assert!(!wstrings.iter().any(|s| s == "mul"));
 
     // Addresses are the model's wasm offsets (or -1), nothing else.
     let model_addrs: Vec<i64> = p
@@ -571,10 +601,8 @@ fn firefox_is_consistent_and_matches_the_model() {
         .iter()
         .map(|f| f.address.map_or(-1, |a| a as i64))
         .collect();
-    for t in threads {
-        for a in arr(&t["frameTable"], "address") {
-            assert!(model_addrs.contains(&a.as_i64().unwrap()));
-        }
+    for a in arr(ft, "address") {
+        assert!(model_addrs.contains(&a.as_i64().unwrap()));
     }
 }
 
@@ -994,4 +1022,103 @@ fn large_profile_exports() {
     );
     assert!(s.funcs[0].total_samples >= s.funcs[0].self_samples);
     assert!(!out.is_empty());
+}
+
+/// pprof: one location per code position with its inline chain innermost
+/// first, functions with files, one mapping per module, the three sample
+/// types summed per (thread, stack), gzipped.
+#[test]
+fn pprof_has_locations_with_inline_lines_and_summed_samples() {
+    use prost::Message;
+    use wanalyze::pprof::{self, PprofProfile};
+
+    let p = fixture();
+    let mut gz = Vec::new();
+    pprof::write(&p, &mut gz).unwrap();
+    let mut raw = Vec::new();
+    flate2::read::GzDecoder::new(&gz[..])
+        .read_to_end(&mut raw)
+        .unwrap();
+    let pp = PprofProfile::decode(&raw[..]).unwrap();
+    assert_eq!(pp, pprof::build(&p));
+    let s = |i: i64| pp.string_table[i as usize].as_str();
+    assert_eq!(s(0), "");
+    let types: Vec<(&str, &str)> = pp
+        .sample_type
+        .iter()
+        .map(|t| (s(t.r#type), s(t.unit)))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            ("samples", "count"),
+            ("cpu", "nanoseconds"),
+            ("wall", "nanoseconds")
+        ]
+    );
+    assert_eq!(s(pp.default_sample_type), "cpu");
+    assert_eq!(pp.period, 1_000_000);
+    assert_eq!(pp.mapping.len(), p.libs.len());
+
+    let func = |id: u64| &pp.function[id as usize - 1];
+    let names = |l: &wanalyze::pprof::Location| -> Vec<&str> {
+        l.line.iter().map(|x| s(func(x.function_id).name)).collect()
+    };
+    // The inline chain at 0x200: mul in square in compute, one location.
+    let at = |a: u64| -> Vec<_> { pp.location.iter().filter(|l| l.address == a).collect() };
+    let chain = at(0x200);
+    assert_eq!(chain.len(), 1);
+    assert_eq!(names(chain[0]), ["mul", "square", "compute"]);
+    assert_eq!(
+        chain[0].line.iter().map(|l| l.line).collect::<Vec<_>>(),
+        [8, 3, 22]
+    );
+    assert_eq!(s(func(chain[0].line[0].function_id).filename), "src/math.h");
+    assert_eq!(func(chain[0].line[2].function_id).start_line, 20);
+    // Each address once, whatever the number of stacks through it.
+    let mut addrs: Vec<u64> = pp.location.iter().map(|l| l.address).collect();
+    addrs.sort_unstable();
+    let n = addrs.len();
+    addrs.dedup();
+    // Host and synthetic frames have no address (0), one location each.
+    assert_eq!(
+        n - addrs.len() + 1,
+        pp.location.iter().filter(|l| l.address == 0).count()
+    );
+    for l in &pp.location {
+        assert!(l.id as usize <= pp.location.len());
+        assert!(l.mapping_id as usize <= pp.mapping.len());
+        assert_eq!(l.mapping_id == 0, l.address == 0);
+    }
+
+    // Samples: counts, CPU and wall time add up per thread.
+    for t in &p.threads {
+        let mine: Vec<_> = pp
+            .sample
+            .iter()
+            .filter(|x| s(x.label[0].str) == t.name)
+            .collect();
+        let count: i64 = mine.iter().map(|x| x.value[0]).sum();
+        let cpu: i64 = mine.iter().map(|x| x.value[1]).sum();
+        let wall: i64 = mine.iter().map(|x| x.value[2]).sum();
+        assert_eq!(count as usize, t.samples.len(), "{}", t.name);
+        assert_eq!(
+            cpu as u64,
+            t.samples.iter().map(|x| x.cpu_delta_ns).sum::<u64>()
+        );
+        let last = t.samples.iter().map(|x| x.time_ns).max().unwrap();
+        assert_eq!(wall as u64, last - t.start_ns);
+    }
+    // The recursive stack, leaf first: fib (0x140), fib (0x150) twice, _start.
+    let rec = pp
+        .sample
+        .iter()
+        .find(|x| x.value[0] == 5)
+        .expect("the 5 recursive samples, summed");
+    let addrs: Vec<u64> = rec
+        .location_id
+        .iter()
+        .map(|&id| pp.location[id as usize - 1].address)
+        .collect();
+    assert_eq!(addrs, [0x140, 0x150, 0x150, 0x100]);
 }

@@ -31,9 +31,52 @@ impl FxProfile {
         self.json["threads"].as_array().expect("threads")
     }
 
+    /// The tables samples point into: `profile.shared` (processed format
+    /// 56 and later share the string array, 60 and later every table) or,
+    /// in older profiles, the thread's own.
+    pub fn tables(&self, t: usize) -> &serde_json::Value {
+        match self.json.get("shared") {
+            Some(shared) if shared.get("stackTable").is_some() => shared,
+            _ => &self.threads()[t],
+        }
+    }
+
+    /// The name of each function of `tables(t).funcTable`'s source files:
+    /// `funcTable.source` through `sources.filename` (version 58 and
+    /// later), or `funcTable.fileName`.
+    fn func_files(&self, t: usize) -> Vec<Option<String>> {
+        let tables = self.tables(t);
+        let strings = &tables["stringArray"];
+        let funcs = &tables["funcTable"];
+        let string = |i: &serde_json::Value| {
+            i.as_u64()
+                .map(|i| strings[i as usize].as_str().unwrap().to_owned())
+        };
+        match funcs.get("source") {
+            Some(src) => src
+                .as_array()
+                .expect("funcTable.source")
+                .iter()
+                .map(|s| {
+                    s.as_u64().and_then(|s| {
+                        string(&self.json["shared"]["sources"]["filename"][s as usize])
+                    })
+                })
+                .collect(),
+            None => funcs["fileName"]
+                .as_array()
+                .expect("funcTable.fileName")
+                .iter()
+                .map(string)
+                .collect(),
+        }
+    }
+
     /// Every sample of thread `t` as its frames, leaf first.
     pub fn samples(&self, t: usize) -> Vec<Vec<FxFrame>> {
-        let th = &self.threads()[t];
+        let th = self.tables(t);
+        let samples = &self.threads()[t]["samples"]["stack"];
+        let files = self.func_files(t);
         let strings: Vec<&str> = th["stringArray"]
             .as_array()
             .expect("stringArray")
@@ -55,14 +98,12 @@ impl FxProfile {
             col("frameTable", "address"),
             col("frameTable", "category"),
         );
-        let (fn_name, fn_file) = (col("funcTable", "name"), col("funcTable", "fileName"));
+        let fn_name = col("funcTable", "name");
         let frame = |f: usize| {
             let func = fr_func[f].as_u64().unwrap() as usize;
             FxFrame {
                 func: strings[fn_name[func].as_u64().unwrap() as usize].to_owned(),
-                file: fn_file[func]
-                    .as_u64()
-                    .map(|i| strings[i as usize].to_owned()),
+                file: files[func].clone(),
                 line: fr_line[f].as_u64(),
                 column: fr_col[f].as_u64(),
                 inline_depth: fr_depth[f].as_u64().unwrap(),
@@ -70,7 +111,9 @@ impl FxProfile {
                 category: fr_cat[f].as_u64().unwrap_or(0),
             }
         };
-        col("samples", "stack")
+        samples
+            .as_array()
+            .expect("samples.stack")
             .iter()
             .map(|s| {
                 let mut frames = Vec::new();

@@ -6,6 +6,7 @@
 //! - [`cli`]: run `wrec` and `wanalyze` as a user would; record a fixture,
 //!   analyze the trace, read folded stacks back.
 //! - [`firefox`]: a Firefox profile read back as the profiler shows it.
+//! - [`http`]: a minimal loopback HTTP client (for `wanalyze view`).
 //! - [`trace`]: a trace read back completely, with a minimal
 //!   address-to-function lookup from its module records and the wasm's
 //!   name section (independent of the analyzer).
@@ -17,6 +18,7 @@
 
 pub mod cli;
 pub mod firefox;
+pub mod http;
 pub mod synth;
 pub mod trace;
 pub mod wasm;

@@ -10,7 +10,9 @@ use crate::model::{clock_name, exit_kind_name, Profile};
 /// How many warnings go into `meta.extra` before the rest are summarized.
 const MAX_EXTRA_WARNINGS: usize = 200;
 
-pub(super) fn lib_json(lib: &crate::model::Lib) -> serde_json::Value {
+/// A module's entry in the profile's `libs`: how the profiler (and a
+/// symbol server) names it.
+pub fn lib_json(lib: &crate::model::Lib) -> serde_json::Value {
     let sha = lib.sha256.to_ascii_uppercase();
     let is_hex = sha.len() >= 32 && sha.bytes().all(|b| b.is_ascii_hexdigit());
     // A breakpad id is a 32-hex-digit id plus an age; nothing looks it up

@@ -25,26 +25,43 @@
 //!   its internal frame/func order, and a second copy of all tables in
 //!   memory (its own hash maps and vectors next to the model's).
 //!
-//! Writing directly keeps memory at the model plus, for the thread being
-//! written, one `u32` remapping entry per model stack/frame/func (none per
-//! stack when the thread's stacks keep their model ids, as a
-//! single-threaded trace's do) and the list of the strings it uses; samples are never copied (unless a thread's
-//! samples are out of time order: then a sorted copy of that thread's). Each thread gets
-//! the subset of stacks, frames and funcs its samples use, renumbered so that
-//! every stack's prefix comes before it, which the profiler relies on.
+//! Writing directly keeps memory at the model plus one `u32` remapping
+//! entry per model stack/frame/func (none per stack when the stacks keep
+//! their model ids, as a single-threaded trace's do) and the list of the
+//! strings used; samples are never copied (unless a thread's samples are
+//! out of time order: then a sorted copy of that thread's, one thread at a
+//! time). The shared tables hold the subset of stacks, frames and funcs the
+//! samples use, renumbered so that every stack's prefix comes before it,
+//! which the profiler relies on.
 //!
 //! # Format version
 //!
 //! The output is processed-profile version [`PROCESSED_PROFILE_VERSION`]
-//! (55), the version `fxprof-processed-profile` 0.8 and samply write and
-//! the current profiler upgrades on load (its upgraders move the
-//! per-thread string arrays and tables into `profile.shared`, turn
-//! `funcTable.fileName` into a sources table, and carry `line`, `column`
-//! and `inlineDepth` over unchanged). Targeting an older version the
-//! front-end upgrades, rather than its newest, keeps the file loadable by
-//! any deployed front-end from the last years; the newest versions changed
-//! every few months. Since version 53 the stack table has no category
-//! columns: a stack's category is its frame's, which every frame here has.
+//! (64), the first with everything a wasm profile needs to show code:
+//! embedded source texts (`shared.sources.content`, read by the source
+//! view before any network fetch), and the shared tables of version 60
+//! (one stack, frame, func, resource and native-symbol table and one string
+//! array for all threads, under `profile.shared`). The front end upgrades
+//! it on load to its current version (70 when this was written). The shapes
+//! were checked in the Firefox Profiler's source: the upgraders for 56
+//! (shared string array), 58 (`funcTable.fileName` → `funcTable.source`
+//! into `shared.sources`), 59 (optional `usedInnerWindowIDs`, not written),
+//! 60 (shared tables), 61 (`sources.id/startLine/startColumn/
+//! sourceMapURL`), 63 (`sources.content`) in
+//! `src/profile-logic/processed-profile-versioning.ts`, and the current
+//! empty tables in `src/profile-logic/data-structures.ts` (the
+//! `originalLocation` columns and `shared.sourceLocationTable` that 64
+//! adds, null and empty here). Since version 53 the stack table has no
+//! category columns: a stack's category is its frame's, which every frame
+//! here has.
+//!
+//! The "(inlined)" badge of the call tree needs `frameTable.nativeSymbol`:
+//! frames with `inlineDepth > 0` that share their outer frame's native
+//! symbol are shown as inlined into it (`src/profile-logic/call-tree.ts`).
+//! Every wasm frame names the physical function it is in (one native
+//! symbol per function: `libIndex`, `address` = its body's file offset,
+//! `functionSize`, `name`), which is also what the assembly view asks the
+//! symbol server for (`wanalyze view`).
 //!
 //! # What goes where
 //!
@@ -57,8 +74,10 @@
 //! - Categories `Other` (grey, the default), `Wasm` and `Host`, from
 //!   [`Category`].
 //! - `frameTable.address` is the frame's wasm file offset (or -1), never a
-//!   host address; `inlineDepth`, `line` and `column` come from the model's
-//!   frames; `funcTable.fileName/lineNumber` from its funcs.
+//!   host address; `inlineDepth`, `line`, `column` and `nativeSymbol` come
+//!   from the model's frames; `funcTable.source/lineNumber` from its funcs,
+//!   one `shared.sources` row per file, with the file's text as `content`
+//!   when the model carries it ([`Profile::sources`]).
 //! - One library resource per wasm module used; `libs` lists all of
 //!   `profile.libs` (`arch` `wasm32`, `codeId` the module's SHA-256,
 //!   `breakpadId` derived from it).
@@ -72,9 +91,10 @@
 //!
 //! - this file: [`write()`], [`write_file`] and the document's root;
 //! - `meta.rs`: `meta` (categories, units, the "more info" panel) and `libs`;
-//! - `tables.rs`: the part of the model one thread uses, renumbered;
-//! - `stack_order.rs`: the order of a thread's stack table;
-//! - `thread.rs`: a thread's JSON, table by table.
+//! - `tables.rs`: the part of the model the samples use, renumbered;
+//! - `stack_order.rs`: the order of the shared stack table;
+//! - `shared.rs`: `profile.shared`, table by table;
+//! - `thread.rs`: a thread's JSON (samples and markers).
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -86,17 +106,21 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use crate::model::{Category, Profile};
 
 mod meta;
+mod shared;
 mod stack_order;
 mod tables;
 #[cfg(test)]
 mod tests;
 mod thread;
 
-use meta::{lib_json, Meta};
+pub use meta::lib_json;
+use meta::Meta;
+use shared::Shared;
+use tables::SharedTables;
 use thread::Threads;
 
 /// The processed-profile format version written (`meta.preprocessedProfileVersion`).
-pub const PROCESSED_PROFILE_VERSION: u32 = 55;
+pub const PROCESSED_PROFILE_VERSION: u32 = 64;
 
 /// `meta.version`: the Gecko profile format version a processed profile was
 /// made from. Not used by the front-end for processed profiles; 24 is what
@@ -178,10 +202,18 @@ struct Root<'a>(&'a Profile);
 impl Serialize for Root<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let p = self.0;
+        if p.stacks.len() >= NONE as usize
+            || p.threads.iter().any(|t| t.samples.len() >= NONE as usize)
+        {
+            return Err(serde::ser::Error::custom("too many samples or stacks"));
+        }
+        // Built once for all threads, dropped after.
+        let tables = SharedTables::build(p);
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("meta", &Meta(p))?;
         map.serialize_entry("libs", &Seq(|| p.libs.iter().map(lib_json)))?;
-        map.serialize_entry("threads", &Threads(p))?;
+        map.serialize_entry("shared", &Shared(p, &tables))?;
+        map.serialize_entry("threads", &Threads(p, &tables))?;
         map.serialize_entry("pages", &[(); 0])?;
         map.serialize_entry("profilerOverhead", &[(); 0])?;
         map.serialize_entry("counters", &[(); 0])?;

@@ -1,15 +1,16 @@
-//! The order of a thread's stack table: every prefix before its children.
+//! The order of the shared stack table: every prefix before its children.
 
 use super::NONE;
 use crate::model::{Profile, StackId, Thread};
 
-/// A thread's stacks in output order: walk up from each sample's stack (in
-/// the order they are stored) to the first one already numbered, then
-/// number the walked path root first, so that every prefix gets a smaller
-/// index than its children.
+/// The stacks the threads' samples use, in output order: walk up from each
+/// sample's stack (thread by thread, in the order they are stored) to the
+/// first one already numbered, then number the walked path root first, so
+/// that every prefix gets a smaller index than its children.
 pub(super) enum StackOrder {
     /// Output index = model id, for the model's first `n` stacks. What a
-    /// single-threaded trace gives: the resolver creates each stack node
+    /// single-threaded trace gives (and one whose threads' stacks were
+    /// made thread after thread): the resolver creates each stack node
     /// when the first sample that has it is read, root first. It saves the
     /// two maps below, 8 bytes per stack node.
     Identity(u32),
@@ -22,18 +23,18 @@ pub(super) enum StackOrder {
 }
 
 impl StackOrder {
-    pub(super) fn build(p: &Profile, t: &Thread) -> Self {
-        match Self::identity(p, t) {
+    pub(super) fn build(p: &Profile, threads: &[Thread]) -> Self {
+        match Self::identity(p, threads) {
             Some(n) => StackOrder::Identity(n),
-            None => Self::mapped(p, t),
+            None => Self::mapped(p, threads),
         }
     }
 
-    pub(super) fn mapped(p: &Profile, t: &Thread) -> Self {
+    pub(super) fn mapped(p: &Profile, threads: &[Thread]) -> Self {
         let mut index = vec![NONE; p.stacks.len()];
         let mut stacks = Vec::new();
         let mut path = Vec::new();
-        for s in &t.samples {
+        for s in threads.iter().flat_map(|t| t.samples.iter()) {
             let Some(mut cur) = s.stack else { continue };
             path.clear();
             while index[cur as usize] == NONE {
@@ -55,9 +56,9 @@ impl StackOrder {
     /// then stacks `0..n` are numbered, and each sample's path of stacks not
     /// numbered yet is exactly the ids from `n` up to its stack, each the
     /// parent of the next.
-    pub(super) fn identity(p: &Profile, t: &Thread) -> Option<u32> {
+    pub(super) fn identity(p: &Profile, threads: &[Thread]) -> Option<u32> {
         let mut n = 0;
-        for s in &t.samples {
+        for s in threads.iter().flat_map(|t| t.samples.iter()) {
             let Some(leaf) = s.stack else { continue };
             if leaf < n {
                 continue;

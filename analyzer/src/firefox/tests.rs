@@ -64,11 +64,12 @@ fn stack_order_identity_iff_general_numbering_is() {
                 .collect(),
             ..Thread::default()
         };
-        let StackOrder::Mapped { stacks, index } = StackOrder::mapped(&p, &t) else {
+        let StackOrder::Mapped { stacks, index } = StackOrder::mapped(&p, std::slice::from_ref(&t))
+        else {
             unreachable!()
         };
         let is_identity = stacks.iter().enumerate().all(|(k, &id)| id as usize == k);
-        match StackOrder::identity(&p, &t) {
+        match StackOrder::identity(&p, std::slice::from_ref(&t)) {
             Some(n) => {
                 assert!(is_identity, "case {case}");
                 assert_eq!(n as usize, stacks.len(), "case {case}");
@@ -79,7 +80,7 @@ fn stack_order_identity_iff_general_numbering_is() {
                 mapped += 1;
             }
         }
-        let order = StackOrder::build(&p, &t);
+        let order = StackOrder::build(&p, std::slice::from_ref(&t));
         assert_eq!(order.model_ids().collect::<Vec<_>>(), stacks);
         for &id in &stacks {
             assert_eq!(order.index(id), index[id as usize]);

@@ -15,6 +15,15 @@ impl Profile {
                 }
             }
         }
+        for (i, n) in p.native_symbols.iter().enumerate() {
+            if n.lib as usize >= p.libs.len() {
+                return Err(format!(
+                    "native symbol {i} refers to lib {} of {}",
+                    n.lib,
+                    p.libs.len()
+                ));
+            }
+        }
         for (i, f) in p.frames.iter().enumerate() {
             if f.func as usize >= p.funcs.len() {
                 return Err(format!(
@@ -22,6 +31,14 @@ impl Profile {
                     f.func,
                     p.funcs.len()
                 ));
+            }
+            if let Some(n) = f.native_symbol {
+                if n as usize >= p.native_symbols.len() {
+                    return Err(format!(
+                        "frame {i} refers to native symbol {n} of {}",
+                        p.native_symbols.len()
+                    ));
+                }
             }
         }
         for (i, s) in p.stacks.iter().enumerate() {

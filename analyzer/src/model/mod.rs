@@ -7,7 +7,8 @@
 //! samples with deep stacks stay small.
 //!
 //! - this file: the tables' rows ([`Func`], [`Frame`], [`Stack`],
-//!   [`Thread`], [`Lib`]) and the run's [`Meta`];
+//!   [`Thread`], [`Lib`], [`NativeSymbol`], [`SourceText`]) and the run's
+//!   [`Meta`];
 //! - `stacks.rs`: the stack prefix tree, compact ([`Stacks`]);
 //! - `samples.rs`: a thread's samples, varint-encoded ([`Samples`]);
 //! - `interner.rs`: what builds the tables ([`Interner`]);
@@ -79,6 +80,33 @@ pub struct Frame {
     pub line: Option<u32>,
     pub column: Option<u32>,
     pub inline_depth: u32,
+    /// Index into [`Profile::native_symbols`]: the physical wasm function
+    /// whose code this position is in, shared by every frame of an inline
+    /// chain. `None` for synthetic and host frames.
+    pub native_symbol: Option<u32>,
+}
+
+/// A physical wasm function, as compiled: what the Firefox Profiler calls a
+/// native symbol. Inlined functions have none of their own; their frames
+/// name the function they were inlined into.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct NativeSymbol {
+    /// Index into [`Profile::libs`].
+    pub lib: u32,
+    /// Whole-file offset of the function's body (after its size).
+    pub address: u64,
+    /// Length of the body in bytes.
+    pub size: u64,
+    /// The function's name (as its frames at inline depth 0 name it).
+    pub name: String,
+}
+
+/// The text of a source file the profile's functions name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceText {
+    /// The file as the profile names it ([`Func::file`]).
+    pub file: String,
+    pub text: String,
 }
 
 /// A node of the stack prefix tree: `frame` called from `parent`.
@@ -179,6 +207,11 @@ pub struct Profile {
     pub stacks: Stacks,
     pub threads: Vec<Thread>,
     pub libs: Vec<Lib>,
+    /// The physical functions frames are in.
+    pub native_symbols: Vec<NativeSymbol>,
+    /// Source texts to embed in outputs that can carry them (added after
+    /// the analysis, see `wanalyze::sources`); sorted by file, one per file.
+    pub sources: Vec<SourceText>,
 }
 
 impl Profile {
@@ -189,6 +222,15 @@ impl Profile {
             stack = s.parent;
             Some(s.frame)
         })
+    }
+
+    /// The text of `file`, if [`Profile::sources`] has it.
+    pub fn source_text(&self, file: &str) -> Option<&str> {
+        let i = self
+            .sources
+            .binary_search_by(|s| s.file.as_str().cmp(file))
+            .ok()?;
+        Some(&self.sources[i].text)
     }
 
     /// Total number of samples over all threads.

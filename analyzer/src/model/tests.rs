@@ -216,6 +216,7 @@ fn stacks_by_function_merge_the_frames_of_a_function() {
                     line: None,
                     column: None,
                     inline_depth: 0,
+                    native_symbol: None,
                 },
             )
         };

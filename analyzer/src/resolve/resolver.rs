@@ -6,7 +6,9 @@ use std::collections::HashMap;
 use rustc_hash::FxHashMap;
 
 use super::modules::Module;
-use crate::model::{Category, Frame, FrameId, Func, FuncId, Interner, Profile, Stack, StackId};
+use crate::model::{
+    Category, Frame, FrameId, Func, FuncId, Interner, NativeSymbol, Profile, Stack, StackId,
+};
 use crate::ranges::FirstOwner;
 use crate::symbols::CallTarget;
 
@@ -58,6 +60,8 @@ pub(super) struct Resolver {
     recent: Vec<(u64, u64)>,
     host_cache: HashMap<Option<(usize, u64)>, FrameId>,
     real_funcs: HashMap<(usize, u32), FuncId>,
+    /// (lib, function index) → its native symbol.
+    native_symbols: FxHashMap<(u32, u32), Option<u32>>,
     /// Per module (built on first use): the indices of its address-map
     /// entries that carry a wasm offset, for [`nearest_wasm_offset`].
     mapped: FxHashMap<usize, Vec<usize>>,
@@ -87,6 +91,7 @@ impl Resolver {
             recent: vec![(0, u64::MAX); RECENT],
             host_cache: HashMap::new(),
             real_funcs: HashMap::new(),
+            native_symbols: FxHashMap::default(),
             mapped: FxHashMap::default(),
             synthetic: FxHashMap::default(),
             unmapped: 0,
@@ -131,6 +136,7 @@ impl Resolver {
                 line: None,
                 column: None,
                 inline_depth: 0,
+                native_symbol: None,
             },
         )
     }
@@ -203,6 +209,7 @@ impl Resolver {
             _ => Vec::new(),
         };
         let real = self.real_func(mi, func.index);
+        let native_symbol = self.native_symbol(mi, func.index);
         if source.is_empty() {
             let f = self.interner.frame(
                 &mut self.profile,
@@ -212,6 +219,7 @@ impl Resolver {
                     line: None,
                     column: None,
                     inline_depth: 0,
+                    native_symbol,
                 },
             );
             self.frames.push(f);
@@ -247,6 +255,7 @@ impl Resolver {
                         line: sf.line.filter(|&l| l != 0),
                         column: sf.column.filter(|&c| c != 0),
                         inline_depth,
+                        native_symbol,
                     },
                 );
                 self.frames.push(f);
@@ -281,6 +290,28 @@ impl Resolver {
         );
         self.real_funcs.insert((mi, index), f);
         f
+    }
+
+    /// The native symbol of a wasm function index: its body's place and
+    /// size in the module, one per (module's lib, index). `None` if the
+    /// module has no body for it.
+    fn native_symbol(&mut self, mi: usize, index: u32) -> Option<u32> {
+        let lib = self.modules[mi].lib;
+        if let Some(&n) = self.native_symbols.get(&(lib, index)) {
+            return n;
+        }
+        let m = &self.modules[mi];
+        let n = m.symbols.function_body(index).map(|body| {
+            self.profile.native_symbols.push(NativeSymbol {
+                lib,
+                address: body.start,
+                size: body.end - body.start,
+                name: m.symbols.function_name(index),
+            });
+            (self.profile.native_symbols.len() - 1) as u32
+        });
+        self.native_symbols.insert((lib, index), n);
+        n
     }
 
     /// The leaf frame of a host call made at `site`.
