@@ -16,6 +16,7 @@
 //! - [`lookup`]: the symbolizer on its own (`wanalyze addr2line`), like
 //!   `wasm-tools addr2line`.
 
+pub mod diff;
 pub mod firefox;
 pub mod folded;
 pub mod lookup;

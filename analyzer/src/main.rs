@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod diff_cli;
 use wanalyze::{firefox, folded, lookup, resolve, symbols::WasmSymbols, text};
 
 /// Turn a wrec trace into a profile: Firefox Profiler JSON, folded stacks or a
@@ -19,7 +21,8 @@ use wanalyze::{firefox, folded, lookup, resolve, symbols::WasmSymbols, text};
         wanalyze fib.wrec --dwarf --format text        # top functions and lines, for a CI log\n  \
         wanalyze fib.wrec --format folded > fib.folded # for inferno / flamegraph.pl / speedscope\n  \
         wanalyze fib.wrec --module build/fib.wasm      # the wasm file moved since recording\n  \
-        wanalyze addr2line fib.wasm 0x1a2 300          # symbolize wasm file offsets"
+        wanalyze addr2line fib.wasm 0x1a2 300          # symbolize wasm file offsets\n  \
+        wanalyze diff base.wrec new.wrec               # compare two recordings; exit 3 on a regression"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -61,6 +64,9 @@ enum Command {
         #[arg(required = true)]
         offsets: Vec<String>,
     },
+    /// Compare two recordings (or runs of each): the functions and lines
+    /// whose share changed significantly, and the CPU time; a CI gate.
+    Diff(Box<diff_cli::DiffArgs>),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -75,6 +81,9 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Diff(args)) = cli.command {
+        return diff_cli::main(*args);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
