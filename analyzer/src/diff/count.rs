@@ -57,14 +57,19 @@ pub(super) fn count(run: &Run, lines: bool) -> Result<RunCounts, DiffError> {
                 .or_default() += l.samples;
         }
         for l in st.line_totals {
-            let e = items
-                .entry(Key::Line {
-                    file: l.file,
-                    line: l.line,
-                })
-                .or_insert([0; 4]);
+            let key = Key::Line {
+                file: l.file,
+                line: l.line,
+            };
+            let e = items.entry(key.clone()).or_insert([0; 4]);
             e[1] += l.samples;
             e[3] += l.cpu_ns;
+            // A line that is never a leaf is named by its frames' function.
+            line_funcs
+                .entry(key)
+                .or_default()
+                .entry(l.func)
+                .or_insert(0);
         }
     }
     Ok(RunCounts {

@@ -144,6 +144,9 @@ fn markdown_into(o: &mut String, d: &Diff, top: usize) -> std::fmt::Result {
         writeln!(o, "|---|---:|---:|---:|---:|---:|---:|---:|---:|")?;
         for it in &shown {
             let cell = |c: &Change| {
+                if c.base.samples == 0 && c.new.samples == 0 {
+                    return "-".to_string();
+                }
                 let p = points(c.points());
                 if c.significant {
                     format!("**{p}**")
@@ -439,6 +442,7 @@ fn clean(s: &str) -> String {
 /// no HTML.
 fn md(s: &str) -> String {
     clean(s)
+        .replace("->", "→")
         .replace('\\', "\\\\")
         .replace('|', "\\|")
         .replace('<', "&lt;")

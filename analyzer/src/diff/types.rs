@@ -89,7 +89,7 @@ impl Change {
 pub struct Item {
     pub key: Key,
     /// The function's name; for a line, the function most of its leaf
-    /// samples are in (empty if it is never a leaf).
+    /// samples are in (a line never a leaf: the function of its frames).
     pub func: String,
     pub self_share: Change,
     pub total_share: Change,

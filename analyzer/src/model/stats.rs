@@ -49,6 +49,9 @@ pub struct LineStat {
 pub struct LineTotal {
     pub file: String,
     pub line: u32,
+    /// The function of the first frame found at this line (a line is in
+    /// one function but where inlining puts it in several).
+    pub func: String,
     /// Samples with a frame at this line (once per sample).
     pub samples: u64,
     pub cpu_ns: u64,
@@ -240,7 +243,7 @@ impl Stats {
 /// Per line, the weights of the stacks with a frame at it, once per stack.
 fn line_totals(p: &Profile, stack_weights: &[[u64; 2]]) -> Vec<LineTotal> {
     let mut ids: HashMap<(&str, u32), u32> = HashMap::new();
-    let mut keys: Vec<(&str, u32)> = Vec::new();
+    let mut keys: Vec<(&str, u32, &str)> = Vec::new();
     let mut sums: Vec<[u64; 2]> = Vec::new();
     let mut stamp: Vec<u32> = Vec::new();
     for (st, &[n, cpu]) in stack_weights.iter().enumerate() {
@@ -253,7 +256,7 @@ fn line_totals(p: &Profile, stack_weights: &[[u64; 2]]) -> Vec<LineTotal> {
                 continue;
             };
             let id = *ids.entry((file.as_str(), line)).or_insert_with(|| {
-                keys.push((file.as_str(), line));
+                keys.push((file.as_str(), line, &p.funcs[f.func as usize].name));
                 sums.push([0; 2]);
                 stamp.push(u32::MAX);
                 (keys.len() - 1) as u32
@@ -268,9 +271,10 @@ fn line_totals(p: &Profile, stack_weights: &[[u64; 2]]) -> Vec<LineTotal> {
     let mut v: Vec<LineTotal> = keys
         .iter()
         .zip(&sums)
-        .map(|(&(file, line), &[samples, cpu_ns])| LineTotal {
+        .map(|(&(file, line, func), &[samples, cpu_ns])| LineTotal {
             file: file.to_string(),
             line,
+            func: func.to_string(),
             samples,
             cpu_ns,
         })

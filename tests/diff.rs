@@ -1,0 +1,326 @@
+//! `wanalyze diff` end to end: real recordings of the regression pair
+//! (`regress-base` / `regress-slow`: `transform` does 30% more work, the
+//! rest the same), repeated recordings of one build, and hostile inputs.
+//!
+//! What is asserted is about work done, not time: a slower machine takes
+//! more samples of the same shares.
+
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::sync::OnceLock;
+
+use serde_json::Value;
+use wrec_testkit::*;
+
+/// Runs of each build; a side of this many runs measures its own noise.
+const RUNS: usize = 3;
+/// 0.3 s of work a run (~4000 samples at 100 µs).
+const ARG: &str = "1000";
+const INTERVAL: &str = "100us";
+
+struct Recordings {
+    _dirs: Vec<tempfile::TempDir>,
+    base: Vec<PathBuf>,
+    slow: Vec<PathBuf>,
+}
+
+/// The regression pair, recorded once for all the tests of this file.
+fn recordings() -> &'static Recordings {
+    static R: OnceLock<Recordings> = OnceLock::new();
+    R.get_or_init(|| {
+        let mut dirs = Vec::new();
+        let mut rec = |fixture: &str| {
+            (0..RUNS)
+                .map(|_| {
+                    let (dir, trace) = record_ok(fixture, &["--interval", INTERVAL], &[ARG]);
+                    dirs.push(dir);
+                    trace
+                })
+                .collect::<Vec<_>>()
+        };
+        let base = rec("regress-base.wasm");
+        let slow = rec("regress-slow.wasm");
+        Recordings {
+            _dirs: dirs,
+            base,
+            slow,
+        }
+    })
+}
+
+fn diff(args: &[&OsStr]) -> Output {
+    let mut a: Vec<&OsStr> = vec![OsStr::new("diff")];
+    a.extend_from_slice(args);
+    wanalyze(&a)
+}
+
+/// `--base B... --new N... EXTRA...`
+fn diff_sides(base: &[PathBuf], new: &[PathBuf], extra: &[&str]) -> Output {
+    let mut a: Vec<&OsStr> = vec![OsStr::new("--base")];
+    a.extend(base.iter().map(|p| p.as_os_str()));
+    a.push(OsStr::new("--new"));
+    a.extend(new.iter().map(|p| p.as_os_str()));
+    a.extend(extra.iter().map(OsStr::new));
+    diff(&a)
+}
+
+fn json(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}): {}\n{}", stdout(o), stderr(o)))
+}
+
+fn func<'a>(j: &'a Value, name: &str) -> &'a Value {
+    j["functions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no function {name}"))
+}
+
+/// The slow build's `transform` takes a larger share, significantly; the
+/// gate fails naming it and its hot line; the other functions do not grow.
+#[test]
+fn the_regression_pair_fails_the_gate_on_transform_and_its_line() {
+    let r = recordings();
+    let out = diff_sides(&r.base, &r.slow, &["--dwarf"]);
+    let report = stdout(&out);
+    assert_eq!(out.status.code(), Some(3), "{report}\n{}", stderr(&out));
+    let fails: Vec<&str> = report
+        .lines()
+        .filter_map(|l| l.trim_start().strip_prefix("FAIL "))
+        .collect();
+    assert!(
+        fails.iter().any(|l| l.starts_with("transform: self share")),
+        "{report}"
+    );
+    let (first, last) = function_lines("fixtures/src/regress.c", "transform");
+    let line_fails: Vec<u64> = fails
+        .iter()
+        .filter_map(|l| l.strip_prefix("fixtures/src/regress.c:"))
+        .map(|l| l.split(' ').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(line_fails.contains(&79), "line 79 (the multiply): {report}");
+    for l in &line_fails {
+        assert!(
+            (first..=last).contains(l),
+            "a line outside transform: {report}"
+        );
+    }
+    // Every failure is transform's (its self share, or its lines'), or
+    // the CPU time's (+16%: significant or not depending on how steady the
+    // machine was, so not asserted).
+    for l in &fails {
+        assert!(
+            l.starts_with("transform:") || l.contains("(transform)") || l.starts_with("CPU time:"),
+            "{l}\n{report}"
+        );
+    }
+
+    let out = diff_sides(&r.base, &r.slow, &["--dwarf", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(3));
+    let j = json(&out);
+    let t = func(&j, "transform");
+    assert_eq!(t["self"]["significant"], true);
+    let pp = t["self"]["change_pp"].as_f64().unwrap();
+    assert!(
+        (3.0..12.0).contains(&pp),
+        "transform +{pp}pp (expected ~+7)"
+    );
+    // The rest did the same work: their shares shrink or hold, never grow
+    // significantly.
+    for name in ["checksum", "reduce", "fill"] {
+        let s = &func(&j, name)["self"];
+        assert!(
+            s["significant"] == false || s["change_pp"].as_f64().unwrap() < 0.0,
+            "{name}: {s}"
+        );
+    }
+    assert_eq!(j["base"]["samples"].as_array().unwrap().len(), RUNS);
+    // Repeated runs measure the noise.
+    assert!(j["method"]["rho_df"].as_f64().unwrap() > 0.0);
+
+    // No thresholds: the same report, exit 0.
+    let out = diff_sides(&r.base, &r.slow, &["--fail-on", "none"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("transform"));
+}
+
+/// The other outputs of the same comparison.
+#[test]
+fn the_regression_pair_in_markdown_folded_and_firefox() {
+    let r = recordings();
+    let out = diff_sides(&r.base, &r.slow, &["--format", "markdown"]);
+    assert_eq!(out.status.code(), Some(3));
+    let md = stdout(&out);
+    assert!(md.starts_with("### ❌"), "{md}");
+    assert!(md.contains("| `transform` |"), "{md}");
+    assert!(stderr(&out).contains("FAIL transform: self share"));
+
+    let out = diff_sides(&r.base, &r.slow, &["--format", "folded"]);
+    assert_eq!(out.status.code(), Some(3));
+    let (mut base, mut new) = (0u64, 0u64);
+    let mut transform = (0u64, 0u64);
+    for line in stdout(&out).lines() {
+        let mut it = line.rsplitn(3, ' ');
+        let n: u64 = it.next().unwrap().parse().unwrap();
+        let b: u64 = it.next().unwrap().parse().unwrap();
+        let stack = it.next().unwrap();
+        base += b;
+        new += n;
+        if stack.ends_with(";transform") {
+            transform.0 += b;
+            transform.1 += n;
+        }
+    }
+    // The base is scaled to the new side's total.
+    assert!(base.abs_diff(new) <= new / 100, "{base} {new}");
+    assert!(transform.1 > transform.0, "{transform:?}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("cmp");
+    let out = diff(&[
+        r.base[0].as_os_str(),
+        r.slow[0].as_os_str(),
+        OsStr::new("--format"),
+        OsStr::new("firefox"),
+        OsStr::new("-o"),
+        prefix.as_os_str(),
+        OsStr::new("--hosted-at"),
+        OsStr::new("https://ci.example/a/"),
+    ]);
+    assert_ne!(out.status.code(), Some(1), "{}", stderr(&out));
+    for side in ["base", "new"] {
+        let p = FxProfile::load(&dir.path().join(format!("cmp.{side}.profile.json")));
+        assert!(p.samples(0).len() > 100);
+    }
+    let text = stdout(&out);
+    assert!(
+        text.contains("https://profiler.firefox.com/compare/calltree/?profiles[]=https%3A%2F%2Fprofiler.firefox.com%2Ffrom-url%2Fhttps%253A%252F%252Fci.example%252Fa%252Fcmp.base.profile.json%2Fcalltree%2F&profiles[]="),
+        "{text}"
+    );
+}
+
+/// Recordings of one build compared in pairs, one run a side: the gate
+/// passes (the false-positive rate over many pairs is measured by
+/// `false_positive_rate_over_many_pairs`).
+#[test]
+fn recordings_of_one_build_pass_the_gate() {
+    let r = recordings();
+    for runs in [&r.base, &r.slow] {
+        for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+            let out = diff(&[
+                runs[i].as_os_str(),
+                runs[j].as_os_str(),
+                OsStr::new("--dwarf"),
+            ]);
+            let report = stdout(&out);
+            assert!(out.status.success(), "{report}\n{}", stderr(&out));
+            assert!(report.contains("passed: no significant change"), "{report}");
+        }
+    }
+}
+
+fn one_error_line(out: &Output) -> String {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    let err = stderr(out);
+    let lines: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("wanalyze: error: "))
+        .collect();
+    assert_eq!(lines.len(), 1, "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    lines[0].to_string()
+}
+
+#[test]
+fn hostile_inputs_are_one_line_errors_naming_the_file() {
+    let r = recordings();
+    let dir = tempfile::tempdir().unwrap();
+
+    // An empty file (the recorder was killed before the header).
+    let empty = dir.path().join("empty.wrec");
+    std::fs::write(&empty, b"").unwrap();
+    let e = one_error_line(&diff(&[empty.as_os_str(), r.slow[0].as_os_str()]));
+    assert!(e.contains("empty.wrec"), "{e}");
+
+    // A whole trace without a sample.
+    let none = dir.path().join("nosamples.wrec");
+    no_sample_trace(&none);
+    let e = one_error_line(&diff(&[r.base[0].as_os_str(), none.as_os_str()]));
+    assert!(
+        e.contains("nosamples.wrec") && e.contains("no samples"),
+        "{e}"
+    );
+
+    // The other build's wasm given for the new side.
+    let e = one_error_line(&diff(&[
+        r.base[0].as_os_str(),
+        r.slow[0].as_os_str(),
+        OsStr::new("--new-module"),
+        fixture("regress-base.wasm").as_os_str(),
+    ]));
+    assert!(
+        e.contains("regress-base.wasm") && e.contains(&*r.slow[0].to_string_lossy()),
+        "names the module and the trace: {e}"
+    );
+
+    // A missing trace, a bad threshold, a lone trace.
+    let e = one_error_line(&diff(&[
+        r.base[0].as_os_str(),
+        OsStr::new("/nonexistent/x.wrec"),
+    ]));
+    assert!(e.contains("/nonexistent/x.wrec"), "{e}");
+    let e = one_error_line(&diff(&[
+        r.base[0].as_os_str(),
+        r.slow[0].as_os_str(),
+        OsStr::new("--fail-on"),
+        OsStr::new("self:+1"),
+    ]));
+    assert!(e.contains("--fail-on") && e.contains("pp or %"), "{e}");
+    let e = one_error_line(&diff(&[r.base[0].as_os_str()]));
+    assert!(e.contains("--base"), "{e}");
+}
+
+/// Recordings of two different programs are compared, with a warning.
+#[test]
+fn different_programs_are_compared_with_a_warning() {
+    let r = recordings();
+    let (_dir, fib) = record_ok("fib-O2.wasm", &["--interval", INTERVAL], &["10"]);
+    let out = diff(&[r.base[0].as_os_str(), fib.as_os_str()]);
+    let err = stderr(&out);
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "{err}\n{}",
+        stdout(&out)
+    );
+    assert!(err.contains("few functions in common"), "{err}");
+    assert!(
+        err.contains("regress-base.wasm") && err.contains("fib-O2.wasm"),
+        "{err}"
+    );
+}
+
+/// A trace with run info and an end, and no sample.
+fn no_sample_trace(path: &Path) {
+    use wrec_format::*;
+    let w = TraceWriter::create(path, Header::for_this_host(), WriterOptions::default()).unwrap();
+    w.write_run_info(&RunInfo {
+        interval_ns: 1_000_000,
+        clock: TimerClock::Wall,
+        recorder: "test".into(),
+        args: vec!["prog.wasm".into()],
+    })
+    .unwrap();
+    w.write_record(&Record::End(End {
+        time_ns: 1_000,
+        exit_kind: ExitKind::Exited,
+        status: 0,
+        message: String::new(),
+        samples_written: 0,
+        samples_lost: 0,
+    }))
+    .unwrap();
+    w.finish().unwrap();
+}
