@@ -324,3 +324,177 @@ fn no_sample_trace(path: &Path) {
     .unwrap();
     w.finish().unwrap();
 }
+
+fn env_or(name: &str, default: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| default.to_string())
+}
+
+/// The false-positive rate of the gate, measured: records one fixture N
+/// times (default `regress-base.wasm 1000` at 100 µs, 20 times; set
+/// `WREC_FP_FIXTURE`, `WREC_FP_ARG`, `WREC_FP_INTERVAL`, `WREC_FP_RUNS`),
+/// compares every pair with the default options and lines (one run a
+/// side), and 200 random draws of 3 runs against 3 others; prints how often the gate failed
+/// and any change was significant, and how noisy the runs are: each
+/// function's dispersion between runs (Pearson χ²/(k−1) of its per-run
+/// counts; 1 is binomial) and within a run (the same over 30 consecutive
+/// batches of samples), and ρ over all runs.
+///
+/// `cargo test --test diff -- --ignored --nocapture false_positive_rate`
+#[test]
+#[ignore]
+fn false_positive_rate_over_many_pairs() {
+    use wanalyze::diff::{self, stats::rho_moments, Run};
+    let _lock = timing_lock();
+    let fixture = env_or("WREC_FP_FIXTURE", "regress-base.wasm");
+    let arg = env_or("WREC_FP_ARG", ARG);
+    let interval = env_or("WREC_FP_INTERVAL", INTERVAL);
+    let n: usize = env_or("WREC_FP_RUNS", "20").parse().unwrap();
+    let mut dirs = Vec::new();
+    let mut profiles = Vec::new();
+    for _ in 0..n {
+        let (dir, trace) = record_ok(&fixture, &["--interval", &interval], &[&arg]);
+        let opts = wanalyze::resolve::Options {
+            dwarf: true,
+            ..Default::default()
+        };
+        profiles.push(wanalyze::resolve::analyze(&trace, &opts, &mut |_, _| {}).unwrap());
+        dirs.push(dir);
+    }
+    let runs: Vec<Run> = profiles
+        .iter()
+        .enumerate()
+        .map(|(i, p)| Run {
+            name: format!("run{i}"),
+            profile: p,
+        })
+        .collect();
+    let opts = diff::Options {
+        lines: true,
+        ..Default::default()
+    };
+    let tally = |pairs: Vec<(Vec<usize>, Vec<usize>)>| {
+        let (mut failed, mut significant, mut cpu) = (0, 0, 0);
+        let mut why = std::collections::BTreeMap::<String, usize>::new();
+        for (a, b) in &pairs {
+            let side = |ix: &[usize]| ix.iter().map(|&i| runs[i].clone()).collect::<Vec<_>>();
+            let d = diff::compare(&side(a), &side(b), &opts).unwrap();
+            failed += d.failed() as usize;
+            significant += d.any_significant() as usize;
+            cpu += d.cpu.significant as usize;
+            for it in d.funcs.iter().chain(&d.lines).filter(|i| i.significant()) {
+                *why.entry(it.label()).or_default() += 1;
+            }
+        }
+        (pairs.len(), failed, significant, cpu, why)
+    };
+    let mut pairs = Vec::new();
+    for i in 0..n {
+        for j in i + 1..n {
+            pairs.push((vec![i], vec![j]));
+        }
+    }
+    // 3 runs a side: 200 draws of 6 distinct runs (xorshift, fixed seed).
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut group_pairs = Vec::new();
+    while n >= 6 && group_pairs.len() < 200 {
+        let mut pick: Vec<usize> = Vec::new();
+        while pick.len() < 6 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x % n as u64) as usize;
+            if !pick.contains(&i) {
+                pick.push(i);
+            }
+        }
+        group_pairs.push((pick[..3].to_vec(), pick[3..].to_vec()));
+    }
+    println!("{fixture} {arg} at {interval}, {n} recordings:");
+    for (what, p) in [("1 run a side", pairs), ("3 runs a side", group_pairs)] {
+        let (all, failed, sig, cpu, why) = tally(p);
+        println!(
+            "  {what}: {all} comparisons, the gate failed {failed} ({:.1}%), any significant change {sig} ({:.1}%; CPU time {cpu}); significant items: {why:?}",
+            100.0 * failed as f64 / all.max(1) as f64,
+            100.0 * sig as f64 / all.max(1) as f64
+        );
+    }
+
+    // Dispersion between runs and within runs, by leaf function.
+    let leaves = |p: &wanalyze::model::Profile| -> Vec<String> {
+        p.threads
+            .iter()
+            .flat_map(|t| t.samples.iter())
+            .map(|s| match s.stack {
+                Some(st) => {
+                    let f = p.frames[p.stacks.get(st as usize).frame as usize].func;
+                    p.funcs[f as usize].name.clone()
+                }
+                None => "[no stack]".into(),
+            })
+            .collect()
+    };
+    let seqs: Vec<Vec<String>> = profiles.iter().map(leaves).collect();
+    let mut names: Vec<&String> = seqs.iter().flatten().collect();
+    names.sort();
+    names.dedup();
+    let pearson = |parts: &[Vec<&String>], name: &str| -> Option<f64> {
+        let counts: Vec<(u64, u64)> = parts
+            .iter()
+            .map(|s| {
+                (
+                    s.iter().filter(|x| **x == name).count() as u64,
+                    s.len() as u64,
+                )
+            })
+            .collect();
+        let (x, m): (u64, u64) = counts.iter().fold((0, 0), |(a, b), &(x, m)| (a + x, b + m));
+        let p = x as f64 / m as f64;
+        if (x as f64) < 5.0 * counts.len() as f64 || p >= 1.0 {
+            return None;
+        }
+        let chi2: f64 = counts
+            .iter()
+            .map(|&(x, m)| (x as f64 - m as f64 * p).powi(2) / (m as f64 * p * (1.0 - p)))
+            .sum();
+        Some(chi2 / (counts.len() - 1) as f64)
+    };
+    let whole: Vec<Vec<&String>> = seqs.iter().map(|s| s.iter().collect()).collect();
+    let (mut num, mut den) = (0.0, 0.0);
+    println!("  dispersion (1 = binomial): function, between runs, within runs (30 batches, mean over runs)");
+    for name in names {
+        let Some(between) = pearson(&whole, name) else {
+            continue;
+        };
+        let within: Vec<f64> = seqs
+            .iter()
+            .filter_map(|s| {
+                let size = s.len() / 30;
+                let batches: Vec<Vec<&String>> = (0..30)
+                    .map(|b| s[b * size..(b + 1) * size].iter().collect())
+                    .collect();
+                pearson(&batches, name)
+            })
+            .collect();
+        let within = match within.len() {
+            0 => "-".to_string(),
+            k => format!("{:.2}", within.iter().sum::<f64>() / k as f64),
+        };
+        println!("    {name:<40} {between:6.2} {within:>6}");
+        let counts: Vec<(u64, u64)> = seqs
+            .iter()
+            .map(|s| {
+                (
+                    s.iter().filter(|x| *x == name).count() as u64,
+                    s.len() as u64,
+                )
+            })
+            .collect();
+        let (a, b, _) = rho_moments(&counts);
+        num += a;
+        den += b;
+    }
+    println!(
+        "  rho over all functions, between runs: {:.2e}",
+        num / den.max(1e-300)
+    );
+}

@@ -74,10 +74,11 @@ pub struct DiffArgs {
     /// runs a side it is measured, and this weighs as 16 degrees of freedom.
     #[arg(long, default_value_t = diff::DEFAULT_RUN_NOISE, value_name = "RHO")]
     run_noise: f64,
-    /// Run-to-run variation of CPU time assumed, in percent (measured from
-    /// the runs when a side has several).
-    #[arg(long, default_value_t = diff::DEFAULT_CPU_NOISE * 100.0, value_name = "PCT")]
-    cpu_noise: f64,
+    /// Run-to-run variation of CPU time to assume, in percent, when the
+    /// runs cannot measure it (one run a side); without it the CPU time of
+    /// single runs is compared but not tested.
+    #[arg(long, value_name = "PCT")]
+    cpu_noise: Option<f64>,
     /// Compare CPU time per unit of work: N units in every run, or
     /// BASE:NEW when the sides did different amounts.
     #[arg(long, value_name = "N|BASE:NEW")]
@@ -145,8 +146,8 @@ fn run(a: DiffArgs) -> anyhow::Result<bool> {
             a.run_noise
         );
     }
-    if !(a.cpu_noise > 0.0 && a.cpu_noise.is_finite()) {
-        bail!("--cpu-noise {}: must be a percentage above 0", a.cpu_noise);
+    if let Some(c) = a.cpu_noise.filter(|c| !(*c > 0.0 && c.is_finite())) {
+        bail!("--cpu-noise {c}: must be a percentage above 0");
     }
     let per = a.per.as_deref().map(parse_per).transpose()?;
     let firefox = a.format == DiffFormat::Firefox;
@@ -183,7 +184,7 @@ fn run(a: DiffArgs) -> anyhow::Result<bool> {
             rho: a.run_noise,
             df: diff::RUN_NOISE_PRIOR_DF,
         },
-        cpu_noise: a.cpu_noise / 100.0,
+        cpu_noise: a.cpu_noise.map(|c| c / 100.0),
         lines: a.dwarf,
         per,
         thresholds,

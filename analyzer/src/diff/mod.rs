@@ -30,8 +30,10 @@
 //!   [`RUN_NOISE_PRIOR_DF`] degrees of freedom against the runs' own).
 //! - **CPU time**: a t-test on the logarithms of the runs' CPU times, the
 //!   run-to-run variation measured from the runs when they give 2 degrees
-//!   of freedom or more (2 runs a side), and otherwise assumed
-//!   ([`DEFAULT_CPU_NOISE`], a z-test).
+//!   of freedom or more (2 runs a side); with one run a side it is only
+//!   compared, unless the user gives the variation to assume
+//!   ([`Options::cpu_noise`]): how much CPU time varies from run to run
+//!   depends on the machine and the program far more than shares do.
 //! - **Many tests at once**: the family-wise error rate is held at α
 //!   (default [`DEFAULT_ALPHA`]): α/2 for the CPU test, α/2 for all the
 //!   share tests together with Holm's step-down correction. So, where the
@@ -79,10 +81,6 @@ pub const DEFAULT_RUN_NOISE: f64 = 3e-4;
 /// What the assumed ρ weighs against ρ measured from runs (k − 1 degrees
 /// of freedom a side): with 9 runs a side the runs count as much.
 pub const RUN_NOISE_PRIOR_DF: f64 = 16.0;
-/// The default run-to-run coefficient of variation assumed for CPU time.
-/// Measured: 1% at 1 ms sampling on a quiet machine, 5% at 100 µs on a
-/// busy one, 15% for a memory-bound program on a busy one.
-pub const DEFAULT_CPU_NOISE: f64 = 0.10;
 /// The power the footer's sample sizes are computed for.
 pub const POWER: f64 = 0.8;
 /// Fewest samples of an item (both sides together) to test it at all.
@@ -95,8 +93,12 @@ pub struct Options {
     pub alpha: f64,
     /// The run-to-run noise of shares assumed before the runs are seen.
     pub noise: NoisePrior,
-    /// The run-to-run coefficient of variation of CPU time assumed.
-    pub cpu_noise: f64,
+    /// The run-to-run coefficient of variation of CPU time assumed when
+    /// the runs cannot measure it (fewer than 2 runs on both sides); `None`:
+    /// the CPU time is then compared but not tested. Measured on a shared
+    /// 2-core machine: 1% at 1 ms sampling, 5% at 100 µs, 15% for a
+    /// memory-bound program: no default fits all.
+    pub cpu_noise: Option<f64>,
     /// Compare source lines too (the profiles need DWARF lines).
     pub lines: bool,
     /// Units of work each run of the base and of the new side did: CPU
@@ -114,7 +116,7 @@ impl Default for Options {
                 rho: DEFAULT_RUN_NOISE,
                 df: RUN_NOISE_PRIOR_DF,
             },
-            cpu_noise: DEFAULT_CPU_NOISE,
+            cpu_noise: None,
             lines: false,
             per: None,
             thresholds: gate::parse(&[gate::DEFAULT.to_string()]).expect("the default parses"),
@@ -123,6 +125,7 @@ impl Default for Options {
 }
 
 /// One recording, as the comparison takes it.
+#[derive(Clone)]
 pub struct Run<'a> {
     /// How the outputs name it (the trace's path).
     pub name: String,
@@ -285,7 +288,7 @@ fn compare_cpu(b: &Side, n: &Side, opts: &Options) -> CpuChange {
     let alpha = opts.alpha / 2.0;
     let test = stats::cpu_test(&per(b), &per(n), opts.cpu_noise);
     CpuChange {
-        significant: test.is_some_and(|t| t.p <= alpha),
+        significant: test.and_then(|t| t.p).is_some_and(|p| p <= alpha),
         test,
         alpha,
         per_unit: opts.per.is_some(),

@@ -263,30 +263,38 @@ fn cpu_line(d: &Diff, c: &CpuChange) -> String {
     let Some(t) = c.test else {
         return format!("{what}: not compared (a run without CPU time)");
     };
+    let change = format!(
+        "{what}: {} -> {} ({:+.1}%)",
+        ms(t.base as u64),
+        ms(t.new as u64),
+        t.change * 100.0
+    );
+    let (Some(cv), Some(p)) = (t.cv, t.p) else {
+        return format!(
+            "{change}, not tested: one run a side cannot tell how much CPU time varies from run to run; give 2+ runs a side (or --cpu-noise PCT)"
+        );
+    };
     let noise = if t.cv_df > 0.0 {
         format!(
             "run-to-run variation {:.1}%, measured from {}+{} runs",
-            t.cv * 100.0,
+            cv * 100.0,
             d.base.runs(),
             d.new.runs(),
         )
     } else {
         format!(
-            "run-to-run variation {:.0}% assumed (--cpu-noise): give 2+ runs a side to measure it",
-            t.cv * 100.0
+            "run-to-run variation {:.1}% assumed (--cpu-noise)",
+            cv * 100.0
         )
     };
     format!(
-        "{what}: {} -> {} ({:+.1}%), {} (p={} {} {}; {noise})",
-        ms(t.base as u64),
-        ms(t.new as u64),
-        t.change * 100.0,
+        "{change}, {} (p={} {} {}; {noise})",
         if c.significant {
             "significant"
         } else {
             "not significant"
         },
-        pval(t.p),
+        pval(p),
         if c.significant { "<=" } else { ">" },
         c.alpha
     )
@@ -323,7 +331,7 @@ pub(super) fn failure_line(d: &Diff, f: &Failure) -> String {
                 ms(t.base as u64),
                 ms(t.new as u64),
                 t.change * 100.0,
-                pval(t.p),
+                t.p.map_or("-".into(), pval),
                 f.threshold
             )
         }

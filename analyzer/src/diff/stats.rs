@@ -154,20 +154,22 @@ pub struct CpuTest {
     /// The relative change of the geometric means: `new / base - 1`.
     pub change: f64,
     /// The run-to-run coefficient of variation used (ln scale): measured,
-    /// with the runs' degrees of freedom, or assumed (0 degrees).
-    pub cv: f64,
+    /// with the runs' degrees of freedom, or assumed (0 degrees); `None`
+    /// (and no test) when the runs cannot measure it and none is assumed.
+    pub cv: Option<f64>,
     pub cv_df: f64,
-    pub t: f64,
-    pub p: f64,
+    pub t: Option<f64>,
+    pub p: Option<f64>,
 }
 
 /// Tests whether the CPU time of the runs differs: a test on the
 /// logarithms of the runs' CPU times. When the runs give 2 or more degrees
 /// of freedom (e.g. 2 runs a side), their variation is measured (the
 /// within-side variance pooled over both sides) and the test is Student's
-/// t; otherwise the coefficient of variation `assumed_cv` is taken as known
-/// (a z-test). `None` if a side has no run or a run no CPU time.
-pub fn cpu_test(base: &[f64], new: &[f64], assumed_cv: f64) -> Option<CpuTest> {
+/// t; otherwise the coefficient of variation `assumed_cv`, if given, is
+/// taken as known (a z-test), and without it there is no test. `None` if
+/// a side has no run or a run no CPU time.
+pub fn cpu_test(base: &[f64], new: &[f64], assumed_cv: Option<f64>) -> Option<CpuTest> {
     if base.is_empty() || new.is_empty() || base.iter().chain(new).any(|&c| c.is_nan() || c <= 0.0)
     {
         return None;
@@ -178,13 +180,22 @@ pub fn cpu_test(base: &[f64], new: &[f64], assumed_cv: f64) -> Option<CpuTest> {
     let (ma, mb) = (mean(&la), mean(&lb));
     let ss = |v: &[f64], m: f64| v.iter().map(|x| (x - m).powi(2)).sum::<f64>();
     let df = (la.len() + lb.len() - 2) as f64;
-    let (var, cv_df) = if df >= 2.0 {
-        ((ss(&la, ma) + ss(&lb, mb)) / df, df)
-    } else {
-        (assumed_cv * assumed_cv, 0.0)
+    let d = mb - ma;
+    let mut out = CpuTest {
+        base: ma.exp(),
+        new: mb.exp(),
+        change: d.exp() - 1.0,
+        cv: None,
+        cv_df: 0.0,
+        t: None,
+        p: None,
+    };
+    let (var, cv_df) = match (df >= 2.0, assumed_cv) {
+        (true, _) => ((ss(&la, ma) + ss(&lb, mb)) / df, df),
+        (false, Some(cv)) => (cv * cv, 0.0),
+        (false, None) => return Some(out),
     };
     let se = (var * (1.0 / la.len() as f64 + 1.0 / lb.len() as f64)).sqrt();
-    let d = mb - ma;
     let t = if se > 0.0 {
         d / se
     } else if d == 0.0 {
@@ -192,15 +203,14 @@ pub fn cpu_test(base: &[f64], new: &[f64], assumed_cv: f64) -> Option<CpuTest> {
     } else {
         d.signum() * f64::INFINITY
     };
-    Some(CpuTest {
-        base: ma.exp(),
-        new: mb.exp(),
-        change: d.exp() - 1.0,
-        cv: var.sqrt(),
-        cv_df,
+    out.cv = Some(var.sqrt());
+    out.cv_df = cv_df;
+    out.t = Some(t);
+    out.p = Some(t_two_sided_p(
         t,
-        p: t_two_sided_p(t, if cv_df > 0.0 { cv_df } else { f64::INFINITY }),
-    })
+        if cv_df > 0.0 { cv_df } else { f64::INFINITY },
+    ));
+    Some(out)
 }
 
 /// Holm's step-down adjusted p-values, in the input's order: a hypothesis

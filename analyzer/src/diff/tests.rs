@@ -143,25 +143,29 @@ fn power_formulas_match_the_normal_approximation() {
 }
 
 #[test]
-fn cpu_test_assumes_the_noise_with_one_run_a_side_and_measures_it_with_more() {
-    let t = cpu_test(&[100.0], &[110.0], 0.1).unwrap();
+fn cpu_test_measures_the_noise_from_runs_or_assumes_what_it_is_given() {
+    let t = cpu_test(&[100.0], &[110.0], Some(0.1)).unwrap();
     assert_close!(t.change, 0.1, 1e-12);
-    assert_close!(t.cv, 0.1, 1e-12);
+    assert_close!(t.cv.unwrap(), 0.1, 1e-12);
     assert_eq!(t.cv_df, 0.0);
     // z = ln 1.1 / (0.1 √2), the variation taken as known.
-    assert_close!(t.t, 0.673_944_744_557_471_7, 1e-12);
-    assert_close!(t.p, 0.500_346_443_703_287_8, 1e-6);
+    assert_close!(t.t.unwrap(), 0.673_944_744_557_471_7, 1e-12);
+    assert_close!(t.p.unwrap(), 0.500_346_443_703_287_8, 1e-6);
+    // Nothing assumed: compared, not tested.
+    let t = cpu_test(&[100.0], &[110.0], None).unwrap();
+    assert_close!(t.change, 0.1, 1e-12);
+    assert_eq!((t.cv, t.p), (None, None));
     // Steady runs measure a small noise: the same change is significant,
     // with a t test on the runs' 4 degrees of freedom.
-    let steady = cpu_test(&[100.0, 100.5, 99.5], &[110.0, 110.4, 109.6], 0.1).unwrap();
+    let steady = cpu_test(&[100.0, 100.5, 99.5], &[110.0, 110.4, 109.6], None).unwrap();
     assert_eq!(steady.cv_df, 4.0);
-    assert!(steady.cv < 0.01, "{steady:?}");
-    assert!(steady.p < 1e-4, "{steady:?}");
+    assert!(steady.cv.unwrap() < 0.01, "{steady:?}");
+    assert!(steady.p.unwrap() < 1e-4, "{steady:?}");
     // 1 degree of freedom is not enough to measure: assumed.
-    let two = cpu_test(&[100.0, 100.1], &[110.0], 0.1).unwrap();
-    assert_eq!((two.cv, two.cv_df), (0.1, 0.0));
-    assert!(cpu_test(&[], &[1.0], 0.1).is_none());
-    assert!(cpu_test(&[0.0], &[1.0], 0.1).is_none());
+    let two = cpu_test(&[100.0, 100.1], &[110.0], Some(0.1)).unwrap();
+    assert_eq!((two.cv, two.cv_df), (Some(0.1), 0.0));
+    assert!(cpu_test(&[], &[1.0], None).is_none());
+    assert!(cpu_test(&[0.0], &[1.0], None).is_none());
 }
 
 #[test]
@@ -488,15 +492,24 @@ fn hostile_inputs_are_errors_or_warnings() {
 fn cpu_time_per_unit_of_work() {
     let base = profile("app.wasm", &[(&["main"], 1000)], None);
     let new = profile("app.wasm", &[(&["main"], 2000)], None);
+    // One run a side: compared, not tested.
     let d = compare(&[run("b", &base)], &[run("n", &new)], &Options::default()).unwrap();
     let t = d.cpu.test.unwrap();
     assert_close!(t.change, 1.0, 1e-12);
-    assert!(d.cpu.significant, "twice the CPU time: {t:?}");
+    assert!(!d.cpu.significant && t.p.is_none());
+    assert!(text(&d, 5).contains("not tested: one run a side"));
+    // With an assumed variation, twice the CPU time is significant.
+    let assumed = Options {
+        cpu_noise: Some(0.1),
+        ..Options::default()
+    };
+    let d = compare(&[run("b", &base)], &[run("n", &new)], &assumed).unwrap();
+    assert!(d.cpu.significant, "{:?}", d.cpu);
     assert!(d.failures.iter().any(|f| f.subject == Subject::Cpu));
     // Twice the work: the same CPU time per unit.
     let opts = Options {
         per: Some((100.0, 200.0)),
-        ..Options::default()
+        ..assumed
     };
     let d = compare(&[run("b", &base)], &[run("n", &new)], &opts).unwrap();
     assert_close!(d.cpu.test.unwrap().change, 0.0, 1e-12);

@@ -155,7 +155,7 @@ pub struct Method {
     /// of freedom behind it (0: assumed only).
     pub rho: f64,
     pub rho_df: f64,
-    pub cpu_noise: f64,
+    pub cpu_noise: Option<f64>,
 }
 
 /// How large a change these recordings can see ([`stats::detectable_change`]).
