@@ -289,17 +289,33 @@ fn different_programs_are_compared_with_a_warning() {
     let r = recordings();
     let (_dir, fib) = record_ok("fib-O2.wasm", &["--interval", INTERVAL], &["10"]);
     let out = diff(&[r.base[0].as_os_str(), fib.as_os_str()]);
-    let err = stderr(&out);
+    let report = stdout(&out);
     assert!(
         matches!(out.status.code(), Some(0 | 3)),
-        "{err}\n{}",
-        stdout(&out)
+        "{report}\n{}",
+        stderr(&out)
     );
-    assert!(err.contains("few functions in common"), "{err}");
+    let warning = report
+        .lines()
+        .find(|l| l.contains("warning: few functions in common"))
+        .unwrap_or_else(|| panic!("{report}"));
     assert!(
-        err.contains("regress-base.wasm") && err.contains("fib-O2.wasm"),
-        "{err}"
+        warning.contains("regress-base.wasm") && warning.contains("fib-O2.wasm"),
+        "{warning}"
     );
+    // Where the report is not on stdout, the warning goes to stderr too.
+    let out = diff(&[
+        r.base[0].as_os_str(),
+        fib.as_os_str(),
+        OsStr::new("--format"),
+        OsStr::new("json"),
+    ]);
+    assert!(stderr(&out).contains("few functions in common"));
+    let j = json(&out);
+    assert!(j["warnings"][0]
+        .as_str()
+        .unwrap()
+        .contains("few functions in common"));
 }
 
 /// A trace with run info and an end, and no sample.

@@ -190,8 +190,14 @@ fn run(a: DiffArgs) -> anyhow::Result<bool> {
         thresholds,
     };
     let d = diff::compare(&runs(&base, &bp), &runs(&new, &np), &opts)?;
-    for w in &d.warnings {
-        eprintln!("wanalyze: warning: {w}");
+    // The reports carry the warnings; on stderr too unless it is the
+    // terminal or log the report goes to.
+    let report_on_stdout = matches!(a.format, DiffFormat::Text | DiffFormat::Markdown)
+        && a.out.as_ref().is_none_or(|p| p.as_os_str() == "-");
+    if !report_on_stdout {
+        for w in &d.warnings {
+            eprintln!("wanalyze: warning: {w}");
+        }
     }
 
     match a.format {
