@@ -451,6 +451,7 @@ fn clean(s: &str) -> String {
 fn md(s: &str) -> String {
     clean(s)
         .replace("->", "→")
+        .replace("<=", "≤")
         .replace('\\', "\\\\")
         .replace('|', "\\|")
         .replace('<', "&lt;")
