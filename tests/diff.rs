@@ -384,16 +384,12 @@ fn false_positive_rate_over_many_pairs() {
             profile: p,
         })
         .collect();
-    let opts = diff::Options {
-        lines: true,
-        ..Default::default()
-    };
-    let tally = |pairs: Vec<(Vec<usize>, Vec<usize>)>| {
+    let tally = |pairs: &[(Vec<usize>, Vec<usize>)], opts: &diff::Options| {
         let (mut failed, mut significant, mut cpu) = (0, 0, 0);
         let mut why = std::collections::BTreeMap::<String, usize>::new();
-        for (a, b) in &pairs {
+        for (a, b) in pairs {
             let side = |ix: &[usize]| ix.iter().map(|&i| runs[i].clone()).collect::<Vec<_>>();
-            let d = diff::compare(&side(a), &side(b), &opts).unwrap();
+            let d = diff::compare(&side(a), &side(b), opts).unwrap();
             failed += d.failed() as usize;
             significant += d.any_significant() as usize;
             cpu += d.cpu.significant as usize;
@@ -426,13 +422,29 @@ fn false_positive_rate_over_many_pairs() {
         group_pairs.push((pick[..3].to_vec(), pick[3..].to_vec()));
     }
     println!("{fixture} {arg} at {interval}, {n} recordings:");
-    for (what, p) in [("1 run a side", pairs), ("3 runs a side", group_pairs)] {
-        let (all, failed, sig, cpu, why) = tally(p);
-        println!(
-            "  {what}: {all} comparisons, the gate failed {failed} ({:.1}%), any significant change {sig} ({:.1}%; CPU time {cpu}); significant items: {why:?}",
-            100.0 * failed as f64 / all.max(1) as f64,
-            100.0 * sig as f64 / all.max(1) as f64
-        );
+    // The defaults, and other noise priors (rho, its degrees of freedom)
+    // for comparison.
+    let priors = [
+        (diff::DEFAULT_RUN_NOISE, diff::RUN_NOISE_PRIOR_DF),
+        (3e-4, 4.0),
+        (1e-3, 16.0),
+    ];
+    for (i, &(rho, df)) in priors.iter().enumerate() {
+        let opts = diff::Options {
+            lines: true,
+            noise: diff::stats::NoisePrior { rho, df },
+            ..Default::default()
+        };
+        let label = if i == 0 { " (the defaults)" } else { "" };
+        println!("  --run-noise {rho:e} worth {df} degrees of freedom{label}:");
+        for (what, p) in [("1 run a side", &pairs), ("3 runs a side", &group_pairs)] {
+            let (all, failed, sig, cpu, why) = tally(p, &opts);
+            println!(
+                "    {what}: {all} comparisons, the gate failed {failed} ({:.1}%), any significant change {sig} ({:.1}%; CPU time {cpu}); significant items: {why:?}",
+                100.0 * failed as f64 / all.max(1) as f64,
+                100.0 * sig as f64 / all.max(1) as f64
+            );
+        }
     }
 
     // Dispersion between runs and within runs, by leaf function.
