@@ -12,16 +12,16 @@
 //!   down by 10% moves no share.
 //!
 //! How a change is judged significant, and why (the measurements are in
-//! BENCHMARKS.md, "Diffing two recordings"):
+//! BENCHMARKS.md, "Diffing two recordings: false positives"):
 //! - **Shares**: a two-proportion test whose variance allows for run-to-run
 //!   noise ([`stats::share_test`]). Consecutive samples of one run are
 //!   correlated, but on the fixtures this does not make a run's counts more
 //!   variable than binomial: a timer samples a deterministic program
-//!   *more* regularly than independent draws would (batch means within a
-//!   run give a dispersion of 0.3–1, repeated runs of `regress-base` 0.4).
-//!   What does exceed the binomial is the noise *between* runs, as the
-//!   machine's load speeds up or slows down some functions more than others
-//!   (repeated runs of `sortmap` on a shared machine: 2.5 overall, 6 for its
+//!   *more* regularly than independent draws would (Pearson dispersion over
+//!   30 batches of a run: 0.1–1.2; over repeated runs of `regress-base`:
+//!   0.04–1). What does exceed the binomial is the noise *between* runs, as
+//!   the machine's load speeds up or slows down some functions more than
+//!   others (repeated runs of `sortmap` on a busy machine: 3–12 for its
 //!   memory-bound `merge`). That noise does not shrink with more samples,
 //!   so it is modelled as a Dirichlet-multinomial: a share measured on a
 //!   run of n samples varies with variance `p(1-p)(1/n + ρ)`. ρ is measured
@@ -75,8 +75,8 @@ pub const DEFAULT_ALPHA: f64 = 0.01;
 /// The default ρ assumed for a side of one run (see [`NoisePrior`]): the
 /// run-to-run noise of a share as if each run were worth at most ~3300
 /// independent samples. Measured on a shared 2-core machine: 0 for
-/// `regress-base`, 0.00036 over all of `sortmap`'s functions (0.0012 for
-/// its most variable one).
+/// `regress-base`, 0.0001–0.0004 over all of `sortmap`'s functions (up to
+/// 0.003 for its most variable one, `merge`).
 pub const DEFAULT_RUN_NOISE: f64 = 3e-4;
 /// What the assumed ρ weighs against ρ measured from runs (k − 1 degrees
 /// of freedom a side): with 9 runs a side the runs count as much.
