@@ -178,6 +178,22 @@ fn the_regression_pair_in_markdown_folded_and_firefox() {
     assert!(base.abs_diff(new) <= new / 100, "{base} {new}");
     assert!(transform.1 > transform.0, "{transform:?}");
 
+    // CPU time per unit of work, when the sides did different amounts.
+    let out = diff_sides(
+        &r.base,
+        &r.slow,
+        &["--format", "json", "--per", "1000:1300"],
+    );
+    let j = json(&out);
+    assert_eq!(j["cpu"]["per_unit"], true);
+    let change = j["cpu"]["change"].as_f64().unwrap();
+    assert!(
+        change < 0.0,
+        "+16% of the time for +30% of the units: {change}"
+    );
+    let e = one_error_line(&diff_sides(&r.base, &r.slow, &["--per", "0"]));
+    assert!(e.contains("--per"), "{e}");
+
     let dir = tempfile::tempdir().unwrap();
     let prefix = dir.path().join("cmp");
     let out = diff(&[

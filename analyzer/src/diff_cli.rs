@@ -1,7 +1,8 @@
 //! `wanalyze diff`: the command line over [`wanalyze::diff`].
 //!
 //! Exit status: 0 when no significant change crosses a threshold, 3 when
-//! one does (the gate fails), 1 on an error, 2 on a usage error.
+//! one does (the gate fails), 1 on an error, 2 when clap rejects the
+//! command line.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};

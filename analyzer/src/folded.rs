@@ -164,7 +164,7 @@ pub fn collapse(profile: &Profile, opts: &FoldedOptions) -> io::Result<BTreeMap<
 /// them. Each side may be several runs, whose counts are added. The base's
 /// counts are scaled to the new side's total (as `inferno-diff-folded
 /// --normalize` does), so that the colours show shares that changed, not
-/// how many samples each side took. Stacks are collapsed as [`write`]
+/// how many samples each side took. Stacks are collapsed as [`write()`]
 /// does, with a thread root frame on every side when any profile has more
 /// than one thread.
 pub fn write_diff(base: &[&Profile], new: &[&Profile], out: &mut dyn Write) -> io::Result<()> {

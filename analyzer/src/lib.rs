@@ -13,6 +13,9 @@
 //!   ([`model::Profile::check`]) and the helpers exporters share.
 //! - [`firefox`], [`folded`], [`text`]: the exporters; each reads the model
 //!   only, never another exporter.
+//! - [`diff`]: two sets of profiles compared, per function and line, with
+//!   the statistics a CI gate needs (`wanalyze diff`); reads the model only
+//!   (its [`model::Stats`], which the text report shares).
 //! - [`lookup`]: the symbolizer on its own (`wanalyze addr2line`), like
 //!   `wasm-tools addr2line`.
 

@@ -158,7 +158,8 @@ pub struct Method {
     pub cpu_noise: Option<f64>,
 }
 
-/// How large a change these recordings can see ([`stats::detectable_change`]).
+/// How large a change these recordings can see
+/// ([`detectable_change`](super::stats::detectable_change)).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Power {
     /// The level of the first Holm step (share α / tests) and the power.
@@ -177,7 +178,7 @@ pub struct Power {
     pub runs_for_1pp: f64,
 }
 
-/// The outcome of [`compare`].
+/// The outcome of [`compare`](super::compare).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Diff {
     pub base: Side,
