@@ -21,6 +21,9 @@
 //! - Names are sanitized ([`sanitize`]): `;` becomes `:`, line breaks and
 //!   other control characters become spaces, surrounding blanks are trimmed;
 //!   an empty name becomes `[unknown]`.
+//!
+//! [`write_diff`] writes the differential form of two sets of profiles
+//! (`stack count_base count_new`) for inferno's differential flame graph.
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
@@ -153,6 +156,52 @@ pub fn collapse(profile: &Profile, opts: &FoldedOptions) -> io::Result<BTreeMap<
         });
     }
     Ok(lines)
+}
+
+/// Writes differential folded stacks, `stack count_base count_new` a line,
+/// as inferno's `inferno-diff-folded` writes them and its flame graph
+/// (`inferno-flamegraph`, which colours each frame by the change) reads
+/// them. Each side may be several runs, whose counts are added. The base's
+/// counts are scaled to the new side's total (as `inferno-diff-folded
+/// --normalize` does), so that the colours show shares that changed, not
+/// how many samples each side took. Stacks are collapsed as [`write()`]
+/// does, with a thread root frame on every side when any profile has more
+/// than one thread.
+pub fn write_diff(base: &[&Profile], new: &[&Profile], out: &mut dyn Write) -> io::Result<()> {
+    let roots = if base.iter().chain(new).any(|p| p.threads.len() > 1) {
+        ThreadRoots::Always
+    } else {
+        ThreadRoots::Never
+    };
+    let opts = FoldedOptions {
+        thread_roots: roots,
+        weight: Weight::Samples,
+    };
+    let side = |ps: &[&Profile]| -> io::Result<BTreeMap<String, u64>> {
+        let mut all = BTreeMap::new();
+        for p in ps {
+            for (line, n) in collapse(p, &opts)? {
+                *all.entry(line).or_default() += n;
+            }
+        }
+        Ok(all)
+    };
+    let (b, n) = (side(base)?, side(new)?);
+    let (tb, tn) = (b.values().sum::<u64>(), n.values().sum::<u64>());
+    let scale = if tb == 0 { 1.0 } else { tn as f64 / tb as f64 };
+    let mut lines: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
+    for (line, &c) in &b {
+        lines.entry(line).or_default().0 = (c as f64 * scale).round() as u64;
+    }
+    for (line, &c) in &n {
+        lines.entry(line).or_default().1 = c;
+    }
+    let mut w = BufWriter::with_capacity(1 << 16, out);
+    // A base stack scaled down to 0 that the new side lacks says nothing.
+    for (line, (cb, cn)) in lines.into_iter().filter(|&(_, c)| c != (0, 0)) {
+        writeln!(w, "{line} {cb} {cn}")?;
+    }
+    w.flush()
 }
 
 /// Root frame names for threads: the thread's name, with its tid when

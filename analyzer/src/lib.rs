@@ -18,9 +18,13 @@
 //!   model to carry into the Firefox profile and for `view` to serve.
 //! - [`view`]: `wanalyze view`, a loopback server for the Firefox Profiler:
 //!   the profile, its sources and its functions' wasm instructions.
+//! - [`diff`]: two sets of profiles compared, per function and line, with
+//!   the statistics a CI gate needs (`wanalyze diff`); reads the model only
+//!   (its [`model::Stats`], which the text report shares).
 //! - [`lookup`]: the symbolizer on its own (`wanalyze addr2line`), like
 //!   `wasm-tools addr2line`.
 
+pub mod diff;
 pub mod firefox;
 pub mod folded;
 pub mod lookup;

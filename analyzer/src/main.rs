@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+
+mod diff_cli;
 use wanalyze::{
     firefox, folded, lookup, pprof, resolve, sources, symbols::WasmSymbols, text, view,
 };
@@ -23,7 +25,8 @@ use wanalyze::{
         wanalyze fib.wrec --format pprof               # writes fib.pb.gz for go tool pprof\n  \
         wanalyze view fib.wrec                         # opens it in the Firefox Profiler, with sources and wasm code\n  \
         wanalyze fib.wrec --module build/fib.wasm      # the wasm file moved since recording\n  \
-        wanalyze addr2line fib.wasm 0x1a2 300          # symbolize wasm file offsets"
+        wanalyze addr2line fib.wasm 0x1a2 300          # symbolize wasm file offsets\n  \
+        wanalyze diff base.wrec new.wrec               # compare two recordings; exit 3 on a regression"
 )]
 struct Cli {
     #[command(subcommand)]
@@ -111,6 +114,9 @@ enum Command {
         #[command(flatten)]
         sources: SourceArgs,
     },
+    /// Compare two recordings (or runs of each): the functions and lines
+    /// whose share changed significantly, and the CPU time; a CI gate.
+    Diff(Box<diff_cli::DiffArgs>),
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -128,6 +134,9 @@ enum Format {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Command::Diff(args)) = cli.command {
+        return diff_cli::main(*args);
+    }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -6,21 +6,17 @@
 //! top functions by self time and by total time, then (with DWARF lines) the
 //! hottest source lines.
 //!
-//! Definitions:
-//! - Functions are aggregated by name (every [`crate::model::Func`] with
-//!   the same name counts as one), inlined functions included.
-//! - *Self* counts the samples whose leaf frame is in the function; *total*
-//!   counts the samples with the function anywhere on the stack, once per
-//!   sample even when it recurses.
-//! - Percentages are of all samples, including those without a stack.
-//! - A hot line is the leaf frame's source position (its function's file
-//!   and the frame's line), with the leaf function's name.
+//! Definitions: those of [`crate::model::Stats`], which counts the samples
+//! (functions by name, self and total, leaf lines). Percentages are of all
+//! samples, including those without a stack. A hot line is the leaf
+//! frame's source position (its function's file and the frame's line), with
+//! the leaf function's name.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
-use crate::model::{clock_name, exit_kind_name, FuncPaths, Profile, RunEnd, TimerClock};
+use crate::model::{clock_name, exit_kind_name, Profile, RunEnd, Stats, StatsOptions, TimerClock};
+pub use crate::model::{FuncStat, LineStat};
 
 /// Options for [`write()`].
 #[derive(Debug, Clone)]
@@ -41,31 +37,6 @@ impl Default for TextOptions {
             max_warnings: 20,
         }
     }
-}
-
-/// Samples and CPU time of one function (by name).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FuncStat {
-    pub name: String,
-    /// Samples whose leaf frame is in this function.
-    pub self_samples: u64,
-    /// Samples with this function anywhere on the stack (once per sample).
-    pub total_samples: u64,
-    /// Sum of the CPU deltas of the `self_samples`.
-    pub self_cpu_ns: u64,
-    /// Sum of the CPU deltas of the `total_samples`.
-    pub total_cpu_ns: u64,
-}
-
-/// Samples whose leaf frame is at one source line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LineStat {
-    pub file: String,
-    pub line: u32,
-    /// The leaf frame's function.
-    pub func: String,
-    pub samples: u64,
-    pub cpu_ns: u64,
 }
 
 /// The numbers of a profile, as [`write()`] reports them.
@@ -149,136 +120,18 @@ pub fn summarize(profile: &Profile) -> Summary {
 
 /// Computes the [`Summary`] of a profile, or says why the model is invalid.
 pub fn try_summarize(profile: &Profile) -> Result<Summary, String> {
-    profile.check()?;
+    let st = Stats::of(profile, StatsOptions::default())?;
     let p = profile;
     let m = &p.meta;
-
-    // Weights [samples, CPU ns] per function path (the stack's functions:
-    // what the totals need) and per leaf frame (what self and lines need),
-    // over all threads: far fewer of either than of stacks.
-    let paths = FuncPaths::new(p);
-    let mut path_weights = vec![[0u64; 2]; paths.len()];
-    let mut leaf_weights = vec![[0u64; 2]; p.frames.len()];
-    let mut samples = 0u64;
-    let mut without_stack = 0u64;
-    let mut cpu_ns = 0u64;
-    let mut first_ns = u64::MAX;
-    let mut last_ns = 0u64;
-    for t in &p.threads {
-        first_ns = first_ns.min(t.start_ns);
-        let mut end = t.end_ns.unwrap_or(t.start_ns);
-        for s in &t.samples {
-            samples += 1;
-            cpu_ns += s.cpu_delta_ns;
-            end = end.max(s.time_ns);
-            match s.stack {
-                Some(st) => {
-                    let w = &mut path_weights[paths.of_stack(st) as usize];
-                    w[0] += 1;
-                    w[1] += s.cpu_delta_ns;
-                    let w = &mut leaf_weights[p.stacks.get(st as usize).frame as usize];
-                    w[0] += 1;
-                    w[1] += s.cpu_delta_ns;
-                }
-                None => without_stack += 1,
-            }
-        }
-        last_ns = last_ns.max(end);
-    }
-    let duration_ns = last_ns.saturating_sub(if first_ns == u64::MAX { 0 } else { first_ns });
-
-    // Function names, deduplicated: func id → name id.
-    let mut name_ids: HashMap<&str, u32> = HashMap::new();
-    let mut names: Vec<&str> = Vec::new();
-    let func_name: Vec<u32> = p
-        .funcs
-        .iter()
-        .map(|f| {
-            *name_ids.entry(f.name.as_str()).or_insert_with(|| {
-                names.push(&f.name);
-                (names.len() - 1) as u32
-            })
-        })
-        .collect();
-
-    let mut stats = vec![[0u64; 4]; names.len()]; // self, total, self cpu, total cpu
-    let mut stamp = vec![u32::MAX; names.len()];
-    for (path, &[n, cpu]) in path_weights.iter().enumerate() {
-        if n == 0 {
-            continue;
-        }
-        for func in paths.funcs(path as u32) {
-            let name = func_name[func as usize] as usize;
-            if stamp[name] != path as u32 {
-                stamp[name] = path as u32;
-                stats[name][1] += n;
-                stats[name][3] += cpu;
-            }
-        }
-    }
-    let mut line_stats: HashMap<(&str, u32, u32), (u64, u64)> = HashMap::new();
-    for (leaf, &[n, cpu]) in p.frames.iter().zip(&leaf_weights) {
-        if n == 0 {
-            continue;
-        }
-        let leaf_name = func_name[leaf.func as usize];
-        stats[leaf_name as usize][0] += n;
-        stats[leaf_name as usize][2] += cpu;
-        if let (Some(file), Some(line)) = (&p.funcs[leaf.func as usize].file, leaf.line) {
-            let e = line_stats
-                .entry((file.as_str(), line, leaf_name))
-                .or_default();
-            e.0 += n;
-            e.1 += cpu;
-        }
-    }
-
-    let mut funcs: Vec<FuncStat> = stats
-        .iter()
-        .enumerate()
-        .filter(|(_, s)| s[1] > 0)
-        .map(|(i, s)| FuncStat {
-            name: names[i].to_string(),
-            self_samples: s[0],
-            total_samples: s[1],
-            self_cpu_ns: s[2],
-            total_cpu_ns: s[3],
-        })
-        .collect();
-    funcs.sort_by(|a, b| {
-        b.self_samples
-            .cmp(&a.self_samples)
-            .then(b.total_samples.cmp(&a.total_samples))
-            .then_with(|| a.name.cmp(&b.name))
-    });
-
-    let mut lines: Vec<LineStat> = line_stats
-        .into_iter()
-        .map(|((file, line, func), (samples, cpu_ns))| LineStat {
-            file: file.to_string(),
-            line,
-            func: names[func as usize].to_string(),
-            samples,
-            cpu_ns,
-        })
-        .collect();
-    lines.sort_by(|a, b| {
-        b.samples
-            .cmp(&a.samples)
-            .then_with(|| a.file.cmp(&b.file))
-            .then(a.line.cmp(&b.line))
-            .then_with(|| a.func.cmp(&b.func))
-    });
-
     Ok(Summary {
         program: m.product.clone(),
         args: m.args.clone(),
         recorder: m.recorder.clone(),
         threads: p.threads.len(),
-        samples,
-        samples_without_stack: without_stack,
-        duration_ns,
-        cpu_ns,
+        samples: st.samples,
+        samples_without_stack: st.samples_without_stack,
+        duration_ns: st.duration_ns,
+        cpu_ns: st.cpu_ns,
         samples_without_cpu: m.samples_without_cpu,
         interval_ns: m.interval_ns,
         clock: m.clock,
@@ -286,8 +139,8 @@ pub fn try_summarize(profile: &Profile) -> Result<Summary, String> {
         end: m.end.clone(),
         warnings: m.warnings.clone(),
         has_lines: m.has_lines,
-        funcs,
-        lines,
+        funcs: st.funcs,
+        lines: st.lines,
     })
 }
 

@@ -14,7 +14,9 @@
 //! - `interner.rs`: what builds the tables ([`Interner`]);
 //! - `check.rs`: [`Profile::check`], the validation every exporter runs;
 //! - `paths.rs`: `FuncPaths`, the stack tree by function, which the folded
-//!   and text outputs count samples on.
+//!   and text outputs count samples on;
+//! - `stats.rs`: samples and CPU time per function and per line
+//!   ([`Stats`]), which the text report and the diff read.
 //!
 //! No host address ever enters this model: frames are identified by wasm
 //! file offsets, names and source locations only, so every output can be
@@ -25,6 +27,7 @@ mod interner;
 mod paths;
 mod samples;
 mod stacks;
+mod stats;
 #[cfg(test)]
 mod tests;
 
@@ -32,6 +35,7 @@ pub use interner::Interner;
 pub(crate) use paths::FuncPaths;
 pub use samples::{Sample, SampleIter, Samples};
 pub use stacks::Stacks;
+pub use stats::{FuncStat, LineStat, LineTotal, Stats, StatsOptions};
 pub use wrec_format::{ExitKind, TimerClock};
 
 /// Index into [`Profile::funcs`].
