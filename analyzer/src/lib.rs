@@ -18,9 +18,13 @@
 //!   model to carry into the Firefox profile and for `view` to serve.
 //! - [`view`]: `wanalyze view`, a loopback server for the Firefox Profiler:
 //!   the profile, its sources and its functions' wasm instructions.
+//! - [`files`]: opening the files an input names (the trace, recorded
+//!   and `--module` wasm files, sources, profiles): regular files only,
+//!   never blocking, read within a limit.
 //! - [`lookup`]: the symbolizer on its own (`wanalyze addr2line`), like
 //!   `wasm-tools addr2line`.
 
+pub mod files;
 pub mod firefox;
 pub mod folded;
 pub mod lookup;

@@ -11,7 +11,8 @@ use crate::model::{clock_name, exit_kind_name, Profile};
 const MAX_EXTRA_WARNINGS: usize = 200;
 
 /// A module's entry in the profile's `libs`: how the profiler (and a
-/// symbol server) names it.
+/// symbol server) names it. Its paths are its file name: the directories
+/// it was in are the host's, not for a profile to share.
 pub fn lib_json(lib: &crate::model::Lib) -> serde_json::Value {
     let sha = lib.sha256.to_ascii_uppercase();
     let is_hex = sha.len() >= 32 && sha.bytes().all(|b| b.is_ascii_hexdigit());
@@ -24,9 +25,9 @@ pub fn lib_json(lib: &crate::model::Lib) -> serde_json::Value {
     };
     json!({
         "name": lib.name,
-        "path": lib.path,
+        "path": lib.name,
         "debugName": lib.name,
-        "debugPath": lib.path,
+        "debugPath": lib.name,
         "breakpadId": breakpad_id,
         "codeId": if lib.sha256.is_empty() { None } else { Some(&lib.sha256) },
         "arch": "wasm32",

@@ -133,10 +133,13 @@ pub struct Thread {
 /// A wasm module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lib {
-    /// File name, e.g. `fib-O2.wasm`.
+    /// File name, e.g. `fib-O2.wasm`: what every output calls the module,
+    /// as its name and as its path.
     pub name: String,
-    /// Path as given to the analyzer or recorded in the trace.
-    pub path: String,
+    /// Where the analyzer read the module on this machine (a `--module`
+    /// path, or the one the trace recorded), for `view` to read it again.
+    /// Never written to an output: it names the host's directories.
+    pub local_path: std::path::PathBuf,
     /// SHA-256 of the module, lower-case hex.
     pub sha256: String,
 }
