@@ -5,6 +5,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::json;
 
 use super::{ns_to_ms, GECKO_PROFILE_VERSION, PROCESSED_PROFILE_VERSION};
+use crate::model::redact::without_host_paths;
 use crate::model::{clock_name, exit_kind_name, Profile};
 
 /// How many warnings go into `meta.extra` before the rest are summarized.
@@ -148,7 +149,11 @@ fn extra_json(p: &Profile) -> serde_json::Value {
             .iter()
             .take(MAX_EXTRA_WARNINGS)
             .enumerate()
-            .map(|(i, w)| entry(&format!("{}", i + 1), json!(w), "string"))
+            // The paths in them are this machine's: file names only.
+            .map(|(i, w)| {
+                let w = without_host_paths(w);
+                entry(&format!("{}", i + 1), json!(w), "string")
+            })
             .collect();
         if m.warnings.len() > MAX_EXTRA_WARNINGS {
             let more = m.warnings.len() - MAX_EXTRA_WARNINGS;

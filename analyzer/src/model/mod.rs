@@ -14,7 +14,9 @@
 //! - `interner.rs`: what builds the tables ([`Interner`]);
 //! - `check.rs`: [`Profile::check`], the validation every exporter runs;
 //! - `paths.rs`: `FuncPaths`, the stack tree by function, which the folded
-//!   and text outputs count samples on.
+//!   and text outputs count samples on;
+//! - `redact.rs`: host paths out of the text a profile shares (the run's
+//!   end message, warnings).
 //!
 //! No host address ever enters this model: frames are identified by wasm
 //! file offsets, names and source locations only, so every output can be
@@ -23,6 +25,7 @@
 mod check;
 mod interner;
 mod paths;
+pub mod redact;
 mod samples;
 mod stacks;
 #[cfg(test)]

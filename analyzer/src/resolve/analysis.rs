@@ -16,7 +16,7 @@ use super::resolver::Resolver;
 use super::sample_stack::{sample_stack, PrevStack};
 use super::warnings::Losses;
 use super::{AnalyzeError, Options, MAX_TOTAL};
-use crate::model::{Meta, RunEnd, Thread};
+use crate::model::{redact, Meta, RunEnd, Thread};
 
 /// What the analysis keeps for each thread, besides its model thread.
 #[derive(Default)]
@@ -223,13 +223,14 @@ impl<'a> Analysis<'a> {
         self.losses.add(l.reason, count);
     }
 
-    /// How the run ended.
+    /// How the run ended. Its message keeps the guest's part only: no
+    /// host backtrace, no host directories.
     pub(super) fn on_end(&mut self, e: End) {
         self.saw_end = true;
         self.meta.end = Some(RunEnd {
             kind: e.exit_kind,
             status: e.status,
-            message: e.message,
+            message: redact::run_end_message(&e.message),
         });
     }
 
