@@ -49,7 +49,7 @@ mod scan;
 mod tests;
 mod tombstones;
 
-pub use demangle::demangle;
+pub use demangle::{demangle, shorten, MAX_NAME_BYTES};
 pub use dwarf::clean_path;
 pub use opcodes::operator_name;
 
@@ -186,12 +186,13 @@ impl WasmSymbols {
     /// [`MAX_MODULE_BYTES`](crate::files::MAX_MODULE_BYTES); see
     /// [`WasmSymbols::from_bytes`].
     pub fn open(path: &Path) -> Result<WasmSymbols, SymbolError> {
-        let bytes = crate::files::read_bounded(path, crate::files::MAX_MODULE_BYTES).map_err(
-            |source| SymbolError::Io {
-                path: path.display().to_string(),
-                source,
-            },
-        )?;
+        let bytes =
+            crate::files::read_bounded(path, crate::files::MAX_MODULE_BYTES).map_err(|source| {
+                SymbolError::Io {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?;
         Self::from_file_bytes(path, bytes)
     }
 
@@ -373,8 +374,7 @@ impl WasmSymbols {
 /// the result.
 pub fn binary_module(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, SymbolError> {
     // Text starts with a `(` (a module or a field) or a `;;`/`(;` comment.
-    let is_text = std::str::from_utf8(&bytes)
-        .is_ok_and(|t| t.trim_start().starts_with(['(', ';']));
+    let is_text = std::str::from_utf8(&bytes).is_ok_and(|t| t.trim_start().starts_with(['(', ';']));
     if !is_text {
         return Ok(bytes);
     }
