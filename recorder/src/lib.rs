@@ -74,6 +74,7 @@ mod losses;
 mod options;
 mod output;
 mod recorder;
+mod redact;
 pub mod run;
 mod sampler;
 

@@ -302,7 +302,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
 
     let (exit, error) = match result {
         Ok(()) => (ExitInfo::exited(0), None),
-        Err(e) => classify(e, &wasm_name),
+        Err(e) => classify(e, &wasm_name, &opts.wasm),
     };
     let exit_code = exit.status as i32;
     // The store (and WASI's open files) go before the trace is finished.
@@ -316,7 +316,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
 }
 
 /// Turns a failed run into an exit record and the text `wasmtime run` prints.
-fn classify(e: wasmtime::Error, wasm_name: &str) -> (ExitInfo, Option<String>) {
+fn classify(e: wasmtime::Error, wasm_name: &str, wasm: &Path) -> (ExitInfo, Option<String>) {
     if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return (ExitInfo::exited(i64::from(exit.0)), None);
     }
@@ -332,7 +332,8 @@ fn classify(e: wasmtime::Error, wasm_name: &str) -> (ExitInfo, Option<String>) {
         ExitInfo {
             kind,
             status: i64::from(status),
-            message: text.clone(),
+            // No host backtrace, no host directory: the trace is shared.
+            message: crate::redact::trap_message(&text, wasm),
         },
         Some(format!("Error: {text}")),
     )
