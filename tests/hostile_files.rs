@@ -118,7 +118,13 @@ fn a_trace_or_module_given_that_is_no_regular_file_is_refused_in_one_line() {
             (vec![t, os("--format"), os("text")], as_trace),
             (vec![os("view"), t], as_trace),
             (
-                vec![trace.as_os_str(), os("--format"), os("text"), os("--module"), t],
+                vec![
+                    trace.as_os_str(),
+                    os("--format"),
+                    os("text"),
+                    os("--module"),
+                    t,
+                ],
                 what,
             ),
             (vec![os("addr2line"), t, os("0x10")], what),

@@ -93,10 +93,15 @@ impl Recorder {
     /// The file is created with default permissions. A symlink at `path` is
     /// refused, and so is an existing file that is not a wrec trace, unless
     /// [`RecorderOptions::force`]; anything but a regular file is always
-    /// refused.
+    /// refused. The trace is written beside `path` under a temporary name
+    /// and renamed over `path` once its first space is allocated and its
+    /// run-info record written: a start that fails (no space, say) leaves
+    /// `path` as it was and no file behind.
     pub fn create(path: &Path, opts: RecorderOptions) -> Result<Recorder, Error> {
-        let file = output::open_output(path, opts.force)?;
-        Recorder::from_file(path, file, opts)
+        let (file, pending) = output::open_output(path, opts.force)?;
+        let recorder = Recorder::from_file(path, file, opts)?;
+        pending.put_in_place(path)?;
+        Ok(recorder)
     }
 
     /// Like [`Recorder::create`] on a file the caller opened (read and
