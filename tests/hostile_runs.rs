@@ -1,12 +1,15 @@
 //! What the environment of a recording can do to it: a `RUST_BACKTRACE=1`
 //! (common in CI) must not put wrec's own backtrace and host paths into the
-//! trace, and a start refused for lack of space must leave the file system
-//! as it found it.
+//! trace, a start refused for lack of space must leave the file system
+//! as it found it, and SIGINT, SIGTERM or SIGHUP (a terminal's Ctrl-C, a CI
+//! job's time-out) must leave a finished trace and the status a killed
+//! process has.
 
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use wrec_format::{Event, Record, Trace};
+use wrec_format::{Event, ExitKind, Record, Trace};
 use wrec_testkit::*;
 
 /// The end record's message.
@@ -36,7 +39,10 @@ fn a_trap_recorded_with_rust_backtrace_keeps_only_the_guests_backtrace() {
     assert!(!msg.contains(".cargo"), "{msg}");
     assert!(!msg.contains(fixtures), "{msg}");
     assert!(!msg.contains(env!("CARGO_MANIFEST_DIR")), "{msg}");
-    assert!(msg.contains("failed to run main module `trap.wasm`"), "{msg}");
+    assert!(
+        msg.contains("failed to run main module `trap.wasm`"),
+        "{msg}"
+    );
     assert!(msg.contains("wasm backtrace"), "{msg}");
     assert!(msg.contains("unreachable"), "{msg}");
 }
@@ -74,7 +80,87 @@ fn a_start_refused_for_lack_of_room_leaves_the_old_trace_and_no_file() {
         assert_eq!(err.lines().count(), 1, "{err}");
         assert!(err.starts_with("wrec: error: "), "{err}");
         assert!(err.contains(output), "{err}");
-        assert_eq!(std::fs::read(&trace).unwrap(), before, "the old trace changed");
+        assert_eq!(
+            std::fs::read(&trace).unwrap(),
+            before,
+            "the old trace changed"
+        );
         assert_eq!(listing(dir.path()), names, "a file was left behind");
     }
+}
+
+/// A guest that computes forever without calling the host.
+const FOREVER_WAT: &str = r#"(module
+  (func $spin (loop $l (br $l)))
+  (func $_start (export "_start") (call $spin)))
+"#;
+
+#[test]
+fn sigint_sigterm_and_sighup_end_the_recording_with_a_finished_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("forever.wat"), FOREVER_WAT).unwrap();
+    for (sig, name) in [(2, "SIGINT"), (15, "SIGTERM"), (1, "SIGHUP")] {
+        let trace = dir.path().join(format!("{name}.wrec"));
+        let mut child = wrec_cmd(dir.path(), &["-o", trace.to_str().unwrap(), "forever.wat"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The trace is put in place once the recording has started; then
+        // some samples.
+        while !trace.exists() {
+            assert!(child.try_wait().unwrap().is_none(), "wrec ended early");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let st = Command::new("kill")
+            .args([format!("-{sig}"), child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let out = wait_bounded(child, Duration::from_secs(60))
+            .unwrap_or_else(|| panic!("{name}: wrec still running 60 s after the signal"));
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(128 + sig), "{name}: {err}");
+        assert_summary_line(&out, trace.to_str().unwrap());
+        assert!(
+            err.contains(&format!("wrec: {name} received")),
+            "{name}: {err}"
+        );
+
+        // Finished: trimmed to its data, read whole, with the end record.
+        let t = Trace::open(&trace).unwrap();
+        assert_eq!(t.data_end(), std::fs::metadata(&trace).unwrap().len());
+        let mut d = t.decoder();
+        let (mut samples, mut end) = (0, None);
+        while let Some(e) = d.next() {
+            match e.unwrap_or_else(|e| panic!("{name}: {e}")) {
+                Event::Sample(_) => samples += 1,
+                Event::Record(Record::End(e)) => end = Some(e),
+                _ => {}
+            }
+        }
+        let end = end.unwrap_or_else(|| panic!("{name}: no end record"));
+        assert_eq!(end.exit_kind, ExitKind::Signaled, "{name}");
+        assert_eq!(end.status, i64::from(128 + sig), "{name}");
+        assert!(end.message.contains(name), "{name}: {}", end.message);
+        assert!(samples > 0, "{name}");
+        assert_eq!(end.samples_written, samples, "{name}");
+        let report = analyze_stdout(&trace, &["--format", "text"]);
+        assert!(report.contains("spin"), "{report}");
+    }
+}
+
+/// Waits for `child` at most `limit`; kills it and returns `None` after.
+fn wait_bounded(mut child: std::process::Child, limit: Duration) -> Option<std::process::Output> {
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child.wait_with_output().unwrap())
 }

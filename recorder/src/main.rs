@@ -27,12 +27,15 @@ Exit status: the guest's own exit status; 134 (128 + SIGABRT, as `wasmtime
 run`) if the guest trapped, after printing the trap and its wasm backtrace;
 1 if wrec itself failed (cannot read or compile the module, missing import,
 cannot write the trace: no trace is left behind then) or the host failed
-while running the guest; 2 for a command-line error. Whatever the status, a
-trace that was started is finished and readable, and wrec prints one line
-saying where it is and how many samples it holds.
+while running the guest; 2 for a command-line error; 128 + the signal's
+number after SIGINT, SIGTERM or SIGHUP, which stop the guest and end the
+recording. Whatever the status, a trace that was started is finished and
+readable, and wrec prints one line saying where it is and how many samples
+it holds.
 
-Output file: created with default permissions; an existing wrec trace is
-overwritten. Without --force, wrec refuses to write through a symbolic link
+Output file: created with default permissions beside the output path and
+renamed over it once the recording has started (a start that fails leaves
+the path as it was); an existing wrec trace is replaced. Without --force, wrec refuses to write through a symbolic link
 and to overwrite a file that is not a wrec trace.";
 
 /// Run a WASI program on Wasmtime and record a sampling profile of it.
@@ -175,6 +178,7 @@ fn main() -> ExitCode {
         UnknownImports::Error
     };
     opts.cache = !cli.no_cache;
+    opts.quiet = cli.quiet;
     opts.call_hook = cli.call_hook && !cli.no_call_hook;
     opts.recording.exact_cpu = cli.exact_cpu;
     opts.recording.interval = cli.interval;

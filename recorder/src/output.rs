@@ -66,7 +66,7 @@ pub(crate) fn open_output(path: &Path, force: bool) -> Result<(File, Pending), E
                 Ok(m) if m.is_dir() => return Err(err("is a directory".into())),
                 Ok(m) if !m.is_file() => {
                     return Err(err(
-                        "is not a regular file; a trace must be a regular file".into(),
+                        "is not a regular file; a trace must be a regular file".into()
                     ))
                 }
                 Ok(m) if m.len() > 0 && !force && !is_trace(&target) => {
