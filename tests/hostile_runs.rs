@@ -164,3 +164,61 @@ fn wait_bounded(mut child: std::process::Child, limit: Duration) -> Option<std::
     }
     Some(child.wait_with_output().unwrap())
 }
+
+/// The run-info record's interval.
+fn recorded_interval_ns(trace: &Path) -> u64 {
+    let t = Trace::open(trace).unwrap();
+    let mut d = t.decoder();
+    while let Some(e) = d.next() {
+        if let Ok(Event::Record(Record::RunInfo(r))) = e {
+            return r.interval_ns;
+        }
+    }
+    panic!("{}: no run-info record", trace.display())
+}
+
+/// The shortest interval the CLI accepts must let the guest finish, on a
+/// VM too, where a timer signal costs more than 10 us (there, before, the
+/// guest never ran: still running after 100 s).
+#[test]
+fn the_shortest_accepted_interval_lets_the_guest_finish() {
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = fixture("fib-O2.wasm");
+    let mut cmd = wrec_cmd(
+        dir.path(),
+        &[
+            "--interval",
+            "10us",
+            "-o",
+            "t.wrec",
+            wasm.to_str().unwrap(),
+            "30",
+        ],
+    );
+    let out = run_with_timeout(&mut cmd, Duration::from_secs(300))
+        .expect("the guest made no progress in 300 s at --interval 10us");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert_eq!(
+        stdout(&out),
+        "fib(30) = 832040 x 30, checksum 24961200\n",
+        "{err}"
+    );
+    let trace = dir.path().join("t.wrec");
+    let recorded = recorded_interval_ns(&trace);
+    // Raised (on a VM) with one warning saying to what, which the trace
+    // records; or, on a machine fast enough, kept.
+    match err.lines().find(|l| l.contains("instead")) {
+        Some(w) => {
+            let to = w.split("sampling every ").nth(1).unwrap();
+            let to = to.split(' ').next().unwrap();
+            let us: u64 = to
+                .strip_suffix("us")
+                .and_then(|n| n.parse().ok())
+                .unwrap_or_else(|| panic!("{w}"));
+            assert_eq!(recorded, us * 1000, "{w}");
+            assert!(recorded > 10_000, "{w}");
+        }
+        None => assert_eq!(recorded, 10_000, "{err}"),
+    }
+}
