@@ -142,3 +142,33 @@ fn a_trace_or_module_given_that_is_no_regular_file_is_refused_in_one_line() {
         }
     }
 }
+
+/// A module whose file name is not UTF-8 (here the byte 0xff): the trace
+/// records paths as UTF-8 text, with U+FFFD for such bytes, and wanalyze
+/// finds the file whose name reads so and whose hash is the recorded one,
+/// without --module.
+#[test]
+fn a_module_with_a_non_utf8_file_name_is_found_from_the_trace() {
+    use std::ffi::OsString;
+    use std::os::unix::ffi::OsStringExt;
+    let dir = tempfile::tempdir().unwrap();
+    let sub = dir.path().join(OsString::from_vec(b"d\xfeir".to_vec()));
+    std::fs::create_dir(&sub).unwrap();
+    // A decoy with the same lossy name and other bytes, which the hash
+    // rules out.
+    std::fs::write(
+        sub.join(OsString::from_vec(b"fib\xfe.wasm".to_vec())),
+        b"\0asm",
+    )
+    .unwrap();
+    let wasm = sub.join(OsString::from_vec(b"fib\xff.wasm".to_vec()));
+    std::fs::copy(fixture("fib-O2.wasm"), &wasm).unwrap();
+    let trace = dir.path().join("t.wrec");
+    let out = run(wrec_cmd(dir.path(), &["-o", "t.wrec"]).arg(&wasm).arg("25"));
+    assert!(out.status.success(), "{}", stderr(&out));
+    let stacks = folded(&trace, &[]);
+    assert!(
+        stacks.iter().any(|(s, _)| s.iter().any(|f| f == "fib")),
+        "{stacks:?}"
+    );
+}

@@ -117,7 +117,13 @@ pub(super) fn load_module(
             let bytes = match read_module_file(&path) {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(AnalyzeError::ModuleMissing { path });
+                    // A file name that was not UTF-8 was recorded with
+                    // U+FFFD in it: the file whose name reads so and
+                    // whose hash matches.
+                    match find_lossy(&rec) {
+                        Some(found) => return finish_load(rec, found, opts, meta, profile),
+                        None => return Err(AnalyzeError::ModuleMissing { path }),
+                    }
                 }
                 Err(e) if is_not_a_module_file(&e) => {
                     meta.warnings.push(format!(
@@ -140,6 +146,26 @@ pub(super) fn load_module(
             (path, bytes)
         }
     };
+    finish_load(rec, (path, bytes), opts, meta, profile)
+}
+
+/// The file [`files::lossy_matches`] finds for a recorded path with
+/// U+FFFD in it whose SHA-256 is the recorded one.
+fn find_lossy(rec: &ModuleRecord) -> Option<(PathBuf, Vec<u8>)> {
+    files::lossy_matches(&rec.path).into_iter().find_map(|p| {
+        let bytes = read_module_file(&p).ok()?;
+        (sha256(&bytes) == rec.sha256).then_some((p, bytes))
+    })
+}
+
+/// Indexes a module read from `path`, its hash checked.
+fn finish_load(
+    rec: ModuleRecord,
+    (path, bytes): (PathBuf, Vec<u8>),
+    opts: &Options,
+    meta: &mut Meta,
+    profile: &mut Profile,
+) -> Result<Option<Module>, AnalyzeError> {
     // A text module (`.wat`): wrec hashed its text, and so did the check
     // above; the offsets are the compiled binary's.
     let symbols = WasmSymbols::from_file_bytes(&path, bytes)?;
