@@ -94,6 +94,51 @@ pub fn size(n: u64) -> String {
     }
 }
 
+/// Entries of one directory looked at by [`lossy_matches`].
+const MAX_DIR_ENTRIES: usize = 10_000;
+/// Paths [`lossy_matches`] returns at most.
+const MAX_LOSSY_MATCHES: usize = 16;
+
+/// The existing paths whose lossy UTF-8 spelling is `recorded`, a path a
+/// trace recorded with U+FFFD for the bytes of a file name that were not
+/// UTF-8 (wrec records paths as UTF-8 text). Each component holding U+FFFD
+/// is matched against the entries of its directory, the others taken as
+/// they are. Bounded: at most 10 000 entries of each directory are looked
+/// at and 16 paths returned; empty if `recorded` holds no U+FFFD or is not
+/// absolute. The caller checks each against the recorded hash.
+pub fn lossy_matches(recorded: &str) -> Vec<std::path::PathBuf> {
+    use std::path::{Component, PathBuf};
+    let recorded = Path::new(recorded);
+    if !recorded.is_absolute() || !recorded.to_string_lossy().contains('\u{FFFD}') {
+        return Vec::new();
+    }
+    let mut found = vec![PathBuf::from("/")];
+    for c in recorded.components() {
+        let Component::Normal(name) = c else {
+            continue;
+        };
+        let name = name.to_string_lossy();
+        if !name.contains('\u{FFFD}') {
+            found.iter_mut().for_each(|p| p.push(&*name));
+            continue;
+        }
+        let mut next = Vec::new();
+        for dir in &found {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for e in entries.take(MAX_DIR_ENTRIES).flatten() {
+                if e.file_name().to_string_lossy() == name && next.len() < MAX_LOSSY_MATCHES {
+                    next.push(dir.join(e.file_name()));
+                }
+            }
+        }
+        found = next;
+    }
+    found.retain(|p| p.exists());
+    found
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,49 +186,4 @@ mod tests {
         assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
         assert!(read_bounded(Path::new("/proc/self/maps"), 1 << 24).is_ok());
     }
-}
-
-/// Entries of one directory looked at by [`lossy_matches`].
-const MAX_DIR_ENTRIES: usize = 10_000;
-/// Paths [`lossy_matches`] returns at most.
-const MAX_LOSSY_MATCHES: usize = 16;
-
-/// The existing paths whose lossy UTF-8 spelling is `recorded`, a path a
-/// trace recorded with U+FFFD for the bytes of a file name that were not
-/// UTF-8 (wrec records paths as UTF-8 text). Each component holding U+FFFD
-/// is matched against the entries of its directory, the others taken as
-/// they are. Bounded: at most 10 000 entries of each directory are looked
-/// at and 16 paths returned; empty if `recorded` holds no U+FFFD or is not
-/// absolute. The caller checks each against the recorded hash.
-pub fn lossy_matches(recorded: &str) -> Vec<std::path::PathBuf> {
-    use std::path::{Component, PathBuf};
-    let recorded = Path::new(recorded);
-    if !recorded.is_absolute() || !recorded.to_string_lossy().contains('\u{FFFD}') {
-        return Vec::new();
-    }
-    let mut found = vec![PathBuf::from("/")];
-    for c in recorded.components() {
-        let Component::Normal(name) = c else {
-            continue;
-        };
-        let name = name.to_string_lossy();
-        if !name.contains('\u{FFFD}') {
-            found.iter_mut().for_each(|p| p.push(&*name));
-            continue;
-        }
-        let mut next = Vec::new();
-        for dir in &found {
-            let Ok(entries) = std::fs::read_dir(dir) else {
-                continue;
-            };
-            for e in entries.take(MAX_DIR_ENTRIES).flatten() {
-                if e.file_name().to_string_lossy() == name && next.len() < MAX_LOSSY_MATCHES {
-                    next.push(dir.join(e.file_name()));
-                }
-            }
-        }
-        found = next;
-    }
-    found.retain(|p| p.exists());
-    found
 }
