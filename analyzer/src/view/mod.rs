@@ -126,7 +126,13 @@ impl Served {
         let libs = profile
             .libs
             .iter()
-            .map(|l| load_lib(&firefox::lib_json(l), Some(&l.local_path), &opts.modules))
+            .map(|l| {
+                load_lib(
+                    &firefox::lib_json(l),
+                    std::slice::from_ref(&l.local_path),
+                    &opts.modules,
+                )
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let served = Served {
             profile: json,
@@ -176,9 +182,18 @@ impl Served {
         let mut libs = Vec::new();
         for lib in v["libs"].as_array().into_iter().flatten() {
             // Its `path` is a file name (older profiles: a whole path),
-            // tried before the --module files.
-            let path = lib["path"].as_str().map(Path::new);
-            if let Some(l) = load_lib(lib, path, &opts.modules)? {
+            // tried as it is and beside the profile, before the --module
+            // files.
+            let given = lib["path"].as_str().map(Path::new);
+            let beside = given
+                .and_then(Path::file_name)
+                .map(|n| path.parent().unwrap_or(Path::new("")).join(n));
+            let tried: Vec<PathBuf> = given
+                .map(Path::to_owned)
+                .into_iter()
+                .chain(beside)
+                .collect();
+            if let Some(l) = load_lib(lib, &tried, &opts.modules)? {
                 libs.push(l);
             }
         }
@@ -207,7 +222,7 @@ impl Served {
 /// (no assembly for it).
 fn load_lib(
     lib: &serde_json::Value,
-    path: Option<&Path>,
+    paths: &[PathBuf],
     modules: &[PathBuf],
 ) -> anyhow::Result<Option<ServedLib>> {
     let (Some(debug_name), Some(breakpad_id)) =
@@ -218,10 +233,7 @@ fn load_lib(
     let Some(sha) = lib["codeId"].as_str() else {
         return Ok(None);
     };
-    let candidates = path
-        .map(Path::to_owned)
-        .into_iter()
-        .chain(modules.iter().cloned());
+    let candidates = paths.iter().chain(modules).cloned();
     for path in candidates {
         let Ok(bytes) = files::read_bounded(&path, files::MAX_MODULE_BYTES) else {
             continue;
