@@ -12,23 +12,18 @@ use std::path::Path;
 ///   under the cargo registry and wrec's source tree) is dropped; the
 ///   guest's wasm backtrace, part of the error chain, stays;
 /// - the module path, quoted as the runner's context quotes it, becomes the
-///   module's file name.
+///   module's file name, and so does any other absolute path (a `--dir`
+///   directory in a host error, say).
 pub(crate) fn trap_message(text: &str, wasm: &Path) -> String {
-    let mut kept = text;
-    if let Some(at) = text.find("\nStack backtrace:\n") {
-        kept = &text[..at];
-    } else if text.starts_with("Stack backtrace:\n") {
-        kept = "";
-    }
-    let kept = kept.trim_end();
     let given = wasm.display().to_string();
-    match wasm.file_name() {
-        Some(name) if given != name.to_string_lossy() => kept.replace(
+    let text = match wasm.file_name() {
+        Some(name) if given != name.to_string_lossy() => text.replace(
             &format!("`{given}`"),
             &format!("`{}`", name.to_string_lossy()),
         ),
-        _ => kept.to_owned(),
-    }
+        _ => text.to_owned(),
+    };
+    wrec_format::redact::run_end_message(&text)
 }
 
 #[cfg(test)]
@@ -43,6 +38,13 @@ mod tests {
             "failed to run main module `trap.wasm`\n\nCaused by:\n    0: error while executing at wasm backtrace:\n           0:  0x2ab - trap.wasm!level3\n    1: wasm trap: wasm `unreachable` instruction executed"
         );
         assert_eq!(trap_message("exit", Path::new("a.wasm")), "exit");
+        assert_eq!(
+            trap_message(
+                "failed to run main module `dir/a.wasm`: /home/me/data: denied",
+                Path::new("dir/a.wasm")
+            ),
+            "failed to run main module `a.wasm`: data: denied"
+        );
         assert_eq!(trap_message("Stack backtrace:\n 0: x", Path::new("a")), "");
     }
 }
