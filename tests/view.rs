@@ -327,11 +327,18 @@ fn view_serves_the_profile_sources_and_wasm_code_on_loopback() {
     assert_eq!(a.status, 404);
     drop(view);
 
-    // From a profile JSON: inline, mix's lines served from its embedded text.
+    // From a profile JSON: inline, mix's lines served from its embedded
+    // text. A profile names its module by file name only, so the module
+    // is given (or found beside the profile, below).
     let (d, profile) = profile_of("inline.wasm", &["50000"], &[]);
     let json_path = d.path().join("inline.json");
     std::fs::write(&json_path, profile.to_string()).unwrap();
-    let view = View::start(&[json_path.to_str().unwrap()]);
+    let inline = fixture("inline.wasm");
+    let view = View::start(&[
+        json_path.to_str().unwrap(),
+        "--module",
+        inline.to_str().unwrap(),
+    ]);
     let base = view.base();
     let src = request(
         "POST",
@@ -345,6 +352,12 @@ fn view_serves_the_profile_sources_and_wasm_code_on_loopback() {
     let ins = asm_of(&base, &profile, "hash_block");
     // mix's arithmetic is inside hash_block's body.
     assert!(ins.iter().any(|(_, t)| t.starts_with("i32.")), "{ins:?}");
+    drop(view);
+
+    // The module beside the profile is found without --module.
+    std::fs::copy(&inline, d.path().join("inline.wasm")).unwrap();
+    let view = View::start(&[json_path.to_str().unwrap()]);
+    assert_eq!(asm_of(&view.base(), &profile, "hash_block"), ins);
 }
 
 /// `go tool pprof ARGS`, or `None` (having said SKIPPED) without `go`.

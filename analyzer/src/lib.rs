@@ -21,10 +21,14 @@
 //! - [`diff`]: two sets of profiles compared, per function and line, with
 //!   the statistics a CI gate needs (`wanalyze diff`); reads the model only
 //!   (its [`model::Stats`], which the text report shares).
+//! - [`files`]: opening the files an input names (the trace, recorded
+//!   and `--module` wasm files, sources, profiles): regular files only,
+//!   never blocking, read within a limit.
 //! - [`lookup`]: the symbolizer on its own (`wanalyze addr2line`), like
 //!   `wasm-tools addr2line`.
 
 pub mod diff;
+pub mod files;
 pub mod firefox;
 pub mod folded;
 pub mod lookup;

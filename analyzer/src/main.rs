@@ -105,7 +105,9 @@ enum Command {
         /// (`.json` or `.json.gz`).
         input: PathBuf,
         /// The wasm file that was profiled, when it is no longer at the
-        /// recorded path; repeatable.
+        /// recorded path, or for a profile (which names modules by file
+        /// name only) when it is neither in the current directory nor
+        /// beside the profile; repeatable.
         #[arg(long = "module", value_name = "PATH")]
         modules: Vec<PathBuf>,
         /// Serve on this port (default: a free one).

@@ -215,7 +215,8 @@ pub fn build(p: &Profile) -> PprofProfile {
             memory_start: 0,
             memory_limit: 1,
             file_offset: 0,
-            filename: strings.get(&lib.path),
+            // The file name only: the directories are the host's.
+            filename: strings.get(&lib.name),
             build_id: strings.get(&lib.sha256),
             has_functions: true,
             has_filenames: p.meta.has_lines,

@@ -11,13 +11,14 @@
 //!
 //! The paths come from the module's DWARF, which is input like the trace:
 //! only regular files are read (a directory, a device or a FIFO named
-//! there is skipped), at most [`MAX_FILE_BYTES`] each and
+//! there is skipped; [`files::read_bounded`], as for every file an input
+//! names), at most [`MAX_FILE_BYTES`] each and
 //! [`MAX_TOTAL_BYTES`] in all, and every file left out is named in one
 //! warning with the flag that would change it.
 
-use std::io::Read;
 use std::path::{Component, Path, PathBuf};
 
+use crate::files;
 use crate::model::{Profile, SourceText};
 
 /// The largest source file read.
@@ -92,23 +93,13 @@ impl SourcePaths {
     /// most [`MAX_FILE_BYTES`] and fits in `budget`, which it is taken from.
     pub fn read(&self, file: &str, budget: &mut u64) -> Result<String, Missing> {
         let path = self.find(file).ok_or(Missing::NotFound)?;
-        let f = std::fs::File::open(&path).map_err(|_| Missing::NotFound)?;
-        // The open file, not the path: it cannot have been swapped since.
-        let meta = f.metadata().map_err(|_| Missing::NotFound)?;
-        if !meta.is_file() {
-            return Err(Missing::NotFound);
-        }
-        if meta.len() > MAX_FILE_BYTES {
-            return Err(Missing::TooLarge);
-        }
-        let mut bytes = Vec::new();
-        f.take(MAX_FILE_BYTES + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|_| Missing::NotFound)?;
+        // Checked again on the opened file, which cannot have been swapped
+        // for a FIFO or a device since `find` looked.
+        let bytes = files::read_bounded(&path, MAX_FILE_BYTES).map_err(|e| match e.kind() {
+            std::io::ErrorKind::FileTooLarge => Missing::TooLarge,
+            _ => Missing::NotFound,
+        })?;
         let n = bytes.len() as u64;
-        if n > MAX_FILE_BYTES {
-            return Err(Missing::TooLarge);
-        }
         if n > *budget {
             return Err(Missing::OverTotal);
         }

@@ -15,6 +15,7 @@
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
+use crate::model::redact::without_host_paths;
 use crate::model::{clock_name, exit_kind_name, Profile, RunEnd, Stats, StatsOptions, TimerClock};
 pub use crate::model::{FuncStat, LineStat};
 
@@ -137,7 +138,8 @@ pub fn try_summarize(profile: &Profile) -> Result<Summary, String> {
         clock: m.clock,
         lost: p.threads.iter().map(|t| t.lost).sum(),
         end: m.end.clone(),
-        warnings: m.warnings.clone(),
+        // The paths in them are this machine's: file names only.
+        warnings: m.warnings.iter().map(|w| without_host_paths(w)).collect(),
         has_lines: m.has_lines,
         funcs: st.funcs,
         lines: st.lines,

@@ -35,7 +35,7 @@ impl Builder {
             start_ns: 5_000,
             libs: vec![Lib {
                 name: "app.wasm".into(),
-                path: "/tmp/app.wasm".into(),
+                local_path: "/tmp/app.wasm".into(),
                 sha256: "ab".repeat(32),
             }],
             ..Default::default()

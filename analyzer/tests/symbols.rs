@@ -485,11 +485,22 @@ fn not_wasm_and_missing_files() {
     );
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("x.wasm");
-    std::fs::write(&p, "(module)").unwrap();
+    std::fs::write(&p, "MODULE").unwrap();
     let e = WasmSymbols::open(&p).unwrap_err();
     assert_eq!(
         e.to_string(),
         format!("{}: not a wasm module (bad magic)", p.display())
+    );
+    // Text that is not a module: what the text parser says, and where, in
+    // one line.
+    std::fs::write(&p, "(module\n  (func (frob)))").unwrap();
+    let e = WasmSymbols::open(&p).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        format!(
+            "{}: not a wasm module: bad magic, and not in the wasm text format: unknown operator or unexpected token (line 2, column 10)",
+            p.display()
+        )
     );
     for bytes in [
         &b""[..],

@@ -18,6 +18,7 @@ mod error;
 mod header;
 mod reader;
 mod records;
+pub mod redact;
 mod release;
 mod spread;
 pub mod varint;

@@ -21,9 +21,13 @@ fn trace(records: &[Vec<u8>]) -> Vec<u8> {
 }
 
 fn module(id: u64, text_addr: u64, text_len: u64) -> Vec<u8> {
+    module_at(id, text_addr, text_len, "/nonexistent/m.wasm")
+}
+
+fn module_at(id: u64, text_addr: u64, text_len: u64, path: &str) -> Vec<u8> {
     frame(&Record::Module(ModuleRecord {
         id,
-        path: "/nonexistent/m.wasm".into(),
+        path: path.into(),
         sha256: [0; 32],
         text_addr,
         text_len,
@@ -44,6 +48,59 @@ fn sample(thread: u32, sflags: u8, time: u64, cpu: u64, keep: u64, frames: &[i64
 
 fn lost(thread: u32, count: u64) -> Vec<u8> {
     frame(&Record::SamplesLost(SamplesLost { thread, count, reason: LossReason::LogFull }))
+}
+
+fn leb(out: &mut Vec<u8>, mut v: usize) {
+    loop {
+        let b = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            out.push(b);
+            return;
+        }
+        out.push(b | 0x80);
+    }
+}
+
+fn section(out: &mut Vec<u8>, id: u8, payload: &[u8]) {
+    out.push(id);
+    leb(out, payload.len());
+    out.extend_from_slice(payload);
+}
+
+fn name(out: &mut Vec<u8>, s: &str) {
+    leb(out, s.len());
+    out.extend_from_slice(s.as_bytes());
+}
+
+/// A module whose names are far longer than any real one (issue 17): an
+/// imported function with a 5000-byte module and field name, and a
+/// defined one whose name-section name is 100 001 bytes, mostly 2-byte
+/// characters so the cut falls inside one.
+fn long_names_wasm() -> Vec<u8> {
+    let mut w = b"\0asm\x01\0\0\0".to_vec();
+    section(&mut w, 1, &[1, 0x60, 0, 0]);
+    let mut imports = vec![1];
+    name(&mut imports, &"m".repeat(5000));
+    name(&mut imports, &"f".repeat(5000));
+    imports.extend_from_slice(&[0, 0]);
+    section(&mut w, 2, &imports);
+    section(&mut w, 3, &[1, 0]);
+    let body = [0u8, 0x01, 0x01, 0x01, 0x0b];
+    let mut code = vec![1];
+    leb(&mut code, body.len());
+    code.extend_from_slice(&body);
+    section(&mut w, 10, &code);
+    let mut names = Vec::new();
+    name(&mut names, "name");
+    let mut funcs = vec![1];
+    leb(&mut funcs, 1);
+    name(&mut funcs, &format!("x{}", "é".repeat(50_000)));
+    names.push(1);
+    leb(&mut names, funcs.len());
+    names.extend_from_slice(&funcs);
+    section(&mut w, 0, &names);
+    w
 }
 
 fn main() {
@@ -132,7 +189,32 @@ fn main() {
             addresses(7, &[(0x20, Some(1))]),
             addresses(0, &[(0x20, Some(9)), (0x2f, Some(3))]),
         ])),
+        // Host paths and a Rust backtrace in the end message, module paths
+        // with U+FFFD (a file name that was not UTF-8), 8 KiB long, or
+        // naming a device (never read: the harness gives the module).
+        ("host-paths", trace(&[
+            module_at(0, base as u64, 0x100, "/home/\u{FFFD}\u{FFFD}/app/m\u{FFFD}.wasm"),
+            module_at(1, base as u64 + 0x1000, 0x100, &format!("/{}/m.wasm", "d/".repeat(4096))),
+            module_at(2, base as u64 + 0x2000, 0x100, "/dev/zero"),
+            sample(0, key, 1, 1, 0, &[base + 0x20]),
+            sample(0, key, 2, 2, 0, &[base + 0x1020]),
+            frame(&Record::End(End {
+                time_ns: 0, exit_kind: ExitKind::Trapped, status: 134,
+                message: "failed to run main module `/home/me/my dir/m.wasm`\n\nCaused by:\n    0: wasm backtrace:\n    0:  0x2ab - m.wasm!f\n\nStack backtrace:\n   0: x\n      at /root/.cargo/registry/src/a.rs:1:2\n /é/ \"/a/é b\" `/ `/\u{FFFD}/x".into(),
+                samples_written: 2, samples_lost: 0,
+            })),
+        ])),
     ];
+    put("symbols", "long-names", &long_names_wasm());
+    put(
+        "analyze",
+        "long-names",
+        &harness::analyze_input_own(&long_names_wasm(), false, &trace(&[
+            module(0, base as u64, 0x100),
+            sample(0, key, 1, 1, 0, &[base + 0x20]),
+            sample(0, key, 2, 2, 0, &[base + 0x20, 0]),
+        ])),
+    );
     for (name, t) in &cases {
         put("trace_reader", name, t);
         put("analyze", &format!("{name}.fib-O2"), &harness::analyze_input_fixture(0, true, t));

@@ -74,14 +74,20 @@ mod losses;
 mod options;
 mod output;
 mod recorder;
+mod redact;
 pub mod run;
 mod sampler;
+mod signals;
 
 pub use error::Error;
 pub use interval::{format_interval, parse_interval, MAX_INTERVAL, MIN_INTERVAL};
 pub use options::{ExitInfo, RecorderOptions};
 pub use recorder::{Recorder, Summary, RECORDER};
-pub use sampler::{SamplerStats, Sampling, ThreadSampler, MAX_MODULES, MAX_THREADS};
+pub use sampler::{
+    measure_signal_cost, sustainable_interval, SamplerStats, Sampling, ThreadSampler, MAX_MODULES,
+    MAX_THREADS, SUSTAIN_FACTOR,
+};
+pub use signals::STOP_SIGNALS;
 pub use wrec_format::{ExitKind, TimerClock, WriterOptions};
 
 /// Applies what the sampler needs to a Wasmtime configuration, leaving

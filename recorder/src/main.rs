@@ -27,12 +27,15 @@ Exit status: the guest's own exit status; 134 (128 + SIGABRT, as `wasmtime
 run`) if the guest trapped, after printing the trap and its wasm backtrace;
 1 if wrec itself failed (cannot read or compile the module, missing import,
 cannot write the trace: no trace is left behind then) or the host failed
-while running the guest; 2 for a command-line error. Whatever the status, a
-trace that was started is finished and readable, and wrec prints one line
-saying where it is and how many samples it holds.
+while running the guest; 2 for a command-line error; 128 + the signal's
+number after SIGINT, SIGTERM or SIGHUP, which stop the guest and end the
+recording. Whatever the status, a trace that was started is finished and
+readable, and wrec prints one line saying where it is and how many samples
+it holds.
 
-Output file: created with default permissions; an existing wrec trace is
-overwritten. Without --force, wrec refuses to write through a symbolic link
+Output file: created with default permissions beside the output path and
+renamed over it once the recording has started (a start that fails leaves
+the path as it was); an existing wrec trace is replaced. Without --force, wrec refuses to write through a symbolic link
 and to overwrite a file that is not a wrec trace.";
 
 /// Run a WASI program on Wasmtime and record a sampling profile of it.
@@ -49,7 +52,10 @@ struct Cli {
     output: Option<PathBuf>,
 
     /// Sampling interval: a number and a unit (ns, us, ms, s), between 10us
-    /// and 10s, e.g. 100us, 250us, 0.5ms, 10ms
+    /// and 10s, e.g. 100us, 250us, 0.5ms, 10ms. With --clock wall, an
+    /// interval under 3 times what a timer signal costs on this machine
+    /// (measured at start: ~25 us on a VM) is raised to that, with a warning
+    /// (so that the guest keeps most of the CPU)
     #[arg(long, value_name = "DURATION", default_value = "1ms", value_parser = wrec::parse_interval)]
     interval: Duration,
 
@@ -158,6 +164,10 @@ const CPU_TICK: Duration = Duration::from_millis(4);
 /// guest ran 14 times slower than at 10ms on the bench machine.
 const COSTLY_INTERVAL: Duration = Duration::from_micros(50);
 
+/// Intervals under this are checked against what a timer signal costs
+/// here (`wrec::measure_signal_cost`); no machine needs 300 us a signal.
+const CALIBRATE_BELOW: Duration = Duration::from_millis(1);
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let mut opts = RunOptions::new(&cli.wasm);
@@ -175,6 +185,7 @@ fn main() -> ExitCode {
         UnknownImports::Error
     };
     opts.cache = !cli.no_cache;
+    opts.quiet = cli.quiet;
     opts.call_hook = cli.call_hook && !cli.no_call_hook;
     opts.recording.exact_cpu = cli.exact_cpu;
     opts.recording.interval = cli.interval;
@@ -208,6 +219,31 @@ fn main() -> ExitCode {
             "wrec: warning: with --clock cpu the kernel fires the timer on its scheduler tick (every 4 ms on most Linux kernels), so samples come at most once a tick, not every {}; the default --clock wall samples at the interval asked and still records each sample's CPU time",
             wrec::format_interval(opts.recording.interval)
         ));
+    }
+
+    // An interval shorter than what a timer signal costs here would starve
+    // the guest: measure the cost (a few ms) and raise such an interval.
+    if opts.recording.clock == TimerClock::Wall && opts.recording.interval < CALIBRATE_BELOW {
+        match wrec::measure_signal_cost() {
+            Ok(cost) => {
+                let asked = opts.recording.interval;
+                let interval = wrec::sustainable_interval(asked, cost);
+                if interval > asked {
+                    say(format_args!(
+                        "wrec: warning: a timer signal costs this machine about {:.0} us of CPU time, so at {} the guest would hardly run; sampling every {} instead ({} times that cost)",
+                        cost.as_nanos() as f64 / 1e3,
+                        wrec::format_interval(asked),
+                        wrec::format_interval(interval),
+                        wrec::SUSTAIN_FACTOR
+                    ));
+                    opts.recording.interval = interval;
+                }
+            }
+            Err(e) => say(format_args!(
+                "wrec: warning: could not measure what a timer signal costs here ({e}); sampling every {} as asked",
+                wrec::format_interval(opts.recording.interval)
+            )),
+        }
     }
 
     if opts.recording.clock == TimerClock::Wall && opts.recording.interval < COSTLY_INTERVAL {

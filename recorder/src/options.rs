@@ -8,7 +8,12 @@ use wrec_format::{ExitKind, TimerClock, WriterOptions};
 #[derive(Debug, Clone)]
 pub struct RecorderOptions {
     /// Sampling interval (see [`MIN_INTERVAL`](crate::MIN_INTERVAL),
-    /// [`MAX_INTERVAL`](crate::MAX_INTERVAL)).
+    /// [`MAX_INTERVAL`](crate::MAX_INTERVAL)). Used as given: on a machine
+    /// where a timer signal costs about as much as a short interval, the
+    /// sampled thread barely runs; the `wrec` runner passes it through
+    /// [`sustainable_interval`](crate::sustainable_interval) with
+    /// [`measure_signal_cost`](crate::measure_signal_cost) first, and an
+    /// embedder can do the same.
     pub interval: Duration,
     /// Which clock drives the timers.
     pub clock: TimerClock,

@@ -81,10 +81,19 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct Recorder {
     shared: Arc<Shared>,
     path: PathBuf,
-    housekeeper: Housekeeper,
+    ending: Arc<Ending>,
     modules: Mutex<Vec<wasmtime::Module>>,
     next_thread: AtomicU32,
-    finished: bool,
+}
+
+/// What finishing a recording needs, shareable with another thread (the
+/// runner's signal thread finishes the recording while the guest runs).
+pub(crate) struct Ending {
+    shared: Arc<Shared>,
+    path: PathBuf,
+    housekeeper: Mutex<Housekeeper>,
+    /// Whether the recording was finished; held while finishing.
+    finished: Mutex<bool>,
 }
 
 impl Recorder {
@@ -93,10 +102,15 @@ impl Recorder {
     /// The file is created with default permissions. A symlink at `path` is
     /// refused, and so is an existing file that is not a wrec trace, unless
     /// [`RecorderOptions::force`]; anything but a regular file is always
-    /// refused.
+    /// refused. The trace is written beside `path` under a temporary name
+    /// and renamed over `path` once its first space is allocated and its
+    /// run-info record written: a start that fails (no space, say) leaves
+    /// `path` as it was and no file behind.
     pub fn create(path: &Path, opts: RecorderOptions) -> Result<Recorder, Error> {
-        let file = output::open_output(path, opts.force)?;
-        Recorder::from_file(path, file, opts)
+        let (file, pending) = output::open_output(path, opts.force)?;
+        let recorder = Recorder::from_file(path, file, opts)?;
+        pending.put_in_place(path)?;
+        Ok(recorder)
     }
 
     /// Like [`Recorder::create`] on a file the caller opened (read and
@@ -121,13 +135,18 @@ impl Recorder {
             full: Mutex::new(None),
         });
         let housekeeper = Housekeeper::spawn(shared.clone()).map_err(Error::Sampler)?;
+        let ending = Arc::new(Ending {
+            shared: shared.clone(),
+            path: path.to_owned(),
+            housekeeper: Mutex::new(housekeeper),
+            finished: Mutex::new(false),
+        });
         Ok(Recorder {
             shared,
             path: path.to_owned(),
-            housekeeper,
+            ending,
             modules: Mutex::new(Vec::new()),
             next_thread: AtomicU32::new(0),
-            finished: false,
         })
     }
 
@@ -246,16 +265,50 @@ impl Recorder {
     /// Ends the recording: stops all sampling, writes the remaining loss
     /// records, end records for threads whose samplers are still alive, and
     /// the end record, and truncates the file to its data.
-    pub fn finish(mut self, exit: ExitInfo) -> Result<Summary, Error> {
-        self.finish_inner(exit)
+    pub fn finish(self, exit: ExitInfo) -> Result<Summary, Error> {
+        self.ending
+            .finish_then(exit, |r| r)
+            .unwrap_or_else(|| Err(self.already_finished()))
     }
 
-    fn finish_inner(&mut self, exit: ExitInfo) -> Result<Summary, Error> {
-        self.finished = true;
+    /// The error for a recording another thread finished.
+    fn already_finished(&self) -> Error {
+        Error::Write(WriteError::Finished {
+            path: self.path.clone(),
+        })
+    }
+
+    /// The part of the recorder another thread can finish it with.
+    pub(crate) fn ending(&self) -> Arc<Ending> {
+        self.ending.clone()
+    }
+}
+
+impl Ending {
+    /// Finishes the recording, unless it was already, and calls `then`
+    /// with the result while still holding the recording: a thread that
+    /// tries to finish it meanwhile waits (so `then` may end the process
+    /// before anyone else reports anything). `None` if it was finished
+    /// already.
+    pub(crate) fn finish_then<R>(
+        &self,
+        exit: ExitInfo,
+        then: impl FnOnce(Result<Summary, Error>) -> R,
+    ) -> Option<R> {
+        let mut finished = lock(&self.finished);
+        if *finished {
+            return None;
+        }
+        *finished = true;
+        let result = self.finish(exit);
+        Some(then(result))
+    }
+
+    fn finish(&self, exit: ExitInfo) -> Result<Summary, Error> {
         let shared = &*self.shared;
         let writer = shared.writer();
         shared.ctx.close();
-        self.housekeeper.stop();
+        lock(&self.housekeeper).stop();
         // Threads whose samplers are still alive end here.
         shared.threads.end_all(writer);
         // The wasm offsets of the code the last samples use.
@@ -288,13 +341,14 @@ impl Recorder {
 
 impl Drop for Recorder {
     fn drop(&mut self) {
-        if !self.finished {
-            let _ = self.finish_inner(ExitInfo {
+        self.ending.finish_then(
+            ExitInfo {
                 kind: ExitKind::Failed,
                 status: 1,
                 message: "the recorder was dropped without finish()".into(),
-            });
-        }
+            },
+            drop,
+        );
     }
 }
 

@@ -119,6 +119,9 @@ pub struct RunOptions {
     pub call_hook: bool,
     /// The trace to write.
     pub output: PathBuf,
+    /// Print no summary line when a stop signal ends the run (see
+    /// [`crate::STOP_SIGNALS`]; otherwise the caller prints it).
+    pub quiet: bool,
     /// How to record: interval, clock, output policy, trace growth, CPU
     /// reads. Its `args` are not used: the trace records the guest's
     /// ([`RunOptions::guest_argv`]).
@@ -140,6 +143,7 @@ impl RunOptions {
             cache: true,
             call_hook: false,
             output,
+            quiet: false,
             recording: RecorderOptions::default(),
         }
     }
@@ -279,6 +283,12 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
         },
     )
     .map_err(|e| RunError(e.to_string()))?;
+    // From here a stop signal finishes the trace and exits (128 + signal).
+    let quiet = opts.quiet;
+    let _stop = crate::signals::stop_on_signals(&recorder, move |code, summary| {
+        report_stop(code, summary, quiet)
+    })
+    .map_err(|e| RunError(format!("cannot catch stop signals: {e}")))?;
     recorder
         .add_module(&module, &opts.wasm, &bytes)
         .map_err(|e| RunError(e.to_string()))?;
@@ -302,7 +312,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
 
     let (exit, error) = match result {
         Ok(()) => (ExitInfo::exited(0), None),
-        Err(e) => classify(e, &wasm_name),
+        Err(e) => classify(e, &wasm_name, &opts.wasm),
     };
     let exit_code = exit.status as i32;
     // The store (and WASI's open files) go before the trace is finished.
@@ -316,7 +326,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
 }
 
 /// Turns a failed run into an exit record and the text `wasmtime run` prints.
-fn classify(e: wasmtime::Error, wasm_name: &str) -> (ExitInfo, Option<String>) {
+fn classify(e: wasmtime::Error, wasm_name: &str, wasm: &Path) -> (ExitInfo, Option<String>) {
     if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return (ExitInfo::exited(i64::from(exit.0)), None);
     }
@@ -332,10 +342,29 @@ fn classify(e: wasmtime::Error, wasm_name: &str) -> (ExitInfo, Option<String>) {
         ExitInfo {
             kind,
             status: i64::from(status),
-            message: text.clone(),
+            // No host backtrace, no host directory: the trace is shared.
+            message: crate::redact::trap_message(&text, wasm),
         },
         Some(format!("Error: {text}")),
     )
+}
+
+/// What wrec prints when a stop signal ended the run (`code` is 128 + the
+/// signal).
+fn report_stop(code: i32, summary: Result<Summary, crate::Error>, quiet: bool) {
+    use std::io::Write;
+    let name = signal_hook::low_level::signal_name(code - 128).unwrap_or("a signal");
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "wrec: {name} received: the guest was stopped");
+    match summary {
+        Ok(s) if !quiet => {
+            let _ = writeln!(err, "{}", summary_line(&s));
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let _ = writeln!(err, "wrec: error: the trace could not be finished: {e}");
+        }
+    }
 }
 
 /// An error chain on one line (`a: b: c`).

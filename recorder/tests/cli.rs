@@ -429,7 +429,8 @@ fn a_cpu_clock_finer_than_the_tick_is_warned_about() {
 }
 
 /// An interval near the timer signal's own cost gets a warning that says
-/// what it costs; 100us and up get none.
+/// what it costs, or, under 3 times the cost measured here, is raised with
+/// a warning; 100us and up get no "slower" warning.
 #[test]
 fn an_interval_near_the_signal_cost_is_warned_about() {
     let d = tempfile::tempdir().unwrap();
@@ -441,7 +442,8 @@ fn an_interval_near_the_signal_cost_is_warned_about() {
     assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
     let err = text(&out.stderr);
     assert!(
-        err.contains("at 20us the guest may run several times slower"),
+        err.contains("at 20us the guest may run several times slower")
+            || err.contains("at 20us the guest would hardly run; sampling every "),
         "{err}"
     );
     for ok in ["50us", "100us"] {

@@ -7,7 +7,7 @@
 //!   analyze the trace, read folded stacks back.
 //! - [`firefox`]: a Firefox profile read back as the profiler shows it.
 //! - [`http`]: a minimal loopback HTTP client (for `wanalyze view`).
-//! - [`trace`]: a trace read back completely, with a minimal
+//! - [`trace`]: a trace read back completely (or rewritten: [`rewrite_trace`]), with a minimal
 //!   address-to-function lookup from its module records and the wasm's
 //!   name section (independent of the analyzer).
 //! - [`wasm`]: LEB128, sections and source lines of the fixtures.
@@ -28,7 +28,7 @@ use std::sync::{Mutex, MutexGuard};
 
 pub use cli::*;
 pub use firefox::{FxFrame, FxProfile};
-pub use trace::{function_names, Loaded, OwnedSample};
+pub use trace::{function_names, rewrite_trace, Loaded, OwnedSample};
 pub use wasm::{custom_section, function_lines, leb, line_of};
 
 /// The repository root.

@@ -182,3 +182,32 @@ pub fn function_names(wasm: &[u8]) -> HashMap<u32, String> {
     }
     names
 }
+
+/// Writes a copy of the trace at `from` to `to` with every module, run-info
+/// and end record passed through `edit` (samples and other records as they
+/// are), each framed afresh with a valid check, and the header's committed
+/// length set: a real trace made hostile in one field (a module path, a
+/// trap message).
+pub fn rewrite_trace(from: &Path, to: &Path, mut edit: impl FnMut(&mut Record)) {
+    use wrec_format::{frame, frame_payload, kind};
+    let t = Trace::open(from).unwrap_or_else(|e| panic!("open {}: {e}", from.display()));
+    let mut body = Vec::new();
+    for r in t.records() {
+        let r = r.unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+        match r.kind {
+            kind::MODULE | kind::RUN_INFO | kind::END => {
+                let mut rec = Record::decode(r.kind, r.payload, r.offset)
+                    .unwrap()
+                    .expect("a known record");
+                edit(&mut rec);
+                body.extend(frame(&rec));
+            }
+            k => body.extend(frame_payload(k, r.payload)),
+        }
+    }
+    let mut h = *t.header();
+    h.committed_len = (h.encode().len() + body.len()) as u64;
+    let mut out = h.encode().to_vec();
+    out.extend(body);
+    std::fs::write(to, out).unwrap_or_else(|e| panic!("write {}: {e}", to.display()));
+}

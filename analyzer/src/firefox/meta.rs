@@ -5,13 +5,15 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::json;
 
 use super::{ns_to_ms, GECKO_PROFILE_VERSION, PROCESSED_PROFILE_VERSION};
+use crate::model::redact::without_host_paths;
 use crate::model::{clock_name, exit_kind_name, Profile};
 
 /// How many warnings go into `meta.extra` before the rest are summarized.
 const MAX_EXTRA_WARNINGS: usize = 200;
 
 /// A module's entry in the profile's `libs`: how the profiler (and a
-/// symbol server) names it.
+/// symbol server) names it. Its paths are its file name: the directories
+/// it was in are the host's, not for a profile to share.
 pub fn lib_json(lib: &crate::model::Lib) -> serde_json::Value {
     let sha = lib.sha256.to_ascii_uppercase();
     let is_hex = sha.len() >= 32 && sha.bytes().all(|b| b.is_ascii_hexdigit());
@@ -24,9 +26,9 @@ pub fn lib_json(lib: &crate::model::Lib) -> serde_json::Value {
     };
     json!({
         "name": lib.name,
-        "path": lib.path,
+        "path": lib.name,
         "debugName": lib.name,
-        "debugPath": lib.path,
+        "debugPath": lib.name,
         "breakpadId": breakpad_id,
         "codeId": if lib.sha256.is_empty() { None } else { Some(&lib.sha256) },
         "arch": "wasm32",
@@ -147,7 +149,11 @@ fn extra_json(p: &Profile) -> serde_json::Value {
             .iter()
             .take(MAX_EXTRA_WARNINGS)
             .enumerate()
-            .map(|(i, w)| entry(&format!("{}", i + 1), json!(w), "string"))
+            // The paths in them are this machine's: file names only.
+            .map(|(i, w)| {
+                let w = without_host_paths(w);
+                entry(&format!("{}", i + 1), json!(w), "string")
+            })
             .collect();
         if m.warnings.len() > MAX_EXTRA_WARNINGS {
             let more = m.warnings.len() - MAX_EXTRA_WARNINGS;

@@ -17,6 +17,8 @@
 //!   and text outputs count samples on;
 //! - `stats.rs`: samples and CPU time per function and per line
 //!   ([`Stats`]), which the text report and the diff read.
+//! - `redact.rs`: host paths out of the text a profile shares (the run's
+//!   end message, warnings).
 //!
 //! No host address ever enters this model: frames are identified by wasm
 //! file offsets, names and source locations only, so every output can be
@@ -25,6 +27,7 @@
 mod check;
 mod interner;
 mod paths;
+pub mod redact;
 mod samples;
 mod stacks;
 mod stats;
@@ -137,10 +140,13 @@ pub struct Thread {
 /// A wasm module.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Lib {
-    /// File name, e.g. `fib-O2.wasm`.
+    /// File name, e.g. `fib-O2.wasm`: what every output calls the module,
+    /// as its name and as its path.
     pub name: String,
-    /// Path as given to the analyzer or recorded in the trace.
-    pub path: String,
+    /// Where the analyzer read the module on this machine (a `--module`
+    /// path, or the one the trace recorded), for `view` to read it again.
+    /// Never written to an output: it names the host's directories.
+    pub local_path: std::path::PathBuf,
     /// SHA-256 of the module, lower-case hex.
     pub sha256: String,
 }

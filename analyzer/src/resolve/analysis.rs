@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use wrec_format::{
     flags, End, Header, ModuleRecord, ReadError, RunInfo, Sample, SamplesLost, ThreadEnd,
     ThreadStart, Trace,
@@ -16,7 +16,7 @@ use super::resolver::Resolver;
 use super::sample_stack::{sample_stack, PrevStack};
 use super::warnings::Losses;
 use super::{AnalyzeError, Options, MAX_TOTAL};
-use crate::model::{Meta, RunEnd, Thread};
+use crate::model::{redact, Meta, RunEnd, Thread};
 
 /// What the analysis keeps for each thread, besides its model thread.
 #[derive(Default)]
@@ -37,6 +37,8 @@ pub(super) struct Analysis<'a> {
     pub(super) overrides: Overrides,
     /// Index in `r.modules` of the first module with each hash.
     pub(super) by_hash: FxHashMap<[u8; 32], usize>,
+    /// The hashes of the modules whose recorded file was skipped.
+    skipped: FxHashSet<[u8; 32]>,
     /// Thread id → index in `states` and `r.profile.threads`.
     threads: HashMap<u32, usize>,
     states: Vec<ThreadState>,
@@ -77,6 +79,7 @@ impl<'a> Analysis<'a> {
             },
             overrides,
             by_hash: FxHashMap::default(),
+            skipped: FxHashSet::default(),
             threads: HashMap::new(),
             states: Vec::new(),
             last_thread: None,
@@ -100,18 +103,29 @@ impl<'a> Analysis<'a> {
 
     /// A module: loaded, or shared with an earlier record of the same file.
     pub(super) fn on_module(&mut self, rec: ModuleRecord) -> Result<(), AnalyzeError> {
-        // A module recorded more than once is read and indexed once.
+        // A module recorded more than once is read and indexed once, and
+        // one whose file cannot be the module is skipped once, with one
+        // warning.
+        if self.skipped.contains(&rec.sha256) {
+            return Ok(());
+        }
         let m = match self.by_hash.get(&rec.sha256) {
             Some(&i) => self.r.modules[i].again(rec),
             None => {
-                self.by_hash.insert(rec.sha256, self.r.modules.len());
-                load_module(
+                let sha256 = rec.sha256;
+                let loaded = load_module(
                     rec,
                     &mut self.overrides,
                     self.opts,
                     &mut self.meta,
                     &mut self.r.profile,
-                )?
+                )?;
+                let Some(m) = loaded else {
+                    self.skipped.insert(sha256);
+                    return Ok(());
+                };
+                self.by_hash.insert(sha256, self.r.modules.len());
+                m
             }
         };
         self.r.add_module(m);
@@ -209,13 +223,14 @@ impl<'a> Analysis<'a> {
         self.losses.add(l.reason, count);
     }
 
-    /// How the run ended.
+    /// How the run ended. Its message keeps the guest's part only: no
+    /// host backtrace, no host directories.
     pub(super) fn on_end(&mut self, e: End) {
         self.saw_end = true;
         self.meta.end = Some(RunEnd {
             kind: e.exit_kind,
             status: e.status,
-            message: e.message,
+            message: redact::run_end_message(&e.message),
         });
     }
 

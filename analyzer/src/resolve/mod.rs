@@ -110,6 +110,13 @@ pub fn analyze(
     opts: &Options,
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Profile, AnalyzeError> {
+    // A FIFO would block the open, and a device or a directory is no
+    // trace: only a regular file is opened as one (it is mapped, not
+    // read, so its size needs no bound).
+    crate::files::open_regular(path).map_err(|source| AnalyzeError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
     let trace = Trace::open(path).map_err(|source| AnalyzeError::Trace {
         path: path.to_owned(),
         source,

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wrec_format::ModuleRecord;
 
+use super::resolver::UNKNOWN;
 use super::{file_name, AnalyzeError, Options};
+use crate::files::{self, MAX_MODULE_BYTES};
 use crate::model::{Lib, Meta, Profile};
 use crate::symbols::WasmSymbols;
 
@@ -54,7 +56,7 @@ impl Overrides {
         let files = paths
             .iter()
             .map(|p| {
-                let bytes = std::fs::read(p).map_err(|source| AnalyzeError::Io {
+                let bytes = read_module_file(p).map_err(|source| AnalyzeError::Io {
                     path: p.clone(),
                     source,
                 })?;
@@ -98,22 +100,37 @@ impl Overrides {
 /// Reads and indexes the module of `rec`: the `--module` file with its
 /// hash, else the recorded path if its hash matches. A warning goes to
 /// `meta` when `--dwarf` finds no DWARF; the module's library to `profile`.
+/// `None`, with a warning, when the recorded path is not a file that can
+/// be the module (a device, a FIFO, a directory, a file over the limit).
 pub(super) fn load_module(
     rec: ModuleRecord,
     overrides: &mut Overrides,
     opts: &Options,
     meta: &mut Meta,
     profile: &mut Profile,
-) -> Result<Module, AnalyzeError> {
+) -> Result<Option<Module>, AnalyzeError> {
     let (path, bytes) = match overrides.take(&rec.sha256) {
         Some(found) => found,
         None => {
             let path = PathBuf::from(&rec.path);
             // The analyzer reads the recorded path only if its hash matches.
-            let bytes = match std::fs::read(&path) {
+            let bytes = match read_module_file(&path) {
                 Ok(b) => b,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    return Err(AnalyzeError::ModuleMissing { path });
+                    // A file name that was not UTF-8 was recorded with
+                    // U+FFFD in it: the file whose name reads so and
+                    // whose hash matches.
+                    match find_lossy(&rec) {
+                        Some(found) => return finish_load(rec, found, opts, meta, profile),
+                        None => return Err(AnalyzeError::ModuleMissing { path }),
+                    }
+                }
+                Err(e) if is_not_a_module_file(&e) => {
+                    meta.warnings.push(format!(
+                        "{}: the module recorded in the trace is {e}: not read, so its samples show as {UNKNOWN}; pass the wasm file that was profiled with --module PATH",
+                        path.display()
+                    ));
+                    return Ok(None);
                 }
                 Err(source) => return Err(AnalyzeError::Io { path, source }),
             };
@@ -129,7 +146,29 @@ pub(super) fn load_module(
             (path, bytes)
         }
     };
-    let symbols = WasmSymbols::from_bytes(&path, bytes)?;
+    finish_load(rec, (path, bytes), opts, meta, profile)
+}
+
+/// The file [`files::lossy_matches`] finds for a recorded path with
+/// U+FFFD in it whose SHA-256 is the recorded one.
+fn find_lossy(rec: &ModuleRecord) -> Option<(PathBuf, Vec<u8>)> {
+    files::lossy_matches(&rec.path).into_iter().find_map(|p| {
+        let bytes = read_module_file(&p).ok()?;
+        (sha256(&bytes) == rec.sha256).then_some((p, bytes))
+    })
+}
+
+/// Indexes a module read from `path`, its hash checked.
+fn finish_load(
+    rec: ModuleRecord,
+    (path, bytes): (PathBuf, Vec<u8>),
+    opts: &Options,
+    meta: &mut Meta,
+    profile: &mut Profile,
+) -> Result<Option<Module>, AnalyzeError> {
+    // A text module (`.wat`): wrec hashed its text, and so did the check
+    // above; the offsets are the compiled binary's.
+    let symbols = WasmSymbols::from_file_bytes(&path, bytes)?;
     let dwarf = opts.dwarf && symbols.has_dwarf();
     if opts.dwarf && !symbols.has_dwarf() {
         meta.warnings.push(format!(
@@ -139,15 +178,29 @@ pub(super) fn load_module(
     }
     profile.libs.push(Lib {
         name: file_name(&path.to_string_lossy()),
-        path: path.to_string_lossy().into_owned(),
+        local_path: path.clone(),
         sha256: hex(&rec.sha256),
     });
-    Ok(Module {
+    Ok(Some(Module {
         rec,
         symbols: Arc::new(symbols),
         lib: (profile.libs.len() - 1) as u32,
         dwarf,
-    })
+    }))
+}
+
+/// The bytes of a wasm file a trace or `--module` names: a regular file
+/// (opened without blocking, so a FIFO cannot hang the analysis) of at
+/// most [`MAX_MODULE_BYTES`], of which at most one byte more is read.
+fn read_module_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    files::read_bounded(path, MAX_MODULE_BYTES)
+}
+
+/// Whether a read failed because the path names no file that could be a
+/// module (rather than one that cannot be read now).
+fn is_not_a_module_file(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), InvalidInput | IsADirectory | FileTooLarge)
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {

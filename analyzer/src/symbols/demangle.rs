@@ -8,6 +8,9 @@ use std::fmt;
 /// linker already demangled (ending in `::h` and 16 hex digits) loses the
 /// hash.
 pub fn demangle(name: &str) -> String {
+    if name.len() > MAX_MANGLED_LEN {
+        return name.to_string();
+    }
     if let Some(d) = demangle_rust(name).or_else(|| demangle_cpp(name)) {
         return d;
     }
@@ -21,6 +24,9 @@ pub fn demangle(name: &str) -> String {
 /// `addr2line`'s `demangle_auto`, but only `_Z` names as C++ and with the
 /// output bounded.
 pub(super) fn demangle_dwarf(name: &str, language: Option<gimli::DwLang>) -> String {
+    if name.len() > MAX_MANGLED_LEN {
+        return name.to_string();
+    }
     let demangled = match language {
         Some(gimli::DW_LANG_Rust) => demangle_rust(name),
         Some(
@@ -49,6 +55,33 @@ fn demangle_rust(name: &str) -> Option<String> {
 /// never), and the names of a module must stay proportional to its size.
 const MAX_DEMANGLED_LEN: usize = 64 * 1024;
 const MAX_DEMANGLED_RATIO: usize = 64;
+/// A longer name is not demangled at all (no real symbol is this long, and
+/// the demanglers' work grows with it); it is shortened like any other
+/// ([`shorten`]).
+const MAX_MANGLED_LEN: usize = 64 * 1024;
+
+/// The longest name (name section, DWARF, import, after demangling) kept
+/// whole: real names, even C++ template instances, are shorter, and every
+/// output repeats a name once per frame it appears in (a folded stack
+/// line holds the names of all its frames).
+pub const MAX_NAME_BYTES: usize = 4096;
+
+/// Shortens `name` to its first `max` bytes (at a character boundary)
+/// followed by `…[+N bytes]`, N the bytes left out; whether it did.
+pub fn shorten(name: &mut String, max: usize) -> bool {
+    if name.len() <= max {
+        return false;
+    }
+    let mut cut = max;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    let left_out = name.len() - cut;
+    name.truncate(cut);
+    name.push_str(&format!("…[+{left_out} bytes]"));
+    name.shrink_to_fit();
+    true
+}
 
 /// A string that refuses to grow beyond a limit.
 pub(super) struct Bounded(pub(super) String, usize);

@@ -6,7 +6,7 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, Mutex};
 
-use super::demangle::demangle_dwarf;
+use super::demangle::{demangle_dwarf, shorten, MAX_NAME_BYTES};
 use super::tombstones::find_zero_tombstones;
 use super::{lock, SourceFrame, WasmSymbols};
 
@@ -20,8 +20,11 @@ const MAX_LOOKUP_WARNINGS: usize = 20;
 pub(super) const MAX_CACHED_LOOKUPS: usize = 1 << 20;
 /// Bytes of source frames cached before the cache is cleared.
 const MAX_CACHE_BYTES: usize = 256 << 20;
-/// A longer inline chain than this is treated as corrupt DWARF.
-const MAX_INLINE_DEPTH: usize = 256;
+/// The most frames kept of one inline chain: the innermost
+/// `MAX_INLINE_FRAMES - 1` (the leaf's line is what a profile is for) and
+/// the outermost, the function itself (the resolver names it from the name
+/// section). Real chains are a few dozen deep at most.
+pub const MAX_INLINE_FRAMES: usize = 255;
 
 pub(super) struct DwarfState {
     ctx: addr2line::Context<DwarfReader>,
@@ -34,6 +37,23 @@ pub(super) struct DwarfState {
 pub(super) struct LookupWarnings {
     kept: Vec<String>,
     dropped: usize,
+    /// Inline chains cut to [`MAX_INLINE_FRAMES`]: the first (file offset,
+    /// frames in the chain), and how many offsets had one.
+    deep: Option<(u64, usize)>,
+    deep_count: u64,
+    /// Names longer than [`MAX_NAME_BYTES`]: the first file offset with
+    /// one, and how many offsets had one.
+    long: Option<u64>,
+    long_count: u64,
+}
+
+/// What one look-up found besides its frames.
+struct Found {
+    frames: Vec<SourceFrame>,
+    /// Frames in the chain before it was cut, if it was.
+    chain: Option<usize>,
+    /// Whether a name or file was shortened.
+    long: bool,
 }
 
 impl WasmSymbols {
@@ -61,6 +81,23 @@ impl WasmSymbols {
                 self.display, self.dwarf_units
             ));
         }
+        if let Some((offset, chain)) = w.deep {
+            out.push(format!(
+                "{}: byte offset {offset:#x} in {}: DWARF gives a chain of {chain} inlined calls; kept the innermost {} and the function itself{}",
+                self.display,
+                self.function_at(offset),
+                MAX_INLINE_FRAMES - 1,
+                more(w.deep_count)
+            ));
+        }
+        if let Some(offset) = w.long {
+            out.push(format!(
+                "{}: DWARF names and file names longer than {MAX_NAME_BYTES} bytes are shortened to that, marked …[+N bytes]: at byte offset {offset:#x} in {}{}",
+                self.display,
+                self.function_at(offset),
+                more(w.long_count)
+            ));
+        }
         if w.dropped > 0 {
             out.push(format!(
                 "{}: {} more DWARF problems not shown",
@@ -68,6 +105,14 @@ impl WasmSymbols {
             ));
         }
         out
+    }
+
+    /// `name (function N)` of the function whose body holds `offset`.
+    fn function_at(&self, offset: u64) -> String {
+        match self.function_containing(offset) {
+            Some(i) => format!("{} (function {i})", self.function_name(i)),
+            None => "no function".to_owned(),
+        }
     }
 
     /// DWARF frames covering a whole-file offset, INNERMOST first (inlined
@@ -94,7 +139,18 @@ impl WasmSymbols {
         let ctx = &st.ctx;
         let result = catch_unwind(AssertUnwindSafe(|| lookup_frames(ctx, probe)));
         let frames = match result {
-            Ok(Ok(frames)) => frames,
+            Ok(Ok(found)) => {
+                let mut w = lock(&self.lookup_warnings);
+                if let Some(chain) = found.chain {
+                    w.deep.get_or_insert((file_offset, chain));
+                    w.deep_count += 1;
+                }
+                if found.long {
+                    w.long.get_or_insert(file_offset);
+                    w.long_count += 1;
+                }
+                found.frames
+            }
             Ok(Err(e)) => {
                 self.lookup_warning(format!(
                     "{}: DWARF look-up of byte offset {file_offset:#x} failed: {e}; no source lines there",
@@ -260,39 +316,74 @@ fn units_offset(
     last_end
 }
 
-/// Collects the frames of one DWARF address.
-fn lookup_frames(
-    ctx: &addr2line::Context<DwarfReader>,
-    probe: u64,
-) -> Result<Vec<SourceFrame>, gimli::Error> {
+/// " (and at N more offsets)" when `count` > 1.
+fn more(count: u64) -> String {
+    if count > 1 {
+        format!(" (and at {} more offsets)", count - 1)
+    } else {
+        String::new()
+    }
+}
+
+/// Collects the frames of one DWARF address, innermost first; of a chain
+/// longer than [`MAX_INLINE_FRAMES`], the innermost and the outermost.
+fn lookup_frames(ctx: &addr2line::Context<DwarfReader>, probe: u64) -> Result<Found, gimli::Error> {
     let mut iter = ctx.find_frames(probe).skip_all_loads()?;
     let unit = ctx.find_dwarf_and_unit(probe).skip_all_loads();
-    let mut frames = Vec::new();
+    let mut found = Found {
+        frames: Vec::new(),
+        chain: None,
+        long: false,
+    };
+    let mut outermost = None;
+    let mut n = 0usize;
     while let Some(frame) = iter.next()? {
-        if frames.len() >= MAX_INLINE_DEPTH {
-            return Err(gimli::Error::UnsupportedOffset);
+        n += 1;
+        if found.frames.len() < MAX_INLINE_FRAMES - 1 {
+            let f = source_frame(&frame, unit, &mut found.long)?;
+            found.frames.push(f);
+        } else {
+            outermost = Some(frame);
         }
-        let function = match &frame.function {
-            Some(f) => Some(demangle_dwarf(&f.raw_name()?, f.language)),
-            None => None,
-        };
-        let (file, line, column) = match &frame.location {
-            Some(loc) => (loc.file.map(clean_path), loc.line, loc.column),
-            None => (None, None, None),
-        };
-        let decl_line = match (unit, frame.dw_die_offset) {
-            (Some(unit), Some(offset)) => decl_line(unit, offset),
-            _ => None,
-        };
-        frames.push(SourceFrame {
-            function,
-            file,
-            line,
-            column,
-            decl_line,
-        });
     }
-    Ok(frames)
+    if let Some(frame) = outermost {
+        let f = source_frame(&frame, unit, &mut found.long)?;
+        found.frames.push(f);
+    }
+    if n > found.frames.len() {
+        found.chain = Some(n);
+    }
+    Ok(found)
+}
+
+/// One frame, its names shortened (`long` set if one was).
+fn source_frame(
+    frame: &addr2line::Frame<'_, DwarfReader>,
+    unit: Option<gimli::UnitRef<'_, DwarfReader>>,
+    long: &mut bool,
+) -> Result<SourceFrame, gimli::Error> {
+    let mut function = match &frame.function {
+        Some(f) => Some(demangle_dwarf(&f.raw_name()?, f.language)),
+        None => None,
+    };
+    let (mut file, line, column) = match &frame.location {
+        Some(loc) => (loc.file.map(clean_path), loc.line, loc.column),
+        None => (None, None, None),
+    };
+    for s in [&mut function, &mut file].into_iter().flatten() {
+        *long |= shorten(s, MAX_NAME_BYTES);
+    }
+    let decl_line = match (unit, frame.dw_die_offset) {
+        (Some(unit), Some(offset)) => decl_line(unit, offset),
+        _ => None,
+    };
+    Ok(SourceFrame {
+        function,
+        file,
+        line,
+        column,
+        decl_line,
+    })
 }
 
 /// `DW_AT_decl_line` of a subprogram or inlined subroutine DIE, following

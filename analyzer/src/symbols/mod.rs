@@ -49,7 +49,7 @@ mod scan;
 mod tests;
 mod tombstones;
 
-pub use demangle::demangle;
+pub use demangle::{demangle, shorten, MAX_NAME_BYTES};
 pub use dwarf::clean_path;
 pub use opcodes::operator_name;
 
@@ -66,9 +66,12 @@ pub enum SymbolError {
         path: String,
         source: std::io::Error,
     },
-    /// The file does not start with the wasm magic `\0asm`.
+    /// The file does not start with the wasm magic `\0asm` and is not text.
     #[error("{path}: not a wasm module (bad magic)")]
     NotWasm { path: String },
+    /// The file is text but not a module in the wasm text format.
+    #[error("{path}: not a wasm module: {message}")]
+    Text { path: String, message: String },
     /// The file is a WebAssembly component, not a core module.
     #[error("{path}: a WebAssembly component, not a core wasm module")]
     Component { path: String },
@@ -178,13 +181,25 @@ impl fmt::Debug for WasmSymbols {
 }
 
 impl WasmSymbols {
-    /// Reads and indexes a wasm file; see [`WasmSymbols::from_bytes`].
+    /// Reads and indexes a wasm file, binary or text (see
+    /// [`binary_module`]), if it is a regular file of at most
+    /// [`MAX_MODULE_BYTES`](crate::files::MAX_MODULE_BYTES); see
+    /// [`WasmSymbols::from_bytes`].
     pub fn open(path: &Path) -> Result<WasmSymbols, SymbolError> {
-        let bytes = std::fs::read(path).map_err(|source| SymbolError::Io {
-            path: path.display().to_string(),
-            source,
-        })?;
-        Self::from_bytes(path, bytes)
+        let bytes =
+            crate::files::read_bounded(path, crate::files::MAX_MODULE_BYTES).map_err(|source| {
+                SymbolError::Io {
+                    path: path.display().to_string(),
+                    source,
+                }
+            })?;
+        Self::from_file_bytes(path, bytes)
+    }
+
+    /// Indexes the bytes of a wasm file, binary or text (see
+    /// [`binary_module`]).
+    pub fn from_file_bytes(path: &Path, bytes: Vec<u8>) -> Result<WasmSymbols, SymbolError> {
+        Self::from_bytes(path, binary_module(path, bytes)?)
     }
 
     /// Indexes a wasm module held in memory; `path` is used in messages.
@@ -347,6 +362,51 @@ impl WasmSymbols {
     /// Whole-file range of the code section's payload.
     pub fn code_section_range(&self) -> Option<Range<u64>> {
         self.code.clone()
+    }
+}
+
+/// The binary module in a wasm file's bytes: the bytes themselves for a
+/// binary module (or anything else that is not text: [`WasmSymbols::from_bytes`]
+/// judges it), else the text format compiled to binary as Wasmtime does it
+/// (`wat::parse_bytes`, the same crate and version), so the wasm offsets a
+/// trace recorded for a `.wat` file are offsets into this binary. wrec
+/// hashes the file as it is, text or binary: hash the bytes given here, not
+/// the result.
+pub fn binary_module(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>, SymbolError> {
+    // Text starts with a `(` (a module or a field) or a `;;`/`(;` comment.
+    let is_text = std::str::from_utf8(&bytes).is_ok_and(|t| t.trim_start().starts_with(['(', ';']));
+    if !is_text {
+        return Ok(bytes);
+    }
+    let display = || path.display().to_string();
+    if bytes.len() as u64 > crate::files::MAX_TEXT_MODULE_BYTES {
+        return Err(SymbolError::Text {
+            path: display(),
+            message: format!(
+                "a text module larger than {}",
+                crate::files::size(crate::files::MAX_TEXT_MODULE_BYTES)
+            ),
+        });
+    }
+    match wat::parse_bytes(&bytes) {
+        Ok(binary) => Ok(binary.into_owned()),
+        Err(e) => {
+            // The error's text spans several lines (the line quoted, a
+            // caret): keep its message and where.
+            let text = e.to_string();
+            let mut lines = text.lines().map(str::trim);
+            let message = lines.next().unwrap_or("").to_owned();
+            let at = lines
+                .next()
+                .and_then(|l| l.strip_prefix("--> "))
+                .and_then(|l| l.trim_start_matches("<anon>:").split_once(':'))
+                .map(|(line, column)| format!(" (line {line}, column {column})"))
+                .unwrap_or_default();
+            Err(SymbolError::Text {
+                path: display(),
+                message: format!("bad magic, and not in the wasm text format: {message}{at}"),
+            })
+        }
     }
 }
 

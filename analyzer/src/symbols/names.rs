@@ -5,8 +5,11 @@ use std::ops::Range;
 
 use wasmparser::{BinaryReader, Name, NameSectionReader};
 
-use super::demangle::demangle;
+use super::demangle::{demangle, shorten, MAX_NAME_BYTES};
 use super::WasmSymbols;
+
+/// Long names named in a warning before the rest are counted.
+const MAX_NAMED: usize = 8;
 
 impl WasmSymbols {
     pub(super) fn parse_names(&mut self, range: Range<usize>) {
@@ -14,6 +17,8 @@ impl WasmSymbols {
         let mut out_of_range = 0usize;
         let mut duplicates = 0usize;
         let mut bad_utf8 = 0usize;
+        // (function index, length) of the names shortened.
+        let mut long: Vec<(u32, usize)> = Vec::new();
         let mut problem: Option<(usize, String)> = None;
         let mut seen_functions = false;
         for sub in NameSectionReader::new(BinaryReader::new(data, range.start)) {
@@ -42,7 +47,7 @@ impl WasmSymbols {
                     let index = reader.read_var_u32()?;
                     let len = reader.read_var_u32()? as usize;
                     let raw = reader.read_bytes(len)?;
-                    let name = match std::str::from_utf8(raw) {
+                    let mut name = match std::str::from_utf8(raw) {
                         Ok(s) => demangle(s),
                         Err(_) => {
                             bad_utf8 += 1;
@@ -52,7 +57,13 @@ impl WasmSymbols {
                     match self.names.get_mut(index as usize) {
                         None => out_of_range += 1,
                         Some(Some(_)) => duplicates += 1,
-                        Some(slot) => *slot = Some(name.into_boxed_str()),
+                        Some(slot) => {
+                            let len = name.len();
+                            if shorten(&mut name, MAX_NAME_BYTES) {
+                                long.push((index, len));
+                            }
+                            *slot = Some(name.into_boxed_str());
+                        }
                     }
                 }
                 Ok(())
@@ -79,6 +90,21 @@ impl WasmSymbols {
             self.warnings.push(format!(
                 "{d}: name section at byte offset {:#x}: {duplicates} functions are named more than once; the first name is used",
                 range.start
+            ));
+        }
+        if !long.is_empty() {
+            let mut named: Vec<String> = long
+                .iter()
+                .take(MAX_NAMED)
+                .map(|(i, len)| format!("function {i} ({len} bytes)"))
+                .collect();
+            if long.len() > MAX_NAMED {
+                named.push(format!("{} more", long.len() - MAX_NAMED));
+            }
+            self.warnings.push(format!(
+                "{d}: name section at byte offset {:#x}: names longer than {MAX_NAME_BYTES} bytes are shortened to that, marked …[+N bytes]: {}",
+                range.start,
+                named.join(", ")
             ));
         }
         if bad_utf8 > 0 {

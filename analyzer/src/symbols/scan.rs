@@ -6,6 +6,7 @@ use std::ops::Range;
 
 use wasmparser::{Encoding, Parser, Payload, TypeRef};
 
+use super::demangle::{shorten, MAX_NAME_BYTES};
 use super::SymbolError;
 
 /// Results of walking the sections of a module.
@@ -60,12 +61,32 @@ impl Scan {
                     });
                 }
                 Payload::ImportSection(reader) => {
+                    let mut long = Vec::new();
                     for import in reader {
                         let import = import.map_err(|e| malformed(e.offset(), e.message()))?;
                         if let TypeRef::Func(_) = import.ty {
-                            self.imports
-                                .push((import.module.into(), import.name.into()));
+                            // `module::field` within the name limit: half each.
+                            let (mut module, mut field) =
+                                (import.module.to_owned(), import.name.to_owned());
+                            let len = module.len() + field.len();
+                            let a = shorten(&mut module, MAX_NAME_BYTES / 2);
+                            if shorten(&mut field, MAX_NAME_BYTES / 2) | a {
+                                long.push(format!("function {} ({len} bytes)", self.imports.len()));
+                            }
+                            self.imports.push((module.into(), field.into()));
                         }
+                    }
+                    if !long.is_empty() {
+                        let n = long.len();
+                        long.truncate(8);
+                        if n > 8 {
+                            long.push(format!("{} more", n - 8));
+                        }
+                        self.warnings.push(format!(
+                            "{path}: import section: import names longer than {} bytes (module and field each) are shortened to that, marked …[+N bytes]: {}",
+                            MAX_NAME_BYTES / 2,
+                            long.join(", ")
+                        ));
                     }
                 }
                 Payload::FunctionSection(reader) => self.declared_funcs = Some(reader.count()),

@@ -28,6 +28,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 
+use crate::files::{self, MAX_PROFILE_BYTES};
 use crate::model::Profile;
 use crate::sources::{self, SourcePaths, MAX_FILE_BYTES};
 use crate::symbols::WasmSymbols;
@@ -92,8 +93,9 @@ impl Served {
     /// JSON (`.json`, `.json.gz`); returns it and the warnings to print.
     pub fn load(input: &Path, opts: &ViewOptions) -> anyhow::Result<(Served, Vec<String>)> {
         let mut head = [0u8; 2];
-        let n = std::fs::File::open(input)
-            .and_then(|mut f| f.read(&mut head))
+        // A regular file only: a FIFO or a device is neither.
+        let n = files::open_regular(input)
+            .and_then(|(mut f, _)| f.read(&mut head))
             .with_context(|| format!("{}", input.display()))?;
         if n == 2 && (head[0] == b'{' || head == [0x1f, 0x8b]) {
             Self::from_json(input, opts)
@@ -119,10 +121,18 @@ impl Served {
             .into_iter()
             .map(|f| (f.to_owned(), profile.source_text(f).map(str::to_owned)))
             .collect();
+        // Each from where the analysis read it (the profile names it by
+        // its file name only).
         let libs = profile
             .libs
             .iter()
-            .map(|l| load_lib(&firefox::lib_json(l), &opts.modules))
+            .map(|l| {
+                load_lib(
+                    &firefox::lib_json(l),
+                    std::slice::from_ref(&l.local_path),
+                    &opts.modules,
+                )
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let served = Served {
             profile: json,
@@ -134,12 +144,21 @@ impl Served {
     }
 
     fn from_json(path: &Path, opts: &ViewOptions) -> anyhow::Result<(Served, Vec<String>)> {
-        let raw = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+        let raw = files::read_bounded(path, MAX_PROFILE_BYTES)
+            .with_context(|| format!("{}", path.display()))?;
         let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
             let mut out = Vec::new();
             flate2::read::GzDecoder::new(&raw[..])
+                .take(MAX_PROFILE_BYTES + 1)
                 .read_to_end(&mut out)
                 .with_context(|| format!("{}: not gzip", path.display()))?;
+            if out.len() as u64 > MAX_PROFILE_BYTES {
+                anyhow::bail!(
+                    "{}: unpacks to more than {}",
+                    path.display(),
+                    files::size(MAX_PROFILE_BYTES)
+                );
+            }
             out
         } else {
             raw
@@ -162,7 +181,19 @@ impl Served {
         }
         let mut libs = Vec::new();
         for lib in v["libs"].as_array().into_iter().flatten() {
-            if let Some(l) = load_lib(lib, &opts.modules)? {
+            // Its `path` is a file name (older profiles: a whole path),
+            // tried as it is and beside the profile, before the --module
+            // files.
+            let given = lib["path"].as_str().map(Path::new);
+            let beside = given
+                .and_then(Path::file_name)
+                .map(|n| path.parent().unwrap_or(Path::new("")).join(n));
+            let tried: Vec<PathBuf> = given
+                .map(Path::to_owned)
+                .into_iter()
+                .chain(beside)
+                .collect();
+            if let Some(l) = load_lib(lib, &tried, &opts.modules)? {
                 libs.push(l);
             }
         }
@@ -184,10 +215,16 @@ impl Served {
     }
 }
 
-/// The module of a profile's `libs` entry: the file at its `path`, or a
-/// `--module` file, whichever has the SHA-256 recorded as its `codeId`.
-/// `None` if neither does (no assembly for it).
-fn load_lib(lib: &serde_json::Value, modules: &[PathBuf]) -> anyhow::Result<Option<ServedLib>> {
+/// The module of a profile's `libs` entry: the file at `path`, or a
+/// `--module` file, whichever has the SHA-256 recorded as its `codeId`
+/// (binary or text, each a regular file within
+/// [`MAX_MODULE_BYTES`](files::MAX_MODULE_BYTES)). `None` if neither does
+/// (no assembly for it).
+fn load_lib(
+    lib: &serde_json::Value,
+    paths: &[PathBuf],
+    modules: &[PathBuf],
+) -> anyhow::Result<Option<ServedLib>> {
     let (Some(debug_name), Some(breakpad_id)) =
         (lib["debugName"].as_str(), lib["breakpadId"].as_str())
     else {
@@ -196,13 +233,9 @@ fn load_lib(lib: &serde_json::Value, modules: &[PathBuf]) -> anyhow::Result<Opti
     let Some(sha) = lib["codeId"].as_str() else {
         return Ok(None);
     };
-    let candidates = lib["path"]
-        .as_str()
-        .map(PathBuf::from)
-        .into_iter()
-        .chain(modules.iter().cloned());
+    let candidates = paths.iter().chain(modules).cloned();
     for path in candidates {
-        let Ok(bytes) = std::fs::read(&path) else {
+        let Ok(bytes) = files::read_bounded(&path, files::MAX_MODULE_BYTES) else {
             continue;
         };
         let digest: String = Sha256::digest(&bytes)
@@ -210,7 +243,7 @@ fn load_lib(lib: &serde_json::Value, modules: &[PathBuf]) -> anyhow::Result<Opti
             .map(|b| format!("{b:02x}"))
             .collect();
         if digest.eq_ignore_ascii_case(sha) {
-            let symbols = WasmSymbols::from_bytes(&path, bytes)?;
+            let symbols = WasmSymbols::from_file_bytes(&path, bytes)?;
             return Ok(Some(ServedLib {
                 debug_name: debug_name.to_owned(),
                 breakpad_id: breakpad_id.to_owned(),

@@ -15,6 +15,7 @@
 //! | [`thread_state`] | a sampled thread's preallocated state |
 //! | [`registry`] | the live thread states, so the handler rejects stale signal values |
 //! | [`timer`] | the per-thread POSIX timer |
+//! | [`calibrate`] | what a timer signal costs here, and the interval that leaves the guest its CPU |
 //! | [`text_ranges`] | the registered modules' code, readable from the handler |
 //! | [`stats`] | the handler's counters and [`SamplerStats`] |
 //!
@@ -52,6 +53,7 @@
 //! PCs in a prologue or epilogue are handled as described in [`walk`].
 
 mod boundary_scan;
+mod calibrate;
 mod call_hook;
 mod context;
 mod handler;
@@ -68,6 +70,7 @@ mod bench;
 #[cfg(test)]
 mod tests;
 
+pub use calibrate::{measure_signal_cost, sustainable_interval, SUSTAIN_FACTOR};
 pub(crate) use context::SignalContext;
 pub use stats::SamplerStats;
 pub use thread_sampler::{Sampling, ThreadSampler};

@@ -54,6 +54,21 @@ impl Timer {
     }
 }
 
+impl Timer {
+    /// Fires once, `after` from now.
+    pub(super) fn set_once(&self, after: Duration) -> io::Result<()> {
+        let spec = libc::itimerspec {
+            it_interval: timespec(Duration::ZERO),
+            it_value: timespec(after),
+        };
+        // SAFETY: the timer is ours and alive.
+        if unsafe { libc::timer_settime(self.id, 0, &spec, ptr::null_mut()) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Timer {
     fn drop(&mut self) {
         // SAFETY: the timer is ours; deleted once. On the thread it signals,
