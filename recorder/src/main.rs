@@ -125,6 +125,15 @@ struct Cli {
     #[arg(long)]
     exact_cpu: bool,
 
+    /// Flight recorder: keep the trace at most SIZE bytes (e.g. 64MiB, 1GiB)
+    /// by overwriting its oldest samples, so that it always holds the most
+    /// recent stretch of the run (about 7/8 of SIZE holds samples: at 1ms,
+    /// roughly 15 bytes a sample, 64MiB is an hour). The file takes SIZE on
+    /// disk from the start. `wanalyze` says which span of time it covers
+    /// and reads it while wrec runs.
+    #[arg(long, value_name = "SIZE", value_parser = wrec::parse_max_size)]
+    max_size: Option<wrec_format::RingLayout>,
+
     /// Grow the trace file in steps of this many bytes (default 8 MiB; for
     /// testing the full-disk path)
     #[arg(long, hide = true, value_name = "BYTES")]
@@ -183,6 +192,7 @@ fn main() -> ExitCode {
         ClockArg::Cpu => TimerClock::Cpu,
     };
     opts.recording.force = cli.force;
+    opts.recording.writer.ring = cli.max_size;
     if let Some(step) = cli.trace_growth_step {
         opts.recording.writer.growth_step = step.max(4096);
     }
