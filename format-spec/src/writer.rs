@@ -384,8 +384,12 @@ impl TraceWriter {
             return Ok(());
         }
         if let Some(ring) = &self.ring {
+            // One segment ahead, or as many as make 256 KiB (small segments,
+            // in tests), so that samples between two calls find room.
+            let l = ring.layout;
+            let ahead = ((256 << 10) / l.segment_size).clamp(1, u64::from(l.segments / 2).max(1));
             // SAFETY: the whole file is mapped and allocated.
-            unsafe { ring.prepare_ahead(self.map.as_mut_ptr(), 1) };
+            unsafe { ring.prepare_ahead(self.map.as_mut_ptr(), ahead) };
             return Ok(());
         }
         let _g = self.grow_lock.lock().unwrap_or_else(|e| e.into_inner());

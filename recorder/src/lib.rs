@@ -80,7 +80,7 @@ mod sampler;
 
 pub use error::Error;
 pub use interval::{format_interval, parse_interval, MAX_INTERVAL, MIN_INTERVAL};
-pub use max_size::parse_max_size;
+pub use max_size::{layout_with_segments, parse_max_size, parse_size};
 pub use options::{ExitInfo, RecorderOptions};
 pub use recorder::{Recorder, Summary, RECORDER};
 pub use sampler::{SamplerStats, Sampling, ThreadSampler, MAX_MODULES, MAX_THREADS};

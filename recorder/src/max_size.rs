@@ -7,15 +7,40 @@ use wrec_format::RingLayout;
 /// `parse-size` crate's syntax: binary (`KiB`, `MiB`, `GiB`) and decimal
 /// (`KB`, `MB`, `GB`) units, case-insensitive, or plain bytes.
 pub fn parse_max_size(s: &str) -> Result<RingLayout, String> {
-    let bytes = parse_size::Config::new()
-        .with_binary()
-        .parse_size(s.trim())
-        .map_err(|e| format!("`{s}` is not a size like 64MiB or 1GiB ({e})"))?;
+    let bytes = parse_size(s)?;
     RingLayout::for_max_size(bytes).ok_or_else(|| {
         format!(
             "`{s}` is too small for a flight-recorder trace: give at least {} MiB",
             RingLayout::MIN_MAX_SIZE >> 20
         )
+    })
+}
+
+/// Parses a size in bytes (`64MiB`, `8KiB`, `1048576`).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    parse_size::Config::new()
+        .with_binary()
+        .parse_size(s.trim())
+        .map_err(|e| format!("`{s}` is not a size like 64MiB or 1GiB ({e})"))
+}
+
+/// The layout of a trace of at most `max_size` bytes cut into segments of
+/// `segment_size` bytes (`wrec --trace-segment-size`, for tests: small
+/// segments wrap the ring within a short run): the linear part as
+/// [`RingLayout::for_max_size`] makes it, at least four segments after it.
+pub fn layout_with_segments(max_size: u64, segment_size: u64) -> Result<RingLayout, String> {
+    let linear = (max_size / 8).clamp(256 << 10, 16 << 20) / 4096 * 4096;
+    let segment_size = segment_size.max(4096) / 4096 * 4096;
+    let segments = max_size.saturating_sub(linear) / segment_size;
+    if segments < 4 || segment_size >= 1 << 32 {
+        return Err(format!(
+            "--max-size {max_size} leaves room for {segments} segments of {segment_size} bytes after the linear part ({linear} bytes): at least 4 are needed"
+        ));
+    }
+    Ok(RingLayout {
+        ring_offset: linear,
+        segment_size,
+        segments: segments as u32,
     })
 }
 
