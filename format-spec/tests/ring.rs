@@ -59,7 +59,11 @@ fn stack(i: u64) -> Vec<u64> {
 
 /// Sample `i` is taken on thread `i % 2` at `i` ms.
 fn append(w: &TraceWriter, encs: &mut [Box<SampleEncoder>], i: u64) -> bool {
-    let flags = if i % 3 == 0 { 0 } else { flags::NO_CPU };
+    let flags = if i.is_multiple_of(3) {
+        0
+    } else {
+        flags::NO_CPU
+    };
     w.append_sample(
         &mut encs[(i % 2) as usize],
         &SampleRef {
@@ -110,7 +114,7 @@ fn a_ring_wrapped_many_times_holds_the_newest_samples_and_never_grows() {
         }
         // The housekeeper's round, fast-forwarded: every 2000 samples
         // (a few KiB, far less than a segment).
-        if i % 2000 == 0 {
+        if i.is_multiple_of(2000) {
             w.grow().unwrap();
             assert!(std::fs::metadata(&path).unwrap().len() <= max);
         }
@@ -118,7 +122,7 @@ fn a_ring_wrapped_many_times_holds_the_newest_samples_and_never_grows() {
         // sample it finds is one appended, in order, and they are the
         // newest ones up to now, without a gap but at segment boundaries
         // of the oldest segment.
-        if i % 97_003 == 0 && i > 0 {
+        if i.is_multiple_of(97_003) && i > 0 {
             let (t, s) = read(std::fs::read(&path).unwrap());
             let last = s.last().unwrap().1;
             assert_eq!(
@@ -184,7 +188,7 @@ fn a_reader_stops_at_a_segment_being_prepared_and_keeps_the_rest() {
     while w.ring_generation() < u64::from(layout.segments) + 2 {
         assert!(append(&w, &mut encs, i));
         i += 1;
-        if i % 1000 == 0 {
+        if i.is_multiple_of(1000) {
             w.grow().unwrap();
         }
     }

@@ -380,6 +380,7 @@ fn analyze_scratch(
         dwarf,
         modules: vec![s.wasm.clone()],
         by_function,
+        last: None,
     };
     let profile = match resolve::analyze(&s.trace, &opts, &mut |_, _| {}) {
         Ok(p) => p,
