@@ -159,6 +159,11 @@ impl Trace {
         if layout.ring_offset < header_size {
             return Err(ReadError::BadHeader("the ring starts inside the header"));
         }
+        if header_size > file_len {
+            return Err(ReadError::BadHeader(
+                "its size runs past the end of the file",
+            ));
+        }
         // Reads a word the recorder may be changing: one load of 8 bytes.
         let word = |at: u64| -> Option<u64> {
             let at = usize::try_from(at).ok()?;
@@ -195,6 +200,8 @@ impl Trace {
                 break;
             }
             let committed = word(base + SEG_COMMITTED_AT).unwrap_or(0);
+            // The records below it were published before it moved.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
             if committed < SEGMENT_HEADER_SIZE || committed > layout.segment_size {
                 warnings.push(format!(
                     "the committed length of the ring segment at byte {base} is damaged; the ring is read up to it"
@@ -217,6 +224,7 @@ impl Trace {
         // The linear part last: every module and thread record a copied
         // sample needs was committed before the sample was.
         let committed = word(COMMITTED_OFFSET as u64).unwrap_or(0);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
         let (meta_end, meta_committed) = if committed < header_size
             || committed > layout.ring_offset.min(file_len)
         {

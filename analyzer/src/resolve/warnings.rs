@@ -90,7 +90,7 @@ impl Analysis<'_> {
         for (reason, lost) in self.losses.iter() {
             let why = match reason {
                 LossReason::LogFull => {
-                    "the trace file was full: the disk ran out or growth fell behind"
+                    "the trace file was full: the disk ran out or growth fell behind (in a flight recorder: the next segment was not ready)"
                 }
                 LossReason::StackWalk => "their stacks could not be walked",
                 LossReason::TimerOverrun => {
