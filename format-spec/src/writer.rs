@@ -389,7 +389,10 @@ impl TraceWriter {
             let l = ring.layout;
             let ahead = ((256 << 10) / l.segment_size).clamp(1, u64::from(l.segments / 2).max(1));
             // SAFETY: the whole file is mapped and allocated.
-            unsafe { ring.prepare_ahead(self.map.as_mut_ptr(), ahead) };
+            unsafe {
+                ring.prepare_ahead(self.map.as_mut_ptr(), ahead);
+                ring.prefault_current(self.map.as_mut_ptr());
+            }
             return Ok(());
         }
         let _g = self.grow_lock.lock().unwrap_or_else(|e| e.into_inner());

