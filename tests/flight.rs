@@ -217,7 +217,8 @@ fn a_trace_is_analyzed_while_wrec_writes_it() {
             .args(["--interval", "200us", "-o"])
             .arg(&trace)
             .arg(&wasm)
-            .arg("3600")
+            // ~4 s: longer than the four analyses on a fast machine.
+            .arg("7200")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
