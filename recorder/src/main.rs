@@ -127,8 +127,8 @@ struct Cli {
 
     /// Flight recorder: keep the trace at most SIZE bytes (e.g. 64MiB, 1GiB)
     /// by overwriting its oldest samples, so that it always holds the most
-    /// recent stretch of the run (about 7/8 of SIZE holds samples: at 1ms,
-    /// roughly 15 bytes a sample, 64MiB is an hour). The file takes SIZE on
+    /// recent stretch of the run (about 3/4 of SIZE holds samples: at 1ms,
+    /// 15-25 bytes a sample, 64MiB is about an hour). The file takes SIZE on
     /// disk from the start. `wanalyze` says which span of time it covers
     /// and reads it while wrec runs.
     #[arg(long, value_name = "SIZE", value_parser = wrec::parse_size)]
