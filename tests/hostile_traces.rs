@@ -67,6 +67,7 @@ fn analyze_bytes(dir: &Path, name: &str, bytes: &[u8]) -> Result<Profile, String
         modules: vec![fixture("fib-O2.wasm")],
         // Frames: every exporter runs on this profile.
         by_function: false,
+        last: None,
     };
     let p = analyze(&path, &opts, &mut |_, _| {}).map_err(|e| e.to_string())?;
     // Every exporter takes whatever the analyzer built.

@@ -78,8 +78,15 @@ fn the_signal_handler_makes_no_system_call_but_the_cpu_clock() {
     // With --exact-cpu every handler run reads the CPU clock, which shows
     // that the log is read right; by default most runs at 500us skip it
     // (under ptrace, late timers make many read it anyway).
-    for exact in [true, false] {
+    // Last, the flight recorder (--max-size) with a ring of 11 segments of
+    // 4 KiB, which a longer fib run wraps: the handler moves on to prepared
+    // segments without a system call either.
+    for (exact, ring) in [(true, false), (false, false), (false, true)] {
         for (fixture_name, args) in [("fib-O2.wasm", "40"), ("hostloop.wasm", "300")] {
+            if ring && fixture_name != "fib-O2.wasm" {
+                continue;
+            }
+            let args = if ring { "150" } else { args };
             let log = dir.path().join(format!("{fixture_name}.strace"));
             let mut cmd = Command::new("strace");
             cmd.args(["-f", "-qq", "-o"])
@@ -91,12 +98,20 @@ fn the_signal_handler_makes_no_system_call_but_the_cpu_clock() {
             if exact {
                 cmd.arg("--exact-cpu");
             }
+            if ring {
+                cmd.args(["--max-size", "300KiB", "--trace-segment-size", "4KiB"]);
+            }
             let out = run(cmd.arg(fixture(fixture_name)).arg(args));
             assert!(out.status.success(), "{}", stderr(&out));
+            if ring {
+                let t = wrec_format::Trace::open(&dir.path().join("t.wrec")).unwrap();
+                let r = t.ring().expect("a ring trace");
+                assert!(r.first > 0, "the ring did not wrap: {r:?}");
+            }
             let log = std::fs::read_to_string(&log).unwrap();
             let (handlers, bad, clocks) = handler_syscalls(&log);
             eprintln!(
-                "{fixture_name} (exact CPU: {exact}): {handlers} handler runs, {clocks} CPU clock reads"
+                "{fixture_name} (exact CPU: {exact}, ring: {ring}): {handlers} handler runs, {clocks} CPU clock reads"
             );
             assert!(handlers >= 300, "{fixture_name}: only {handlers} signals");
             if exact {

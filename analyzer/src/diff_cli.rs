@@ -158,6 +158,7 @@ fn run(a: DiffArgs) -> anyhow::Result<bool> {
             modules: a.modules.iter().chain(side_modules).cloned().collect(),
             // Line totals need every frame's line; Firefox every frame.
             by_function: !(a.dwarf || firefox),
+            last: None,
         };
         paths
             .iter()

@@ -52,6 +52,10 @@ struct Cli {
     /// Rows in each table of the text report.
     #[arg(long, default_value_t = 20, value_name = "N")]
     top: usize,
+    /// Analyze only the final stretch of the trace: samples within this
+    /// long of its last one (e.g. 30s, 5min, 1h 30min).
+    #[arg(long, value_name = "DURATION", value_parser = parse_last)]
+    last: Option<std::time::Duration>,
     /// No progress bar and no summary line.
     #[arg(short, long)]
     quiet: bool,
@@ -193,6 +197,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // Folded stacks and the text report name functions and leaf lines
         // only: a smaller profile will do.
         by_function: !matches!(cli.format, Format::Firefox | Format::Pprof),
+        last: cli.last,
     };
     let bar = progress_bar(cli.quiet);
     let profile = resolve::analyze(&trace, &opts, &mut |done, total| {
@@ -209,6 +214,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // Only after the analysis: the warnings above are the trace's.
         let warnings = sources::embed(&mut profile, &cli.sources.paths());
         profile.meta.warnings.extend(warnings);
+    }
+    for n in &profile.meta.notes {
+        eprintln!("wanalyze: note: {n}");
     }
     for w in &profile.meta.warnings {
         eprintln!("wanalyze: warning: {w}");
@@ -293,6 +301,15 @@ fn write_text_format(
         Format::Pprof => pprof::write(profile, w)?,
     }
     Ok(())
+}
+
+/// `--last`: a positive duration in `humantime`'s syntax (`30s`, `5min`).
+fn parse_last(s: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(s) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err("--last needs a duration above zero".to_owned()),
+        Err(e) => Err(format!("`{s}` is not a duration like 30s or 5min ({e})")),
+    }
 }
 
 /// `fib.wrec` → `fib.<ext>` (`fib.profile.json`), beside the trace.

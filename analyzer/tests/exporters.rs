@@ -29,6 +29,7 @@ impl Builder {
                     message: String::new(),
                 }),
                 warnings: vec!["1 sample had an unknown address".into()],
+                notes: Vec::new(),
                 has_lines: true,
                 samples_without_cpu: 0,
             },

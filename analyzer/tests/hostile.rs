@@ -86,6 +86,7 @@ fn analyze_all(t: &[u8]) -> wanalyze::model::Profile {
         dwarf: true,
         modules: vec![fixture("fib-O2.wasm")],
         by_function: false,
+        last: None,
     };
     let p = analyze(&path, &opts, &mut |_, _| {}).unwrap();
     firefox::write(&p, &mut std::io::sink()).unwrap();
@@ -230,6 +231,7 @@ fn stacks_by_function_give_the_same_folded_stacks_from_fewer_nodes() {
             dwarf: true,
             modules: vec![fixture("fib-O2.wasm")],
             by_function,
+            last: None,
         };
         let p = analyze(&path, &opts, &mut |_, _| {}).unwrap();
         let mut out = Vec::new();

@@ -361,6 +361,7 @@ pub fn child_main(a: &AnalyzeArgs) -> Result<()> {
         modules: Vec::new(),
         // As `wanalyze --format folded` does.
         by_function: a.format == AnalyzeOutput::Folded,
+        last: None,
     };
     let cpu0 = sys::process_cpu_ns();
     let t0 = sys::mono_ns();

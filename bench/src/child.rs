@@ -62,6 +62,9 @@ pub enum ConfigKind {
     /// at every sample (`wrec --exact-cpu`), to measure what skipping it
     /// saves below 1 ms.
     WrecExact,
+    /// Diagnostic (only with `--configs`): wrec as a flight recorder
+    /// (`wrec --max-size 64MiB`), the ring layout of SPEC.md §5.
+    WrecRing,
 }
 
 impl ConfigKind {
@@ -73,7 +76,7 @@ impl ConfigKind {
         ConfigKind::Wrec,
     ];
     /// With the diagnostic ones.
-    pub const EVERY: [ConfigKind; 7] = [
+    pub const EVERY: [ConfigKind; 8] = [
         ConfigKind::Plain,
         ConfigKind::Floor,
         ConfigKind::Guest,
@@ -81,6 +84,7 @@ impl ConfigKind {
         ConfigKind::Hook,
         ConfigKind::WrecHook,
         ConfigKind::WrecExact,
+        ConfigKind::WrecRing,
     ];
 
     pub fn name(self) -> &'static str {
@@ -92,6 +96,7 @@ impl ConfigKind {
             ConfigKind::Hook => "hook",
             ConfigKind::WrecHook => "wrec-hook",
             ConfigKind::WrecExact => "wrec-exact",
+            ConfigKind::WrecRing => "wrec-ring",
         }
     }
 
@@ -100,7 +105,10 @@ impl ConfigKind {
         match self {
             ConfigKind::Plain | ConfigKind::Floor | ConfigKind::Hook => EngineClass::Default,
             ConfigKind::Guest => EngineClass::Epoch,
-            ConfigKind::Wrec | ConfigKind::WrecHook | ConfigKind::WrecExact => EngineClass::Wrec,
+            ConfigKind::Wrec
+            | ConfigKind::WrecHook
+            | ConfigKind::WrecExact
+            | ConfigKind::WrecRing => EngineClass::Wrec,
         }
     }
 }
@@ -364,7 +372,7 @@ fn run(a: &ChildArgs) -> Result<RunResult> {
             drop(out);
             r.finish_ns = sys::mono_ns() - f0;
         }
-        ConfigKind::Wrec | ConfigKind::WrecHook | ConfigKind::WrecExact => {
+        ConfigKind::Wrec | ConfigKind::WrecHook | ConfigKind::WrecExact | ConfigKind::WrecRing => {
             let mut step_cpu = sys::process_cpu_ns();
             let mut step = |r: &mut RunResult, name: &str| {
                 let now = sys::process_cpu_ns();
@@ -379,6 +387,11 @@ fn run(a: &ChildArgs) -> Result<RunResult> {
                     args: argv.clone(),
                     force: true,
                     exact_cpu: a.config == ConfigKind::WrecExact,
+                    writer: wrec::WriterOptions {
+                        ring: (a.config == ConfigKind::WrecRing)
+                            .then(|| wrec::parse_max_size("64MiB").expect("a valid size")),
+                        ..wrec::WriterOptions::default()
+                    },
                     ..wrec::RecorderOptions::default()
                 },
             )?;
@@ -433,7 +446,11 @@ fn run(a: &ChildArgs) -> Result<RunResult> {
     r.maxrss_kib = sys::vm_hwm_kib();
     if matches!(
         a.config,
-        ConfigKind::Guest | ConfigKind::Wrec | ConfigKind::WrecHook | ConfigKind::WrecExact
+        ConfigKind::Guest
+            | ConfigKind::Wrec
+            | ConfigKind::WrecHook
+            | ConfigKind::WrecExact
+            | ConfigKind::WrecRing
     ) {
         r.output_bytes = sys::file_len(&a.output);
         if a.config != ConfigKind::Guest {

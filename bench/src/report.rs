@@ -49,7 +49,7 @@ pub struct RunOnlyRatio {
 /// The ratio pairs [`run_only`] computes, in table order: every
 /// configuration against plain, and wrec (with or without its call hook)
 /// against floor.
-pub const RUN_ONLY_PAIRS: [(ConfigKind, ConfigKind); 10] = [
+pub const RUN_ONLY_PAIRS: [(ConfigKind, ConfigKind); 12] = [
     (ConfigKind::Floor, ConfigKind::Plain),
     (ConfigKind::Wrec, ConfigKind::Plain),
     (ConfigKind::Wrec, ConfigKind::Floor),
@@ -60,6 +60,8 @@ pub const RUN_ONLY_PAIRS: [(ConfigKind, ConfigKind); 10] = [
     (ConfigKind::WrecExact, ConfigKind::Plain),
     (ConfigKind::WrecExact, ConfigKind::Floor),
     (ConfigKind::Wrec, ConfigKind::WrecExact),
+    (ConfigKind::WrecRing, ConfigKind::Plain),
+    (ConfigKind::WrecRing, ConfigKind::Floor),
 ];
 
 /// Per-round ratios of the CPU time of the guest's run alone (`run_cpu_ns`:
@@ -308,7 +310,10 @@ pub fn metrics(rep: &Report) -> Table {
                     }
                     if matches!(
                         c,
-                        ConfigKind::Wrec | ConfigKind::WrecHook | ConfigKind::WrecExact
+                        ConfigKind::Wrec
+                            | ConfigKind::WrecHook
+                            | ConfigKind::WrecExact
+                            | ConfigKind::WrecRing
                     ) {
                         m.lost.push(r.lost as f64);
                         if r.samples > 0 {

@@ -41,6 +41,12 @@ pub struct SampleEncoder {
     /// The table as it will be once the encoded sample is written.
     next_recent: Recent,
     pub(crate) scratch: [u8; MAX_SAMPLE_RECORD],
+    /// The ring generation of the previous sample written (ring layout).
+    generation: u64,
+    /// What [`encode`](Self::encode) decided, for [`commit`](Self::commit):
+    /// a keyframe, in that generation.
+    pending_key: bool,
+    pending_generation: u64,
 }
 
 impl SampleEncoder {
@@ -58,6 +64,9 @@ impl SampleEncoder {
             recent: Recent::new(),
             next_recent: Recent::new(),
             scratch: [0; MAX_SAMPLE_RECORD],
+            generation: 0,
+            pending_key: false,
+            pending_generation: 0,
         })
     }
 
@@ -87,9 +96,10 @@ impl SampleEncoder {
         self.prev_cpu_time
     }
 
-    /// Whether sample `s` goes without its CPU time.
-    fn skips_cpu(&self, s: &SampleRef<'_>) -> bool {
-        s.flags & flags::NO_CPU != 0 && !self.needs_cpu()
+    /// Whether sample `s` goes without its CPU time (`key`: it is a
+    /// keyframe, which always has one).
+    fn skips_cpu(&self, s: &SampleRef<'_>, key: bool) -> bool {
+        s.flags & flags::NO_CPU != 0 && !self.needs_cpu() && !key
     }
 
     /// The sample's time and CPU time in whole µs, never before the
@@ -98,7 +108,10 @@ impl SampleEncoder {
     /// one written.
     fn times(&self, s: &SampleRef<'_>, no_cpu: bool) -> (u64, u64) {
         let (t, c) = (s.time_ns / 1000, s.cpu_ns / 1000);
-        if no_cpu {
+        if no_cpu || (self.started && s.flags & flags::NO_CPU != 0 && !self.needs_cpu()) {
+            // Without a reading (or a keyframe the ring forced on a sample
+            // whose clock was not read: it carries the last reading, and the
+            // next reading's delta covers the time since).
             (t.max(self.prev_time), self.prev_cpu)
         } else if self.started {
             (t.max(self.prev_time), c.max(self.prev_cpu))
@@ -109,19 +122,29 @@ impl SampleEncoder {
 
     /// Encodes a whole sample record (framing and check included) into the
     /// scratch space and returns its length. `interval_us` is the run's
-    /// sampling interval in whole µs. Does not update the delta state.
-    pub(crate) fn encode(&mut self, s: &SampleRef<'_>, interval_us: u64) -> usize {
+    /// sampling interval in whole µs; `generation`, in the ring layout, the
+    /// segment generation it is for (the thread's first sample there is a
+    /// keyframe, SPEC.md §5.2). Does not update the delta state.
+    pub(crate) fn encode(
+        &mut self,
+        s: &SampleRef<'_>,
+        interval_us: u64,
+        generation: Option<u64>,
+    ) -> usize {
+        let key = !self.started || generation.is_some_and(|g| g != self.generation);
+        self.pending_key = key;
+        self.pending_generation = generation.unwrap_or(0);
         let stack = &s.stack[..s.stack.len().min(MAX_FRAMES)];
         let mut sflags = s.flags & flags::ALL & !(flags::KEYFRAME | flags::NO_CPU);
         if s.stack.len() > MAX_FRAMES {
             sflags |= flags::TRUNCATED;
         }
-        let no_cpu = self.skips_cpu(s);
+        let no_cpu = self.skips_cpu(s, key);
         if no_cpu {
             sflags |= flags::NO_CPU;
         }
         let (t, c) = self.times(s, no_cpu);
-        let (time, cpu, keep) = if self.started {
+        let (time, cpu, keep) = if !key {
             let prev = &self.prev[..self.prev_len];
             let max = stack.len().min(prev.len());
             let mut keep = 0;
@@ -145,11 +168,7 @@ impl SampleEncoder {
             sflags |= flags::KEYFRAME;
             (t, c, 0)
         };
-        self.next_recent = if self.started {
-            self.recent
-        } else {
-            Recent::new()
-        };
+        self.next_recent = if !key { self.recent } else { Recent::new() };
         let new = stack.len() - keep;
         // Payload first, leaving room in front for the kind and length.
         const START: usize = 6;
@@ -216,8 +235,9 @@ impl SampleEncoder {
 
     pub(crate) fn commit(&mut self, s: &SampleRef<'_>) {
         let stack = &s.stack[..s.stack.len().min(MAX_FRAMES)];
-        let no_cpu = self.skips_cpu(s);
+        let no_cpu = self.skips_cpu(s, self.pending_key);
         let (t, c) = self.times(s, no_cpu);
+        self.generation = self.pending_generation;
         if no_cpu {
             self.no_cpu_run += 1;
         } else {

@@ -6,7 +6,8 @@ pub const MAGIC: [u8; 8] = *b"WRECTRC\0";
 pub const VERSION_MAJOR: u16 = 3;
 /// The oldest major version this crate still reads (2.x: SPEC.md §7).
 pub const OLDEST_MAJOR: u16 = 2;
-pub const VERSION_MINOR: u16 = 0;
+/// 3.1 added the ring layout (SPEC.md §5).
+pub const VERSION_MINOR: u16 = 1;
 pub const BYTE_ORDER_MARK: u32 = 0x0A0B_0C0D;
 pub const HEADER_SIZE: usize = 64;
 /// Offset of the committed-length word.
@@ -144,9 +145,16 @@ impl Header {
             return Err(ReadError::BadHeader("header size below 64"));
         }
         let layout = b[56];
-        if layout != 0 {
+        if layout > crate::ring::LAYOUT_RING {
             return Err(ReadError::BadHeader(
-                "unknown layout (a ring trace needs a newer reader)",
+                "unknown layout (written by a newer wrec: use a newer wanalyze)",
+            ));
+        }
+        if layout == crate::ring::LAYOUT_RING
+            && (header_size as usize) < crate::ring::RING_HEADER_SIZE
+        {
+            return Err(ReadError::BadHeader(
+                "a ring trace's header size is below 128",
             ));
         }
         Ok(Header {

@@ -20,6 +20,7 @@ mod reader;
 mod records;
 pub mod redact;
 mod release;
+mod ring;
 mod spread;
 pub mod varint;
 mod writer;
@@ -32,12 +33,14 @@ pub use error::{Damage, ReadError};
 pub use header::{
     Arch, Header, BYTE_ORDER_MARK, HEADER_SIZE, MAGIC, OLDEST_MAJOR, VERSION_MAJOR, VERSION_MINOR,
 };
+pub use reader::RingSpan;
 pub use reader::{Decoder, Event, RawRecord, RecordIter, Sample, SampleScanner, Trace};
 pub use records::{
     flags, kind, AddressMapEntry, CodeAddresses, End, ExitKind, FunctionEntry, LossReason,
     ModuleRecord, RawSample, Record, RunInfo, SamplesLost, ThreadEnd, ThreadStart, TimerClock,
     SHORT_SAMPLE_MAX,
 };
+pub use ring::{RingLayout, LAYOUT_RING, RING_HEADER_SIZE, SEGMENT_HEADER_SIZE};
 pub use spread::{spread_cpu, MAX_NO_CPU_RUN};
 pub use writer::{Dropped, TraceWriter, WriteError, WriterOptions};
 

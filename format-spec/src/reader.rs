@@ -9,9 +9,14 @@ use memmap2::Mmap;
 
 use crate::coding::{Recent, CODE_LITERAL, CODE_NONE, MAX_FRAMES};
 use crate::error::{Damage, ReadError};
+use crate::header::COMMITTED_OFFSET;
 use crate::header::{Header, HEADER_SIZE};
 use crate::records::{flags, kind, AddressMapEntry, RawSample, Record};
 use crate::release::Behind;
+use crate::ring::{
+    segment_check, RingLayout, OLDEST_AT, SEGMENT_HEADER_SIZE, SEG_CHECK_AT, SEG_COMMITTED_AT,
+    SEG_GEN_AT,
+};
 use crate::{crc16, varint, MAX_NO_CPU_RUN};
 
 enum Bytes {
@@ -28,6 +33,39 @@ pub struct Trace {
     /// Whether `data_end` is the committed length (not a fallback to the file's end).
     committed: bool,
     warnings: Vec<String>,
+    /// A ring trace's records, in reading order (empty for a linear one,
+    /// whose records are `bytes[header_size..data_end]`).
+    chunks: Vec<Chunk>,
+    ring: Option<RingSpan>,
+    /// Whether a recorder still held the file open for writing when it
+    /// was opened.
+    being_written: bool,
+}
+
+/// A stretch of records: `bytes[start..end]`, which came from file offset
+/// `file`.
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk {
+    start: usize,
+    end: usize,
+    file: u64,
+    /// Whether a zero kind byte in it is damage (committed data) rather
+    /// than the end of what was written.
+    zero_is_damage: bool,
+}
+
+/// What a reader found in a ring trace (SPEC.md §5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingSpan {
+    pub layout: RingLayout,
+    /// The oldest generation the header named when the reading began.
+    pub oldest: u64,
+    /// Generations read, in order from the oldest intact one.
+    pub first: u64,
+    pub count: u64,
+    /// Generations overwritten by the recorder while they were being read
+    /// (a trace still being written), left out.
+    pub overwritten: u64,
 }
 
 impl Trace {
@@ -45,7 +83,22 @@ impl Trace {
         // SAFETY: the map is read-only; a writer still appending to the file
         // only ever adds bytes past the committed length we read below.
         let map = unsafe { Mmap::map(&file) }.map_err(io)?;
-        Trace::new(Bytes::Mapped(map))
+        let mut t = Trace::new(Bytes::Mapped(map))?;
+        t.being_written = locked_for_writing(&file);
+        Ok(t)
+    }
+
+    /// Whether a recorder held the file open for writing when it was
+    /// opened: the run was still going, and the trace holds what was
+    /// committed by then (SPEC.md §3). Known on Linux only (open file
+    /// description locks); `false` elsewhere and for traces in memory.
+    pub fn being_written(&self) -> bool {
+        self.being_written
+    }
+
+    /// For a ring trace, what the reader found in its ring.
+    pub fn ring(&self) -> Option<&RingSpan> {
+        self.ring.as_ref()
     }
 
     /// Reads a trace held in memory.
@@ -59,6 +112,9 @@ impl Trace {
             Bytes::Owned(v) => v,
         };
         let header = Header::decode(b)?;
+        if header.layout == crate::ring::LAYOUT_RING {
+            return Trace::new_ring(b, header);
+        }
         let file_len = b.len() as u64;
         let mut warnings = Vec::new();
         let committed = header.committed_len >= u64::from(header.header_size)
@@ -84,6 +140,156 @@ impl Trace {
             data_end,
             committed,
             warnings,
+            chunks: Vec::new(),
+            ring: None,
+            being_written: false,
+        })
+    }
+
+    /// Reads a ring trace (SPEC.md §5.4): copies the intact generations,
+    /// oldest first, and the linear part, into memory of its own, in that
+    /// order, so that a recorder still writing the file can overwrite the
+    /// ring behind the copy; generations it overwrote while they were being
+    /// copied are left out. Records are then read in the order: the linear
+    /// part up to its end record, the ring's, the end record.
+    fn new_ring(b: &[u8], header: Header) -> Result<Trace, ReadError> {
+        let layout = RingLayout::decode(b).map_err(ReadError::BadHeader)?;
+        let file_len = b.len() as u64;
+        let header_size = u64::from(header.header_size);
+        if layout.ring_offset < header_size {
+            return Err(ReadError::BadHeader("the ring starts inside the header"));
+        }
+        if header_size > file_len {
+            return Err(ReadError::BadHeader(
+                "its size runs past the end of the file",
+            ));
+        }
+        // Reads a word the recorder may be changing: one load of 8 bytes.
+        let word = |at: u64| -> Option<u64> {
+            let at = usize::try_from(at).ok()?;
+            if at.checked_add(8)? > b.len() {
+                return None;
+            }
+            // SAFETY: in bounds; a byte array has no alignment needs.
+            Some(u64::from_le_bytes(unsafe {
+                std::ptr::read_volatile(b.as_ptr().add(at) as *const [u8; 8])
+            }))
+        };
+        let mut warnings = Vec::new();
+        let oldest = word(OLDEST_AT as u64).unwrap_or(0);
+        let mut out = b[..header_size as usize].to_vec();
+        // (generation, start, end, file offset)
+        let mut segs: Vec<(u64, usize, usize, u64)> = Vec::new();
+        let n = u64::from(layout.segments);
+        for k in 0..n {
+            let Some(g) = oldest.checked_add(k) else {
+                break;
+            };
+            let base = layout.slot_offset(g % n);
+            if base + layout.segment_size > file_len {
+                warnings.push(format!(
+                    "the trace is cut short: its ring needs {} bytes but the file has {file_len}",
+                    layout.file_len()
+                ));
+                break;
+            }
+            let check_at = (base + SEG_CHECK_AT) as usize;
+            let check = u16::from_le_bytes([b[check_at], b[check_at + 1]]);
+            if word(base + SEG_GEN_AT) != Some(g) || check != segment_check(g) {
+                // Not prepared yet (or being prepared): the ring ends here.
+                break;
+            }
+            let committed = word(base + SEG_COMMITTED_AT).unwrap_or(0);
+            // The records below it were published before it moved.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+            if committed < SEGMENT_HEADER_SIZE || committed > layout.segment_size {
+                warnings.push(format!(
+                    "the committed length of the ring segment at byte {base} is damaged; the ring is read up to it"
+                ));
+                break;
+            }
+            let start = out.len();
+            out.extend_from_slice(
+                &b[(base + SEGMENT_HEADER_SIZE) as usize..(base + committed) as usize],
+            );
+            segs.push((g, start, out.len(), base + SEGMENT_HEADER_SIZE));
+        }
+        // A recorder still writing says a generation is gone before it
+        // touches its bytes: what it retired meanwhile may be torn.
+        std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
+        let oldest_now = word(OLDEST_AT as u64).unwrap_or(0);
+        let before = segs.len();
+        segs.retain(|s| s.0 >= oldest_now);
+        let overwritten = (before - segs.len()) as u64;
+        // The linear part last: every module and thread record a copied
+        // sample needs was committed before the sample was.
+        let committed = word(COMMITTED_OFFSET as u64).unwrap_or(0);
+        std::sync::atomic::fence(std::sync::atomic::Ordering::Acquire);
+        let (meta_end, meta_committed) = if committed < header_size
+            || committed > layout.ring_offset.min(file_len)
+        {
+            warnings.push(format!(
+                "the header's committed length ({committed}) is damaged; reading the linear part up to its unwritten space"
+            ));
+            (layout.ring_offset.min(file_len), false)
+        } else {
+            (committed, true)
+        };
+        let meta_start = out.len();
+        out.extend_from_slice(&b[header_size as usize..meta_end as usize]);
+        // Where the end record is, if the linear part has one.
+        let mut end_at = out.len();
+        {
+            let mut it = RecordIter {
+                buf: &out,
+                data: &out[meta_start..],
+                pos: 0,
+                base: header_size,
+                failed: false,
+                zero_is_damage: meta_committed,
+                rest: &[],
+            };
+            while let Some(Ok(r)) = it.next() {
+                if r.kind == kind::END {
+                    end_at = meta_start + (r.offset - header_size) as usize;
+                    break;
+                }
+            }
+        }
+        let mut chunks = vec![Chunk {
+            start: meta_start,
+            end: end_at,
+            file: header_size,
+            zero_is_damage: meta_committed,
+        }];
+        chunks.extend(segs.iter().map(|&(_, start, end, file)| Chunk {
+            start,
+            end,
+            file,
+            zero_is_damage: true,
+        }));
+        chunks.push(Chunk {
+            start: end_at,
+            end: out.len(),
+            file: header_size + (end_at - meta_start) as u64,
+            zero_is_damage: meta_committed,
+        });
+        let ring = RingSpan {
+            layout,
+            oldest,
+            first: segs.first().map_or(oldest_now, |s| s.0),
+            count: segs.len() as u64,
+            overwritten,
+        };
+        Ok(Trace {
+            bytes: Bytes::Owned(out),
+            header,
+            data_end: file_len.min(layout.file_len()),
+            committed: true,
+            warnings,
+            chunks,
+            ring: Some(ring),
+            being_written: false,
         })
     }
 
@@ -110,12 +316,25 @@ impl Trace {
 
     /// The framed records, checked but not decoded.
     pub fn records(&self) -> RecordIter<'_> {
+        if !self.chunks.is_empty() {
+            return RecordIter {
+                buf: self.bytes(),
+                data: &[],
+                pos: 0,
+                base: 0,
+                failed: false,
+                zero_is_damage: true,
+                rest: &self.chunks,
+            };
+        }
         RecordIter {
+            buf: self.bytes(),
             data: &self.bytes()[..self.data_end as usize],
             pos: usize::from(self.header.header_size).max(HEADER_SIZE),
             base: 0,
             failed: false,
             zero_is_damage: self.committed,
+            rest: &[],
         }
     }
 
@@ -176,6 +395,10 @@ pub struct RawRecord<'a> {
 
 /// Iterates framed records, stopping after the first error.
 pub struct RecordIter<'a> {
+    /// What `data` and the chunks in `rest` lie in.
+    buf: &'a [u8],
+    /// The records being read, and the stretches read after them.
+    rest: &'a [Chunk],
     data: &'a [u8],
     pos: usize,
     /// File offset of `data[0]`.
@@ -188,6 +411,8 @@ impl<'a> RecordIter<'a> {
     /// Iterates framed records in `data`, which holds records only.
     pub fn for_tests(data: &'a [u8]) -> Self {
         RecordIter {
+            buf: data,
+            rest: &[],
             data,
             pos: 0,
             base: 0,
@@ -218,8 +443,17 @@ impl<'a> Iterator for RecordIter<'a> {
     type Item = Result<RawRecord<'a>, ReadError>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.failed || self.pos >= self.data.len() {
+        if self.failed {
             return None;
+        }
+        while self.pos >= self.data.len() {
+            // The next stretch of a ring trace's records.
+            let (c, rest) = self.rest.split_first()?;
+            self.rest = rest;
+            self.data = &self.buf[c.start..c.end];
+            self.pos = 0;
+            self.base = c.file;
+            self.zero_is_damage = c.zero_is_damage;
         }
         let start = self.pos;
         let kind = self.data[start];
@@ -230,9 +464,9 @@ impl<'a> Iterator for RecordIter<'a> {
                     Damage::BadValue("record kind 0 inside the committed data"),
                 );
             }
-            // Unwritten space: the end of the data (SPEC.md §4.3).
+            // Unwritten space: the end of these records (SPEC.md §4.3).
             self.pos = self.data.len();
-            return None;
+            return self.next();
         }
         let mut p = start + 1;
         let len = if kind & kind::SHORT_SAMPLE != 0 {
@@ -396,6 +630,19 @@ impl SampleScanner {
         self.pos
     }
 
+    /// The run's sampling interval, which sample time deltas are relative
+    /// to: taken from the run-info record when the scanner reads it, but a
+    /// scanner of a ring's samples (SPEC.md §5) never does.
+    pub fn set_interval(&mut self, interval_ns: u64) {
+        self.state.interval_us = interval_ns / 1000;
+    }
+
+    /// Goes on scanning at file offset `pos` (the next segment of a ring,
+    /// whose samples start with keyframes).
+    pub fn seek(&mut self, pos: u64) {
+        self.pos = pos;
+    }
+
     /// Decodes the records in `data`, the bytes of the file from
     /// [`position`](Self::position) up to a record boundary (the committed
     /// length), calling `f` with each sample. Stops for good at damage.
@@ -404,6 +651,8 @@ impl SampleScanner {
             return Ok(());
         }
         let mut records = RecordIter {
+            buf: data,
+            rest: &[],
             data,
             pos: 0,
             base: self.pos,
@@ -574,5 +823,27 @@ impl DecodeState {
             stack: &[],
             offset: rec.offset,
         })
+    }
+}
+
+/// Whether another open file description holds a write lock on `file`
+/// (a recorder writing it, SPEC.md §3). Asks without locking anything.
+fn locked_for_writing(file: &File) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: a zeroed flock is valid; fcntl with a valid fd and pointer.
+        unsafe {
+            let mut fl: libc::flock = std::mem::zeroed();
+            fl.l_type = libc::F_RDLCK as _;
+            fl.l_whence = libc::SEEK_SET as _;
+            libc::fcntl(file.as_raw_fd(), libc::F_OFD_GETLK, &mut fl) == 0
+                && fl.l_type != libc::F_UNLCK as _
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = file;
+        false
     }
 }

@@ -28,6 +28,10 @@ use crate::coding::frame;
 use crate::encoder::{SampleEncoder, SampleRef};
 use crate::header::{Header, COMMITTED_OFFSET, HEADER_SIZE};
 use crate::records::{kind, Record, RunInfo};
+use crate::ring::{
+    Reserve, Reserved, Ring, RingLayout, LAYOUT_RING, RING_HEADER_SIZE, SEGMENT_HEADER_SIZE,
+    SEG_COMMITTED_AT, SEG_GEN_AT,
+};
 
 /// The granularity in which the file is extended when the file system refuses
 /// a whole growth step.
@@ -51,6 +55,12 @@ pub struct WriterOptions {
     /// a slow one does not pay for pages it never uses (each costs ~10 µs
     /// to make writable on ext4, and again to drop at the end).
     pub prefault: u64,
+    /// A bounded trace in the ring layout (SPEC.md §5), `wrec --max-size`:
+    /// the whole file is allocated up front and never grows; samples, loss
+    /// and thread-end records go into the ring, overwriting the oldest
+    /// segment, the other records into the linear part before it.
+    /// `growth_step` and `max_len` are then unused.
+    pub ring: Option<RingLayout>,
 }
 
 /// The widest window [`TraceWriter::prefault`] keeps ahead of the cursor.
@@ -63,6 +73,7 @@ impl Default for WriterOptions {
             tail_reserve: 64 << 10,
             max_len: 16 << 30,
             prefault: 64 << 10,
+            ring: None,
         }
     }
 }
@@ -116,6 +127,10 @@ pub struct TraceWriter {
     /// The cursor at the previous [`TraceWriter::prefault`] call.
     prefault_cursor: AtomicU64,
     grow_lock: Mutex<()>,
+    /// The ring of a bounded trace (`None`: a linear log).
+    ring: Option<Ring>,
+    /// Where the linear records start: the header's size.
+    header_size: u64,
 }
 
 impl TraceWriter {
@@ -152,10 +167,33 @@ impl TraceWriter {
             path: path.to_owned(),
             source,
         };
+        let mut opts = opts;
+        if let Some(l) = &opts.ring {
+            if l.segment_size >= 1 << 32
+                || l.segment_size <= crate::ring::SEGMENT_HEADER_SIZE
+                || l.segments < 2
+                || l.ring_offset < RING_HEADER_SIZE as u64 + 4096
+            {
+                return Err(io_err(io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    "impossible ring layout",
+                )));
+            }
+        }
+        let header_size = if let Some(l) = &opts.ring {
+            // The file never grows: map and allocate all of it now.
+            opts.max_len = l.file_len();
+            opts.growth_step = l.ring_offset;
+            opts.tail_reserve = 0;
+            RING_HEADER_SIZE
+        } else {
+            HEADER_SIZE
+        } as u64;
         let map = MmapOptions::new()
             .len(opts.max_len as usize)
             .map_raw(&file)
             .map_err(io_err)?;
+        lock_for_writing(&file);
         // Records are appended, never read back: without this hint the first
         // store makes the kernel read ahead a large window of the (zero,
         // freshly allocated) file. A hint only: its failure changes nothing.
@@ -165,7 +203,7 @@ impl TraceWriter {
             file,
             map,
             opts,
-            cursor: AtomicU64::new(HEADER_SIZE as u64),
+            cursor: AtomicU64::new(header_size),
             capacity: AtomicU64::new(0),
             finished: AtomicBool::new(false),
             full: AtomicBool::new(false),
@@ -175,16 +213,35 @@ impl TraceWriter {
             prefaulted: AtomicU64::new(0),
             prefault_cursor: AtomicU64::new(0),
             grow_lock: Mutex::new(()),
+            ring: opts.ring.map(Ring::new),
+            header_size,
         };
-        let min_len = HEADER_SIZE as u64 + opts.tail_reserve * 2;
-        w.allocate(opts.growth_step.max(min_len), min_len)
-            .map_err(io_err)?;
         let mut h = header;
-        h.committed_len = HEADER_SIZE as u64;
+        h.committed_len = header_size;
+        if let Some(l) = &opts.ring {
+            let len = l.file_len();
+            w.allocate(len, len).map_err(io_err)?;
+            // The linear part ends where the ring starts.
+            w.capacity.store(l.ring_offset, SeqCst);
+            h.layout = LAYOUT_RING;
+            h.header_size = RING_HEADER_SIZE as u16;
+        } else {
+            let min_len = HEADER_SIZE as u64 + opts.tail_reserve * 2;
+            w.allocate(opts.growth_step.max(min_len), min_len)
+                .map_err(io_err)?;
+        }
         // SAFETY: the first step is allocated and nobody else writes yet.
         unsafe {
-            std::ptr::copy_nonoverlapping(h.encode().as_ptr(), w.map.as_mut_ptr(), HEADER_SIZE)
-        };
+            std::ptr::copy_nonoverlapping(h.encode().as_ptr(), w.map.as_mut_ptr(), HEADER_SIZE);
+            if let (Some(l), Some(ring)) = (&opts.ring, &w.ring) {
+                std::ptr::copy_nonoverlapping(
+                    l.encode(0).as_ptr(),
+                    w.map.as_mut_ptr().add(HEADER_SIZE),
+                    RING_HEADER_SIZE - HEADER_SIZE,
+                );
+                ring.prepare_ahead(w.map.as_mut_ptr(), 1);
+            }
+        }
         w.prefault();
         Ok(w)
     }
@@ -264,7 +321,7 @@ impl TraceWriter {
     /// beside the samplers (SPEC.md §2.7).
     pub fn committed_since(&self, from: u64) -> &[u8] {
         let end = self.committed_len();
-        let from = from.clamp(HEADER_SIZE as u64, end);
+        let from = from.clamp(self.header_size, end);
         // SAFETY: [from, end) lies below the committed length: published
         // records that nobody writes again, inside allocated space, and
         // after the header (whose committed-length word changes).
@@ -319,8 +376,23 @@ impl TraceWriter {
     /// regularly from a normal thread so the sampler never waits. After a
     /// failure (disk full, `RLIMIT_FSIZE`) it keeps failing without trying
     /// again, and samples are dropped from then on.
+    ///
+    /// In the ring layout the file never grows: this prepares the next
+    /// segment instead (SPEC.md §5.3), overwriting the oldest one's samples.
     pub fn grow(&self) -> Result<(), WriteError> {
         if self.full.load(SeqCst) || self.finished.load(SeqCst) {
+            return Ok(());
+        }
+        if let Some(ring) = &self.ring {
+            // One segment ahead, or as many as make 256 KiB (small segments,
+            // in tests), so that samples between two calls find room.
+            let l = ring.layout;
+            let ahead = ((256 << 10) / l.segment_size).clamp(1, u64::from(l.segments / 2).max(1));
+            // SAFETY: the whole file is mapped and allocated.
+            unsafe {
+                ring.prepare_ahead(self.map.as_mut_ptr(), ahead);
+                ring.prefault_current(self.map.as_mut_ptr());
+            }
             return Ok(());
         }
         let _g = self.grow_lock.lock().unwrap_or_else(|e| e.into_inner());
@@ -429,7 +501,10 @@ impl TraceWriter {
         if self.finished.load(SeqCst) {
             return Err(Dropped::Full);
         }
-        let len = enc.encode(s, self.interval_ns.load(SeqCst) / 1000);
+        if let Some(ring) = &self.ring {
+            return self.append_sample_ring(ring, enc, s);
+        }
+        let len = enc.encode(s, self.interval_ns.load(SeqCst) / 1000, None);
         let limit = self
             .capacity
             .load(SeqCst)
@@ -442,6 +517,156 @@ impl TraceWriter {
         enc.commit(s);
         self.samples_written.fetch_add(1, SeqCst);
         Ok(())
+    }
+
+    /// [`append_sample`](Self::append_sample) in the ring layout: a
+    /// thread's first sample in each segment is a keyframe (SPEC.md §5.2),
+    /// so the sample is encoded for the generation it is reserved in, and
+    /// again if the cursor moved on meanwhile. Async-signal-safe.
+    fn append_sample_ring(
+        &self,
+        ring: &Ring,
+        enc: &mut SampleEncoder,
+        s: &SampleRef<'_>,
+    ) -> Result<(), Dropped> {
+        let interval_us = self.interval_ns.load(SeqCst) / 1000;
+        // Bounded: each round either reserves, or finds the cursor moved to
+        // a later generation (which takes a segment's worth of records).
+        for _ in 0..64 {
+            let generation = ring.generation();
+            let len = enc.encode(s, interval_us, Some(generation));
+            match ring.try_reserve(generation, len as u64) {
+                Reserve::Done(r) => {
+                    self.publish_ring(ring, &r, &enc.scratch[..len]);
+                    enc.commit(s);
+                    self.samples_written.fetch_add(1, SeqCst);
+                    return Ok(());
+                }
+                Reserve::Moved => continue,
+                Reserve::Full => break,
+            }
+        }
+        self.samples_dropped.fetch_add(1, SeqCst);
+        Err(Dropped::Full)
+    }
+
+    /// Copies a framed record into the segment space reserved at `r`,
+    /// publishes it, commits it in its segment and leaves the slot.
+    /// Async-signal-safe.
+    fn publish_ring(&self, ring: &Ring, r: &Reserved, rec: &[u8]) {
+        let base = ring.layout.slot_offset(r.slot);
+        let at = base + r.offset;
+        // SAFETY: [at, at + len) was reserved by us alone, in a prepared
+        // segment of the mapped, allocated ring, which nobody prepares
+        // again while we are counted in its in-flight writers.
+        unsafe {
+            std::ptr::copy_nonoverlapping(
+                rec.as_ptr().add(1),
+                self.map.as_mut_ptr().add(at as usize + 1),
+                rec.len() - 1,
+            );
+        }
+        self.kind_byte(at).store(rec[0], SeqCst);
+        // The segment's committed length: the same ordered commit as the
+        // linear log's (SPEC.md §3), within the segment.
+        // SAFETY: 8-aligned (segments are whole pages), inside the mapping,
+        // only accessed atomically.
+        let committed = unsafe {
+            &*(self
+                .map
+                .as_mut_ptr()
+                .add((base + SEG_COMMITTED_AT) as usize) as *const AtomicU64)
+        };
+        let mut c = r.offset;
+        if committed.load(SeqCst) == c {
+            loop {
+                if c >= ring.limit(r.generation) || self.kind_byte(base + c).load(SeqCst) == 0 {
+                    break;
+                }
+                // SAFETY: the record at c is published.
+                let len = unsafe { self.framed_len(base + c) };
+                if committed
+                    .compare_exchange(c, c + len, SeqCst, SeqCst)
+                    .is_err()
+                {
+                    break;
+                }
+                c += len;
+            }
+        }
+        ring.release(r);
+    }
+
+    /// Writes a framed record into the ring (normal context), preparing the
+    /// next segment itself if the housekeeper has not yet.
+    fn write_ring(&self, ring: &Ring, framed: &[u8]) -> Result<(), WriteError> {
+        for _ in 0..1000 {
+            let generation = ring.generation();
+            match ring.try_reserve(generation, framed.len() as u64) {
+                Reserve::Done(r) => {
+                    self.publish_ring(ring, &r, framed);
+                    return Ok(());
+                }
+                Reserve::Moved => continue,
+                Reserve::Full => {
+                    // SAFETY: the whole file is mapped and allocated.
+                    if !unsafe { ring.prepare_ahead(self.map.as_mut_ptr(), 1) } {
+                        std::thread::yield_now();
+                    }
+                }
+            }
+        }
+        Err(WriteError::Full {
+            path: self.path.clone(),
+            len: framed.len() as u64,
+        })
+    }
+
+    /// The committed records of ring generation `generation` from file
+    /// offset `from` on (from the segment's first record if `from` is not
+    /// inside its segment), with the file offset they start at, or `None` if the generation is not in the ring (overwritten, or not
+    /// prepared yet). For the recorder's own reader of the samples, which
+    /// runs on the thread that prepares segments: nothing overwrites the
+    /// bytes while it reads them.
+    pub fn ring_committed_since(&self, generation: u64, from: u64) -> Option<(u64, &[u8])> {
+        let ring = self.ring.as_ref()?;
+        let slot = generation % u64::from(ring.layout.segments);
+        let base = ring.layout.slot_offset(slot);
+        let word = |at: u64| {
+            // SAFETY: 8-aligned words of a segment header, inside the
+            // mapping, only accessed atomically.
+            unsafe { &*(self.map.as_mut_ptr().add((base + at) as usize) as *const AtomicU64) }
+                .load(SeqCst)
+        };
+        if word(SEG_GEN_AT) != generation {
+            return None;
+        }
+        let end = word(SEG_COMMITTED_AT).min(ring.layout.segment_size);
+        let from = if (base..base + ring.layout.segment_size).contains(&from) {
+            from - base
+        } else {
+            0
+        };
+        let from = from.clamp(SEGMENT_HEADER_SIZE, end);
+        // SAFETY: below the segment's committed length: published records
+        // that nobody writes again until the slot is prepared anew.
+        let bytes = unsafe {
+            std::slice::from_raw_parts(
+                self.map.as_ptr().add((base + from) as usize),
+                (end - from) as usize,
+            )
+        };
+        Some((base + from, bytes))
+    }
+
+    /// The generation the ring's cursor is in (0 for a linear log).
+    pub fn ring_generation(&self) -> u64 {
+        self.ring.as_ref().map_or(0, |r| r.generation())
+    }
+
+    /// The ring layout, for a bounded trace.
+    pub fn ring_layout(&self) -> Option<RingLayout> {
+        self.ring.as_ref().map(|r| r.layout)
     }
 
     /// Appends any record but a sample or the run info (normal context: it
@@ -460,7 +685,7 @@ impl TraceWriter {
     /// Its interval is the one sample time deltas are relative to from then
     /// on ([`interval_ns`](Self::interval_ns)).
     pub fn write_run_info(&self, info: &RunInfo) -> Result<(), WriteError> {
-        if self.cursor.load(SeqCst) != HEADER_SIZE as u64 {
+        if self.cursor.load(SeqCst) != self.header_size {
             return Err(WriteError::RunInfo {
                 path: self.path.clone(),
             });
@@ -482,6 +707,22 @@ impl TraceWriter {
         }
         let framed = frame(rec);
         let len = framed.len() as u64;
+        if let Some(ring) = &self.ring {
+            if matches!(rec, Record::SamplesLost(_) | Record::ThreadEnd(_)) {
+                return self.write_ring(ring, &framed);
+            }
+            // The linear part keeps its last 4 KiB for the end record.
+            let limit = match rec {
+                Record::End(_) => ring.layout.ring_offset,
+                _ => ring.layout.ring_offset - 4096,
+            };
+            let at = self.reserve(len, limit).ok_or_else(|| WriteError::Full {
+                path: self.path.clone(),
+                len,
+            })?;
+            self.publish(at, &framed);
+            return Ok(());
+        }
         let at = match self.reserve(len, self.capacity.load(SeqCst)) {
             Some(at) => at,
             None => {
@@ -527,8 +768,28 @@ impl TraceWriter {
         // No msync: the page cache is coherent, so every reader sees the
         // records now, and the kernel writes them back in its own time
         // (SPEC.md §3; the trace is not meant to survive a machine crash).
+        if let Some(ring) = &self.ring {
+            // The ring stays where it is: its size is the bound asked for.
+            return Ok(ring.layout.file_len());
+        }
         self.file.set_len(len).map_err(io_err)?;
         self.capacity.store(len, SeqCst);
         Ok(len)
+    }
+}
+
+/// Takes an open-file-description write lock on the whole file, held until
+/// the writer's file is closed (or the process dies, SIGKILL included), so
+/// that a reader can tell a trace still being written from one whose
+/// recorder was killed, by asking (`F_OFD_GETLK`, which waits for nothing
+/// and takes nothing). A file system without locks just loses that hint.
+fn lock_for_writing(file: &File) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a zeroed flock is valid; fcntl with a valid fd and pointer.
+    unsafe {
+        let mut fl: libc::flock = std::mem::zeroed();
+        fl.l_type = libc::F_WRLCK as _;
+        fl.l_whence = libc::SEEK_SET as _;
+        let _ = libc::fcntl(file.as_raw_fd(), libc::F_OFD_SETLK, &mut fl);
     }
 }

@@ -213,6 +213,8 @@ struct SynthOpts {
     threads: u32,
     max_depth: usize,
     finish: bool,
+    /// In the ring layout (SPEC.md §5), small enough to wrap.
+    ring: bool,
 }
 
 fn synth(wasm: &[u8], path: &str, o: &SynthOpts) -> Vec<u8> {
@@ -225,6 +227,7 @@ fn synth(wasm: &[u8], path: &str, o: &SynthOpts) -> Vec<u8> {
         growth_step: 1 << 20,
         tail_reserve: 4096,
         max_len: 64 << 20,
+        ring: o.ring.then_some(RingLayout { ring_offset: 16 << 10, segment_size: 4096, segments: 4 }),
         ..WriterOptions::default()
     };
     let tw = TraceWriter::create(&tmp, Header::for_this_host(), wopts).unwrap();
@@ -251,6 +254,9 @@ fn synth(wasm: &[u8], path: &str, o: &SynthOpts) -> Vec<u8> {
     let mut time = t0;
     let mut prev: Option<Vec<u64>> = None;
     for i in 0..o.samples {
+        if i % 16 == 0 {
+            tw.grow().unwrap();
+        }
         time += 900_000 + rng.below(200_000) as u64;
         let t = (i as u32) % o.threads;
         // Often the same outer frames as the last sample, like a real run.
@@ -424,8 +430,8 @@ fn main() {
     for (fi, (name, wasm)) in FIXTURES.iter().enumerate() {
         let stem = name.trim_end_matches(".wasm");
         for (k, o) in [
-            SynthOpts { seed: 1 + fi as u64, samples: 40, threads: 1, max_depth: 24, finish: true },
-            SynthOpts { seed: 101 + fi as u64, samples: 60, threads: 2, max_depth: 40, finish: false },
+            SynthOpts { seed: 1 + fi as u64, samples: 40, threads: 1, max_depth: 24, finish: true, ring: false },
+            SynthOpts { seed: 101 + fi as u64, samples: 60, threads: 2, max_depth: 40, finish: false, ring: false },
         ]
         .iter()
         .enumerate()
@@ -435,9 +441,17 @@ fn main() {
             put(&an, &format!("syn-{stem}-{k}.fixture"), &harness::analyze_input_fixture(fi, k == 0, &t));
         }
     }
+    // Ring traces (SPEC.md §5) wrapped several times, finished or not.
+    for (k, finish) in [true, false].into_iter().enumerate() {
+        let t = synth(FIXTURES[0].1, "/fixtures/fib-O2.wasm", &SynthOpts {
+            seed: 500 + k as u64, samples: 1500, threads: 2, max_depth: 20, finish, ring: true,
+        });
+        put(&tr, &format!("syn-ring-{k}.wrec"), &t);
+        put(&an, &format!("syn-ring-{k}.fixture"), &harness::analyze_input_fixture(0, true, &t));
+    }
     // A stack at the recorder's limit.
     let deep = synth(FIXTURES[0].1, "/fixtures/fib-O2.wasm", &SynthOpts {
-        seed: 7, samples: 6, threads: 1, max_depth: MAX_FRAMES + 10, finish: true,
+        seed: 7, samples: 6, threads: 1, max_depth: MAX_FRAMES + 10, finish: true, ring: false,
     });
     put(&tr, "syn-deep.wrec", &deep);
     put(&an, "syn-deep.fixture", &harness::analyze_input_fixture(0, true, &deep));
@@ -446,14 +460,14 @@ fn main() {
     for (k, name) in ["tiny-O2.wasm", "tiny-O0.wasm", "tiny-cpp.wasm", "tiny-dwarf5.wasm"].iter().enumerate() {
         let wasm = std::fs::read(root().join("fuzz/wasm").join(name)).unwrap();
         let t = synth(&wasm, &format!("/w/{name}"), &SynthOpts {
-            seed: 300 + k as u64, samples: 30, threads: 1 + (k as u32 % 2), max_depth: 12, finish: k != 1,
+            seed: 300 + k as u64, samples: 30, threads: 1 + (k as u32 % 2), max_depth: 12, finish: k != 1, ring: false,
         });
         put(&an, &format!("own-{}.in", name.trim_end_matches(".wasm")), &harness::analyze_input_own(&wasm, true, &t));
         put(&tr, &format!("own-{}.wrec", name.trim_end_matches(".wasm")), &t);
     }
     let stripped = std::fs::read(root().join("fixtures/fib-stripped.wasm")).unwrap();
     let t = synth(&stripped, "/w/fib-stripped.wasm", &SynthOpts {
-        seed: 400, samples: 30, threads: 1, max_depth: 30, finish: true,
+        seed: 400, samples: 30, threads: 1, max_depth: 30, finish: true, ring: false,
     });
     put(&an, "own-fib-stripped.in", &harness::analyze_input_own(&stripped, true, &t));
 

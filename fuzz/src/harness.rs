@@ -110,13 +110,21 @@ pub fn read_trace(data: &[u8]) {
 
     // Framing alone.
     let mut last = None;
+    let mut seen = std::collections::HashSet::new();
     let mut framed = 0usize;
     for rec in trace.records() {
         match rec {
             Ok(r) => {
                 assert!(r.kind != 0);
                 assert!(r.offset < end, "record at {} past data_end {end}", r.offset);
-                assert!(last.is_none_or(|l| r.offset > l), "records not advancing");
+                // A ring trace is read linear part, ring in generation
+                // order, end record (SPEC.md §5.4): offsets go back, but
+                // no record is read twice.
+                if trace.ring().is_some() {
+                    assert!(seen.insert(r.offset), "record at {} read twice", r.offset);
+                } else {
+                    assert!(last.is_none_or(|l| r.offset > l), "records not advancing");
+                }
                 last = Some(r.offset);
                 framed += 1;
             }
@@ -380,6 +388,7 @@ fn analyze_scratch(
         dwarf,
         modules: vec![s.wasm.clone()],
         by_function,
+        last: None,
     };
     let profile = match resolve::analyze(&s.trace, &opts, &mut |_, _| {}) {
         Ok(p) => p,

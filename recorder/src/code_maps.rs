@@ -35,6 +35,8 @@ pub(crate) struct CodeMaps {
     /// at one compare here instead of the module search and two set
     /// look-ups (which were most of this thread's time at 100us).
     seen: Box<[u64; SEEN_SLOTS]>,
+    /// In a ring trace (SPEC.md §5), the generation the scanner is in.
+    ring_generation: u64,
 }
 
 /// Slots of [`CodeMaps::seen`] (32 KiB).
@@ -58,6 +60,7 @@ impl CodeMaps {
             scanner: SampleScanner::new(HEADER_SIZE as u64),
             modules: Vec::new(),
             seen: Box::new([SEEN_EMPTY; SEEN_SLOTS]),
+            ring_generation: 0,
         }
     }
 
@@ -82,10 +85,33 @@ impl CodeMaps {
             scanner,
             modules,
             seen,
+            ring_generation,
         } = self;
-        let data = writer.committed_since(scanner.position());
-        // Our own trace: damage is impossible short of a bug; stop looking.
-        let _ = scanner.scan(data, &mut |s| {
+        // The committed samples not scanned yet: a linear log's from where
+        // the scanner stopped; a ring's from there in its generation, then
+        // the generations after it (those overwritten before it got to
+        // them are skipped: their samples are gone from the trace too).
+        let mut pieces: Vec<(u64, &[u8])> = Vec::new();
+        if writer.ring_layout().is_some() {
+            scanner.set_interval(writer.interval_ns());
+            let current = writer.ring_generation();
+            let mut g = *ring_generation;
+            let mut from = scanner.position();
+            while g <= current {
+                if let Some((at, data)) = writer.ring_committed_since(g, from) {
+                    pieces.push((at, data));
+                    *ring_generation = g;
+                }
+                g += 1;
+                from = 0;
+            }
+        } else {
+            pieces.push((
+                scanner.position(),
+                writer.committed_since(scanner.position()),
+            ));
+        }
+        let mut on_sample = |s: &wrec_format::Sample<'_>| {
             let host = s.flags & flags::HOST != 0;
             for (j, &addr) in s.stack.iter().enumerate() {
                 let is_return = j > 0 || host;
@@ -112,7 +138,14 @@ impl CodeMaps {
                     m.pending.insert(off, w);
                 }
             }
-        });
+        };
+        for (at, data) in pieces {
+            // Each piece starts at a record boundary; a ring segment's
+            // samples start with keyframes, so the state carries over.
+            scanner.seek(at);
+            // Our own trace: damage is impossible short of a bug; stop looking.
+            let _ = scanner.scan(data, &mut on_sample);
+        }
         // A full trace writes these (at the end) into the space kept back
         // for the loss and end records: a bounded share of it, so the end
         // record still fits; the rest lose their lines (wanalyze says so).

@@ -1,6 +1,14 @@
 //! The recorder's background thread: grows the trace ahead of the samplers,
 //! pre-faults it, reports losses and writes the code addresses of newly
 //! sampled code.
+//!
+//! In a flight-recorder trace (`--max-size`, SPEC.md §5) "growing" is
+//! preparing the ring's next segment (`TraceWriter::grow` does either):
+//! the one step that overwrites old samples happens here, in normal
+//! context, and the signal handler only ever moves into a segment this
+//! thread has zeroed and stamped. When nothing happens, a round costs a
+//! wake-up (the timed wait) and a few atomic loads: no other system call,
+//! no page touched.
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex};

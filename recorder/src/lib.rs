@@ -71,6 +71,7 @@ mod error;
 mod housekeeping;
 mod interval;
 mod losses;
+mod max_size;
 mod options;
 mod output;
 mod recorder;
@@ -81,6 +82,7 @@ mod signals;
 
 pub use error::Error;
 pub use interval::{format_interval, parse_interval, MAX_INTERVAL, MIN_INTERVAL};
+pub use max_size::{layout_with_segments, parse_max_size, parse_size};
 pub use options::{ExitInfo, RecorderOptions};
 pub use recorder::{Recorder, Summary, RECORDER};
 pub use sampler::{

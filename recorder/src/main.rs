@@ -131,6 +131,20 @@ struct Cli {
     #[arg(long)]
     exact_cpu: bool,
 
+    /// Flight recorder: keep the trace at most SIZE bytes (e.g. 64MiB, 1GiB)
+    /// by overwriting its oldest samples, so that it always holds the most
+    /// recent stretch of the run (about 3/4 of SIZE holds samples: at 1ms,
+    /// 15-25 bytes a sample, 64MiB is about an hour). The file takes SIZE on
+    /// disk from the start. `wanalyze` says which span of time it covers
+    /// and reads it while wrec runs.
+    #[arg(long, value_name = "SIZE", value_parser = wrec::parse_size)]
+    max_size: Option<u64>,
+
+    /// With --max-size: segments of this many bytes (for testing the ring
+    /// wrapping within a short run)
+    #[arg(long, hide = true, value_name = "BYTES", requires = "max_size", value_parser = wrec::parse_size)]
+    trace_segment_size: Option<u64>,
+
     /// Grow the trace file in steps of this many bytes (default 8 MiB; for
     /// testing the full-disk path)
     #[arg(long, hide = true, value_name = "BYTES")]
@@ -194,6 +208,19 @@ fn main() -> ExitCode {
         ClockArg::Cpu => TimerClock::Cpu,
     };
     opts.recording.force = cli.force;
+    if let Some(max) = cli.max_size {
+        let layout = match cli.trace_segment_size {
+            Some(seg) => wrec::layout_with_segments(max, seg),
+            None => wrec::parse_max_size(&max.to_string()),
+        };
+        match layout {
+            Ok(l) => opts.recording.writer.ring = Some(l),
+            Err(e) => {
+                say(format_args!("wrec: error: --max-size: {e}"));
+                return ExitCode::from(2);
+            }
+        }
+    }
     if let Some(step) = cli.trace_growth_step {
         opts.recording.writer.growth_step = step.max(4096);
     }

@@ -180,6 +180,9 @@ pub struct Meta {
     pub end: Option<RunEnd>,
     /// Problems met while reading and symbolizing, one line each.
     pub warnings: Vec<String>,
+    /// What part of the run the profile covers, where that is not all of
+    /// it (a flight-recorder trace, a recording still going, `--last`).
+    pub notes: Vec<String>,
     /// Whether frames carry DWARF lines (`--dwarf` and the module had DWARF).
     pub has_lines: bool,
     /// Samples the recorder took without reading the CPU clock (`NO_CPU`):

@@ -52,6 +52,8 @@ pub(super) struct Analysis<'a> {
     pub(super) losses: Losses,
     pub(super) samples_read: u64,
     pub(super) saw_end: bool,
+    /// A recorder still held the trace open for writing.
+    pub(super) being_written: bool,
     /// Where the trace is damaged, if it is: the analysis ends there.
     pub(super) damage: Option<ReadError>,
 }
@@ -89,6 +91,7 @@ impl<'a> Analysis<'a> {
             losses: Losses::default(),
             samples_read: 0,
             saw_end: false,
+            being_written: false,
             damage: None,
         })
     }

@@ -55,6 +55,9 @@ pub struct Options {
     /// smaller stack tree when stacks are deep and varied. The Firefox
     /// output needs every frame (addresses, lines).
     pub by_function: bool,
+    /// Only the final stretch of the trace: samples within this long of
+    /// its last sample (`wanalyze --last 30s`).
+    pub last: Option<std::time::Duration>,
 }
 
 /// Why a trace could not be analyzed at all. Damage *inside* a trace is not
@@ -122,6 +125,14 @@ pub fn analyze(
         source,
     })?;
     let mut a = Analysis::new(path, &trace, opts)?;
+    a.being_written = trace.being_written();
+    let span = samples_span(&trace);
+    // With --last, samples before this monotonic time are left out.
+    let cutoff = opts
+        .last
+        .zip(span)
+        .map(|(d, (_, last))| last.saturating_sub(d.as_nanos() as u64));
+    let mut skipped = 0u64;
     let total = trace.data_end();
     // The decoder lets go of the trace's pages behind it as it reads.
     let mut decoder = trace.decoder();
@@ -140,6 +151,10 @@ pub fn analyze(
                 if n.is_multiple_of(65536) {
                     progress(s.offset, total);
                 }
+                if cutoff.is_some_and(|c| s.time_ns < c) {
+                    skipped += 1;
+                    continue;
+                }
                 a.on_sample(&s);
             }
             Event::Record(Record::RunInfo(ri)) => a.on_run_info(ri),
@@ -154,7 +169,78 @@ pub fn analyze(
         }
     }
     progress(total, total);
-    a.finish()
+    let notes = span_notes(&trace, span, cutoff, skipped, opts.last);
+    let mut profile = a.finish()?;
+    profile.meta.notes = notes;
+    Ok(profile)
+}
+
+/// The monotonic times of the trace's first and last samples, read in a
+/// pass of their own (cheap next to resolving them): `--last` counts back
+/// from the last one, and a ring trace says which span it holds.
+fn samples_span(trace: &Trace) -> Option<(u64, u64)> {
+    let mut span: Option<(u64, u64)> = None;
+    let mut d = trace.decoder();
+    while let Some(Ok(ev)) = d.next() {
+        if let Event::Sample(s) = ev {
+            let (lo, hi) = span.get_or_insert((s.time_ns, s.time_ns));
+            *lo = (*lo).min(s.time_ns);
+            *hi = (*hi).max(s.time_ns);
+        }
+    }
+    span
+}
+
+/// What the profile covers, when that is not simply the whole run: a
+/// flight-recorder trace (its oldest samples overwritten), a recording
+/// still going, a `--last` window.
+fn span_notes(
+    trace: &Trace,
+    span: Option<(u64, u64)>,
+    cutoff: Option<u64>,
+    skipped: u64,
+    last: Option<std::time::Duration>,
+) -> Vec<String> {
+    let mut notes = Vec::new();
+    // Seconds since the recorder started (its header's clock reading).
+    let zero = trace.header().monotonic_reference_ns;
+    let secs = |t: u64| t.saturating_sub(zero) as f64 / 1e9;
+    if let Some(ring) = trace.ring() {
+        let held = match span {
+            Some((a, b)) => format!(
+                "samples from {:.3} s to {:.3} s after recording started ({:.3} s)",
+                secs(a),
+                secs(b),
+                secs(b) - secs(a)
+            ),
+            None => "no samples".to_owned(),
+        };
+        let older = if ring.first > 0 {
+            "; older samples were overwritten"
+        } else {
+            "; nothing was overwritten yet"
+        };
+        notes.push(format!(
+            "flight-recorder trace ({} segments of {} KiB): it holds {held}{older}",
+            ring.layout.segments,
+            ring.layout.segment_size >> 10
+        ));
+    }
+    if trace.being_written() {
+        notes.push(
+            "the recording is still going (wrec is writing the trace): the profile holds what was committed when it was read"
+                .to_owned(),
+        );
+    }
+    if let (Some(d), Some(c), Some((_, b))) = (last, cutoff, span) {
+        notes.push(format!(
+            "--last {}: only the samples from {:.3} s to {:.3} s after recording started ({skipped} earlier samples left out)",
+            humantime::format_duration(d),
+            secs(c),
+            secs(b)
+        ));
+    }
+    notes
 }
 
 /// The file name of a path, e.g. `fib.wasm`.

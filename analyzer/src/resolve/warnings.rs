@@ -35,6 +35,10 @@ impl Analysis<'_> {
             self.meta.warnings.push(format!(
                 "{path}: {e}; the profile covers the {n} samples before it"
             ));
+        } else if !self.saw_end && self.being_written {
+            self.meta.warnings.push(format!(
+                "{path}: the recording is still going; the profile covers the {n} samples committed so far"
+            ));
         } else if !self.saw_end {
             self.meta.warnings.push(format!(
                 "{path}: the trace ended without its end record (the recorder was killed or crashed); the profile covers the {n} samples it holds"
@@ -86,7 +90,7 @@ impl Analysis<'_> {
         for (reason, lost) in self.losses.iter() {
             let why = match reason {
                 LossReason::LogFull => {
-                    "the trace file was full: the disk ran out or growth fell behind"
+                    "the trace file was full: the disk ran out or growth fell behind (in a flight recorder: the next segment was not ready)"
                 }
                 LossReason::StackWalk => "their stacks could not be walked",
                 LossReason::TimerOverrun => {

@@ -109,6 +109,7 @@ impl Served {
             dwarf: true,
             modules: opts.modules.clone(),
             by_function: false,
+            last: None,
         };
         let mut profile: Profile = resolve::analyze(trace, &ropts, &mut |_, _| {})?;
         let mut warnings = std::mem::take(&mut profile.meta.warnings);
