@@ -40,6 +40,17 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Async calls work the same way: with the engine configured by
+//! [`configure`], `instantiate_async` and `call_async` (the guest then runs
+//! on a fiber, as `wasmtime run` runs it) give the same samples as `call`,
+//! full stacks on the fiber included. Create the thread sampler on the
+//! thread that polls the call's future (e.g. inside
+//! `wasmtime_wasi::runtime::in_tokio`, which polls it on the calling
+//! thread). A host call that waits (an async sleep or read) switches the
+//! fiber out while the thread waits in the executor; its samples carry the
+//! wasm stack of the waiting call, as a blocking call's would
+//! (`tests/async_store.rs` runs the same fixtures both ways).
+//!
 //! Process-wide effects: the recorder installs a `SIGPROF` handler (kept for
 //! the life of the process; stray `SIGPROF`s that are not its timers' go to
 //! the previous handler, or are ignored instead of killing the process) and
@@ -81,7 +92,10 @@ pub use error::Error;
 pub use interval::{format_interval, parse_interval, MAX_INTERVAL, MIN_INTERVAL};
 pub use options::{ExitInfo, RecorderOptions};
 pub use recorder::{Recorder, Summary, RECORDER};
-pub use sampler::{SamplerStats, Sampling, ThreadSampler, MAX_MODULES, MAX_THREADS};
+pub use sampler::{
+    registered_fiber_stacks, FiberStackCreator, SamplerStats, Sampling, ThreadSampler,
+    MAX_FIBER_STACKS, MAX_MODULES, MAX_THREADS,
+};
 pub use wrec_format::{ExitKind, TimerClock, WriterOptions};
 
 /// Applies what the sampler needs to a Wasmtime configuration, leaving
@@ -96,11 +110,23 @@ pub use wrec_format::{ExitKind, TimerClock, WriterOptions};
 ///   longer fall inside `Module::text()`;
 /// - wasm-level inlining stays at the default.
 ///
+/// - fiber stacks come from [`FiberStackCreator`]
+///   (`Config::with_host_stack`): async calls (`call_async`,
+///   `instantiate_async`) run wasm on a fiber, a stack of its own, and the
+///   sampler must know where those stacks are to walk them. With it, samples of async calls are
+///   as complete as those of synchronous ones, including a host call that
+///   waits (its fiber is switched out while the thread waits in the
+///   executor: the sample shows the wasm stack that made the call). Without
+///   it (or with Wasmtime's pooling allocator, which keeps its own fiber
+///   stacks), a sample on a fiber keeps only its program counter and is
+///   flagged `BROKEN`.
+///
 /// Cranelift always keeps frame pointers in Wasmtime, which is what the
 /// sampler walks. The code cache is left alone (see [`run::RunOptions::cache`]).
 pub fn configure(config: &mut wasmtime::Config) -> &mut wasmtime::Config {
     config.generate_address_map(true);
     config.epoch_interruption(false);
     config.consume_fuel(false);
+    config.with_host_stack(std::sync::Arc::new(FiberStackCreator));
     config
 }
