@@ -78,6 +78,7 @@
 
 mod arch;
 mod code_maps;
+mod component;
 mod error;
 mod housekeeping;
 mod interval;

@@ -36,7 +36,7 @@ pub(super) struct Analysis<'a> {
     pub(super) meta: Meta,
     pub(super) overrides: Overrides,
     /// Index in `r.modules` of the first module with each hash.
-    pub(super) by_hash: FxHashMap<[u8; 32], usize>,
+    pub(super) by_hash: FxHashMap<super::modules::ModuleKey, usize>,
     /// Thread id → index in `states` and `r.profile.threads`.
     threads: HashMap<u32, usize>,
     states: Vec<ThreadState>,
@@ -101,10 +101,11 @@ impl<'a> Analysis<'a> {
     /// A module: loaded, or shared with an earlier record of the same file.
     pub(super) fn on_module(&mut self, rec: ModuleRecord) -> Result<(), AnalyzeError> {
         // A module recorded more than once is read and indexed once.
-        let m = match self.by_hash.get(&rec.sha256) {
+        let key = super::modules::module_key(&rec);
+        let m = match self.by_hash.get(&key) {
             Some(&i) => self.r.modules[i].again(rec),
             None => {
-                self.by_hash.insert(rec.sha256, self.r.modules.len());
+                self.by_hash.insert(key, self.r.modules.len());
                 load_module(
                     rec,
                     &mut self.overrides,

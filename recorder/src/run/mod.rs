@@ -1,6 +1,7 @@
 //! Running a WASI program under the recorder, the way `wasmtime run` runs
 //! it: a command module (WASI preview 1) through its `_start` export (see
-//! `module.rs`).
+//! `module.rs`), or a command component (WASI 0.2) through its
+//! `wasi:cli/run` export (see `component.rs`).
 //!
 //! - Like `wasmtime run`, the guest runs on a fiber (`call_async` inside a
 //!   Tokio runtime's `block_on` on this thread) with WASI's async host
@@ -36,6 +37,7 @@ use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::{ExitInfo, ExitKind, Recorder, RecorderOptions, Summary};
 
+mod component;
 mod module;
 
 /// The exit code for a trap: 128 + SIGABRT, as `wasmtime run` uses on Unix.
@@ -108,7 +110,8 @@ impl DirMapping {
 /// Everything [`run`] needs.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// The WASI command module (binary or text format).
+    /// The WASI command: a core module (binary or text format) or a WASI 0.2
+    /// component exporting `wasi:cli/run`.
     pub wasm: PathBuf,
     /// The guest's arguments after `argv[0]`.
     pub args: Vec<String>,
@@ -213,7 +216,11 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     }
     let engine =
         Engine::new(&config).map_err(|e| RunError(format!("cannot set up Wasmtime: {e:#}")))?;
-    module::run(opts, &engine, &bytes)
+    if wasmparser::Parser::is_component(&bytes) {
+        component::run(opts, &engine, &bytes)
+    } else {
+        module::run(opts, &engine, &bytes)
+    }
 }
 
 /// What a prepared program gives [`record`]: how to describe it in the
