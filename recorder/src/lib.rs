@@ -20,6 +20,8 @@
 //! let module = wasmtime::Module::new(&engine, &bytes)?;
 //! let recorder = Recorder::create(Path::new("guest.wrec"), RecorderOptions::default())?;
 //! recorder.add_module(&module, Path::new("guest.wasm"), &bytes)?;
+//! // (A component: `recorder.add_component(&component, path, &bytes)`, one
+//! // module record for each core module inside it.)
 //!
 //! // 3. Sample the thread that runs the store's calls.
 //! let mut store = wasmtime::Store::new(&engine, ());
