@@ -195,3 +195,47 @@ fn a_component_that_is_not_a_command_is_refused_in_one_line_without_a_trace() {
     assert!(err.contains("http-handler.component.wasm"), "{err}");
     assert!(!trace.exists());
 }
+
+#[test]
+fn a_component_gets_exactly_the_arguments_variables_and_directories_given() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("input.txt"), "hello\n").unwrap();
+    let wasm = fixture("envargs.component.wasm");
+    let wasm = wasm.to_str().unwrap();
+    let out = wrec_cmd(
+        dir.path(),
+        &[
+            "--dir",
+            ".",
+            "--env",
+            "WREC_FIXTURE_GREETING=hi",
+            "-o",
+            "t.wrec",
+            wasm,
+            ".",
+            "-q",
+            "b c",
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("argv[0]=envargs.component.wasm\n"), "{text}");
+    assert!(text.contains("argv[2]=-q\nargv[3]=b c\n"), "{text}");
+    assert!(text.contains("WREC_FIXTURE_GREETING=hi"), "{text}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("output.txt")).unwrap(),
+        "HELLO\n"
+    );
+    // Without --env the guest sees no variable; without --dir no directory:
+    // both fail its checks (status 1: WASI 0.2's exit carries no code).
+    let out = wrec_cmd(dir.path(), &["-o", "u.wrec", wasm, "."])
+        .env("WREC_FIXTURE_GREETING", "from wrec's environment")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("WREC_FIXTURE_GREETING is not set"), "{err}");
+    assert!(dir.path().join("u.wrec").exists());
+}
