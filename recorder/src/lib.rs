@@ -76,7 +76,9 @@
 //!   recorder gives each [`ThreadSampler`] for its end.
 //! - `arch.rs`: registers, frame setup and pointer authentication per
 //!   architecture; `interval.rs`, `output.rs`: the interval syntax and the
-//!   output file policy; `run.rs`: the WASI runner the binary uses.
+//!   output file policy; `run/`: the WASI runner the binary uses (core
+//!   modules and components); `component.rs`: a component's core modules
+//!   as module records.
 
 mod arch;
 mod code_maps;
