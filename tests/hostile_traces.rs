@@ -215,3 +215,44 @@ fn a_module_pointing_outside_its_code_and_samples_in_no_module() {
         p.meta.warnings
     );
 }
+
+#[test]
+fn a_component_trace_placing_an_inner_module_elsewhere_is_refused_in_one_line() {
+    let (dir, trace) = record_ok("fib-O2.component.wasm", &["--interval", "2ms"], &["10"]);
+    let (header, recs) = records(&trace);
+    // Every inner module record now says its bytes start in the middle of
+    // the component's first one.
+    let moved: Vec<(u8, Vec<u8>)> = recs
+        .iter()
+        .map(|(k, p)| {
+            if *k != kind::MODULE {
+                return (*k, p.clone());
+            }
+            match Record::decode(*k, p, 0).unwrap() {
+                Some(Record::Module(mut m)) => {
+                    let inner = m.inner.as_mut().expect("an inner module");
+                    inner.offset += 7;
+                    (*k, payload(&Record::Module(m)))
+                }
+                _ => unreachable!(),
+            }
+        })
+        .collect();
+    let path = dir.path().join("moved.wrec");
+    std::fs::write(&path, build(&header, &moved)).unwrap();
+    let opts = Options {
+        dwarf: true,
+        modules: Vec::new(),
+        by_function: false,
+        last: None,
+    };
+    let err = analyze(&path, &opts, &mut |_, _| {})
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("fib-O2.component.wasm") && err.contains("core module 0"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}

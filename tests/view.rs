@@ -252,6 +252,21 @@ fn asm_of(base: &str, profile: &Value, func: &str) -> Vec<(u64, String)> {
 }
 
 #[test]
+fn view_serves_the_wasm_code_of_a_module_inside_a_component() {
+    // The profile's library is the component's core module; its
+    // instructions come from that module's bytes inside the component file.
+    let (_d, trace) = record_ok("fib-O2.component.wasm", &[], &["32"]);
+    let view = View::start(&[trace.to_str().unwrap()]);
+    let base = view.base();
+    let profile = request("GET", &format!("{base}/profile.json"), None).json();
+    let ins = asm_of(&base, &profile, "fib");
+    assert!(
+        ins.iter().any(|(_, t)| t.ends_with("<fib>")),
+        "fib calls itself: {ins:?}"
+    );
+}
+
+#[test]
 fn view_serves_the_profile_sources_and_wasm_code_on_loopback() {
     // From a trace: fib.
     let (_d, trace) = record_ok("fib-O2.wasm", &[], &["32"]);

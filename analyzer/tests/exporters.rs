@@ -38,6 +38,7 @@ impl Builder {
                 name: "app.wasm".into(),
                 local_path: "/tmp/app.wasm".into(),
                 sha256: "ab".repeat(32),
+                inner: None,
             }],
             ..Default::default()
         };

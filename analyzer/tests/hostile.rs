@@ -57,6 +57,7 @@ fn module_record(
         }],
         address_map,
         addresses: vec![],
+        inner: None,
     }))
 }
 

@@ -1,9 +1,11 @@
 //! One measured run, in a child process: a WASI command module under one of
 //! the four configurations.
 //!
-//! Every configuration gets the same WASI setup as `wrec` itself
-//! (`recorder/src/run.rs`): inherited stdio, the guest's argv, blocking calls
-//! on the guest's thread, no preopened directory. The module is not compiled
+//! Every configuration gets the WASI setup `wrec` had before issue 13:
+//! inherited stdio, the guest's argv, blocking calls on the guest's thread,
+//! no preopened directory, the synchronous p1 linker (`wrec` now runs the
+//! guest on a fiber with the async one; `wrec-bench cli` compares the real
+//! binaries). The module is not compiled
 //! here: the parent precompiled it with the same engine configuration, so the
 //! child's peak RSS is the run's, not Cranelift's.
 //!

@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 mod analyzer;
 mod child;
+mod cli_parity;
 mod floor;
 mod report;
 mod stats;
@@ -124,6 +125,9 @@ enum Cmd {
     AnalyzeChild(analyzer::AnalyzeArgs),
     /// Where a trace's bytes go, field by field (explains bytes/sample).
     TraceStats(tracestats::TraceStatsArgs),
+    /// The `wrec` binary against the real `wasmtime run`, whole processes,
+    /// CPU time (the external baseline of the runner-parity target).
+    Cli(cli_parity::CliArgs),
 }
 
 /// A guest program.
@@ -166,6 +170,7 @@ fn main() {
         Some(Cmd::Child(a)) => child::main(a),
         Some(Cmd::AnalyzeChild(a)) => analyzer::child_main(a),
         Some(Cmd::TraceStats(a)) => tracestats::main(a),
+        Some(Cmd::Cli(a)) => cli_parity::main(a),
         None => bench(&cli),
     };
     if let Err(e) = r {

@@ -6,8 +6,9 @@ pub const MAGIC: [u8; 8] = *b"WRECTRC\0";
 pub const VERSION_MAJOR: u16 = 3;
 /// The oldest major version this crate still reads (2.x: SPEC.md §7).
 pub const OLDEST_MAJOR: u16 = 2;
-/// 3.1 added the ring layout (SPEC.md §5).
-pub const VERSION_MINOR: u16 = 1;
+/// 3.1 added the ring layout (SPEC.md §5), 3.2 the component module
+/// record (SPEC.md §6).
+pub const VERSION_MINOR: u16 = 2;
 pub const BYTE_ORDER_MARK: u32 = 0x0A0B_0C0D;
 pub const HEADER_SIZE: usize = 64;
 /// Offset of the committed-length word.

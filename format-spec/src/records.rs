@@ -97,6 +97,37 @@ pub struct ModuleRecord {
     /// [`crate::Decoder`] gathers them from every code-addresses record of
     /// the trace for this module.
     pub addresses: Vec<AddressMapEntry>,
+    /// Where the module's bytes are when it is a core module inside a
+    /// component (SPEC.md §2.2, since 3.2); `None`: the file at `path` is
+    /// the module.
+    pub inner: Option<InnerModule>,
+}
+
+/// A core module inside a component file (SPEC.md §2.2): which one, and
+/// where its bytes are. The module record's wasm offsets count from
+/// `offset`, the first byte of the inner module's own header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InnerModule {
+    /// The component's core modules counted in file order from 0, those of
+    /// nested components included (depth first), as Wasmtime numbers its
+    /// static modules; modules Wasmtime generates (adapters between
+    /// components) come after those of the file.
+    pub index: u32,
+    /// Offset of the module's bytes in the file.
+    pub offset: u64,
+    /// Length of the module's bytes; `0` for a module Wasmtime generated,
+    /// which has no bytes in the file.
+    pub len: u64,
+}
+
+impl InnerModule {
+    /// The module's bytes within the component file `file`, if it has
+    /// some and they lie inside it.
+    pub fn slice<'a>(&self, file: &'a [u8]) -> Option<&'a [u8]> {
+        let start = usize::try_from(self.offset).ok()?;
+        let len = usize::try_from(self.len).ok().filter(|&n| n > 0)?;
+        file.get(start..start.checked_add(len)?)
+    }
 }
 
 impl ModuleRecord {
@@ -317,6 +348,12 @@ impl Record {
                     end = f.offset.wrapping_add(f.len);
                 }
                 push_map(out, &m.address_map);
+                // Appended in 3.2; absent for a module file of its own.
+                if let Some(inner) = &m.inner {
+                    push(out, u64::from(inner.index) + 1);
+                    push(out, inner.offset);
+                    push(out, inner.len);
+                }
             }
             Record::ThreadStart(t) => {
                 push(out, u64::from(t.thread));
@@ -411,6 +448,19 @@ impl Record {
                     next_index = i64::from(index) + 1;
                 }
                 let address_map = p.map()?;
+                let inner = if p.at_end() {
+                    None
+                } else {
+                    match p.varint()? {
+                        0 => None,
+                        n => Some(InnerModule {
+                            index: u32::try_from(n - 1)
+                                .map_err(|_| p.damage(Damage::BadValue("inner module index")))?,
+                            offset: p.varint()?,
+                            len: p.varint()?,
+                        }),
+                    }
+                };
                 Record::Module(ModuleRecord {
                     id,
                     path,
@@ -420,6 +470,7 @@ impl Record {
                     functions,
                     address_map,
                     addresses: Vec::new(),
+                    inner,
                 })
             }
             kind::THREAD_START => Record::ThreadStart(ThreadStart {
@@ -636,6 +687,11 @@ impl<'a> Payload<'a> {
             });
         }
         Ok(map)
+    }
+
+    /// Whether every byte of the payload has been read.
+    fn at_end(&self) -> bool {
+        self.pos >= self.buf.len()
     }
 
     fn rest(&mut self) -> &'a [u8] {

@@ -33,6 +33,7 @@ fn example_module() -> ModuleRecord {
         }],
         address_map: vec![],
         addresses: vec![],
+        inner: None,
     }
 }
 
@@ -852,4 +853,42 @@ fn the_run_info_goes_first_and_once() {
     let t = Trace::open(&path).unwrap();
     let recs: Vec<u8> = t.records().map(|r| r.unwrap().kind).collect();
     assert_eq!(recs, [kind::RUN_INFO]);
+}
+
+#[test]
+fn an_inner_module_round_trips_and_a_plain_one_writes_no_inner_fields() {
+    let plain = example_module();
+    let mut plain_bytes = Vec::new();
+    Record::Module(plain.clone()).encode_payload(&mut plain_bytes);
+    let inner = ModuleRecord {
+        inner: Some(InnerModule {
+            index: 2,
+            offset: 0xb32,
+            len: 153_882,
+        }),
+        ..plain.clone()
+    };
+    let mut inner_bytes = Vec::new();
+    Record::Module(inner.clone()).encode_payload(&mut inner_bytes);
+    // Appended fields only: a 3.0 reader reads the same record before them.
+    assert!(inner_bytes.starts_with(&plain_bytes));
+    let back = |b: &[u8]| match Record::decode(kind::MODULE, b, 0).unwrap() {
+        Some(Record::Module(m)) => m,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(back(&plain_bytes), plain);
+    assert_eq!(back(&inner_bytes), inner);
+    // An explicit 0 is "not inner", and later fields are ignored.
+    let mut zero = plain_bytes.clone();
+    zero.extend_from_slice(&[0, 7, 7]);
+    assert_eq!(back(&zero), plain);
+    let file = vec![1u8; 200];
+    let i = InnerModule {
+        index: 0,
+        offset: 100,
+        len: 50,
+    };
+    assert_eq!(i.slice(&file).map(|s| s.len()), Some(50));
+    assert_eq!(InnerModule { len: 0, ..i }.slice(&file), None);
+    assert_eq!(InnerModule { len: 101, ..i }.slice(&file), None);
 }

@@ -34,6 +34,7 @@ fn ring_writer(path: &Path, max_size: u64) -> TraceWriter {
         }],
         address_map: vec![],
         addresses: vec![],
+        inner: None,
     }))
     .unwrap();
     for t in 0..2u32 {

@@ -37,6 +37,7 @@ fn module_at(id: u64, text_addr: u64, text_len: u64, path: &str) -> Vec<u8> {
             AddressMapEntry { code_offset: 0x10, wasm_offset: Some(0x1_0000_0000) },
         ],
         addresses: vec![],
+        inner: None,
     }))
 }
 

@@ -155,6 +155,7 @@ fn layout(w: &Wasm, path: &str, sha256: [u8; 32], text_addr: u64) -> Layout {
             functions,
             address_map,
             addresses: Vec::new(),
+            inner: None,
         },
     }
 }

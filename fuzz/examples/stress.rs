@@ -30,6 +30,7 @@ fn module(id: u64) -> Vec<u8> {
         functions: vec![],
         address_map: vec![],
         addresses: vec![],
+        inner: None,
     }))
 }
 
@@ -89,6 +90,7 @@ fn main() {
                 text_len: n + 16,
                 functions: vec![FunctionEntry { index: 1, offset: 0, len: n + 16 }],
                 addresses: vec![],
+                inner: None,
                 address_map: (0..n)
                     .map(|i| AddressMapEntry { code_offset: i, wasm_offset: None })
                     .collect(),

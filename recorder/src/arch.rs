@@ -181,6 +181,20 @@ pub(crate) fn strip_pac(addr: u64) -> u64 {
     addr
 }
 
+/// Where a suspended Wasmtime fiber's frame pointer is, relative to the
+/// stack pointer its stack switch saved (at the top of the fiber stack):
+/// `wasmtime_fiber_switch` pushes rbp, rbx, r12-r15 (x86_64: rbp 0x28 above
+/// the saved sp) or stores x29/x30 last of ten pairs (aarch64: 0x90 above).
+/// Checked against wasmtime-internal-fiber 48's `stackswitch/*.rs`.
+#[inline]
+pub(crate) const fn suspended_fp_offset() -> u64 {
+    if cfg!(target_arch = "aarch64") {
+        0x90
+    } else {
+        0x28
+    }
+}
+
 /// The frame pointer register: inlined into `find_boundary` (which is never
 /// inlined), it is that function's own frame record.
 #[inline(always)]

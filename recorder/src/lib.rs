@@ -20,6 +20,8 @@
 //! let module = wasmtime::Module::new(&engine, &bytes)?;
 //! let recorder = Recorder::create(Path::new("guest.wrec"), RecorderOptions::default())?;
 //! recorder.add_module(&module, Path::new("guest.wasm"), &bytes)?;
+//! // (A component: `recorder.add_component(&component, path, &bytes)`, one
+//! // module record for each core module inside it.)
 //!
 //! // 3. Sample the thread that runs the store's calls.
 //! let mut store = wasmtime::Store::new(&engine, ());
@@ -39,6 +41,17 @@
 //! eprintln!("{} samples, {} lost", summary.samples, summary.lost);
 //! # Ok(()) }
 //! ```
+//!
+//! Async calls work the same way: with the engine configured by
+//! [`configure`], `instantiate_async` and `call_async` (the guest then runs
+//! on a fiber, as `wasmtime run` runs it) give the same samples as `call`,
+//! full stacks on the fiber included. Create the thread sampler on the
+//! thread that polls the call's future (e.g. inside
+//! `wasmtime_wasi::runtime::in_tokio`, which polls it on the calling
+//! thread). A host call that waits (an async sleep or read) switches the
+//! fiber out while the thread waits in the executor; its samples carry the
+//! wasm stack of the waiting call, as a blocking call's would
+//! (`tests/async_store.rs` runs the same fixtures both ways).
 //!
 //! Process-wide effects: the recorder installs a `SIGPROF` handler (kept for
 //! the life of the process; stray `SIGPROF`s that are not its timers' go to
@@ -63,10 +76,13 @@
 //!   recorder gives each [`ThreadSampler`] for its end.
 //! - `arch.rs`: registers, frame setup and pointer authentication per
 //!   architecture; `interval.rs`, `output.rs`: the interval syntax and the
-//!   output file policy; `run.rs`: the WASI runner the binary uses.
+//!   output file policy; `run/`: the WASI runner the binary uses (core
+//!   modules and components); `component.rs`: a component's core modules
+//!   as module records.
 
 mod arch;
 mod code_maps;
+mod component;
 mod error;
 mod housekeeping;
 mod interval;
@@ -86,8 +102,9 @@ pub use max_size::{layout_with_segments, parse_max_size, parse_size};
 pub use options::{ExitInfo, RecorderOptions};
 pub use recorder::{Recorder, Summary, RECORDER};
 pub use sampler::{
-    measure_signal_cost, sustainable_interval, SamplerStats, Sampling, ThreadSampler, MAX_MODULES,
-    MAX_THREADS, SUSTAIN_FACTOR,
+    measure_signal_cost, registered_fiber_stacks, sustainable_interval, FiberStackCreator,
+    SamplerStats, Sampling, ThreadSampler, MAX_FIBER_STACKS, MAX_MODULES, MAX_THREADS,
+    SUSTAIN_FACTOR,
 };
 pub use signals::STOP_SIGNALS;
 pub use wrec_format::{ExitKind, TimerClock, WriterOptions};
@@ -104,11 +121,23 @@ pub use wrec_format::{ExitKind, TimerClock, WriterOptions};
 ///   longer fall inside `Module::text()`;
 /// - wasm-level inlining stays at the default.
 ///
+/// - fiber stacks come from [`FiberStackCreator`]
+///   (`Config::with_host_stack`): async calls (`call_async`,
+///   `instantiate_async`) run wasm on a fiber, a stack of its own, and the
+///   sampler must know where those stacks are to walk them. With it, samples of async calls are
+///   as complete as those of synchronous ones, including a host call that
+///   waits (its fiber is switched out while the thread waits in the
+///   executor: the sample shows the wasm stack that made the call). Without
+///   it (or with Wasmtime's pooling allocator, which keeps its own fiber
+///   stacks), a sample on a fiber keeps only its program counter and is
+///   flagged `BROKEN`.
+///
 /// Cranelift always keeps frame pointers in Wasmtime, which is what the
 /// sampler walks. The code cache is left alone (see [`run::RunOptions::cache`]).
 pub fn configure(config: &mut wasmtime::Config) -> &mut wasmtime::Config {
     config.generate_address_map(true);
     config.epoch_interruption(false);
     config.consume_fuel(false);
+    config.with_host_stack(std::sync::Arc::new(FiberStackCreator));
     config
 }

@@ -1,14 +1,17 @@
 //! `wrec`: run a WASI program on Wasmtime and record a sampling profile.
 //! A thin command line over the `wrec` library (see `wrec::run`).
 
+use std::ffi::OsString;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::{Parser, ValueEnum};
-use wrec::run::{self, DirMapping, EnvVar, RunOptions, UnknownImports};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use wrec::run::{self, shell_quote, DirMapping, EnvVar, RunOptions, UnknownImports};
 use wrec::TimerClock;
+
+mod guest_args;
 
 const AFTER_HELP: &str = "\
 Examples:
@@ -18,10 +21,14 @@ Examples:
   wrec --dir data::/data --env LANG=C app.wasm /data/in.csv
   wanalyze app.wrec --dwarf              look at the profile
 
-Everything after the module goes to the guest, options included
-(`wrec app.wasm --help` passes --help to app.wasm). The guest sees argv[0] =
-the module's file name, the inherited stdin/stdout/stderr, only the variables
-given with --env and only the directories given with --dir.
+Everything after the module goes to the guest, exactly as typed and options
+included, as with `wasmtime run` (`wrec app.wasm --help` passes --help to
+app.wasm). Two exceptions: `--` ends wrec's options (`wrec app.wasm -- ARGS`
+gives the guest ARGS), and when everything after the module is wrec's own
+options (`wrec app.wasm -o t.wrec`), wrec takes them and says so. The guest
+sees argv[0] = the module's file name, the inherited stdin/stdout/stderr,
+only the variables given with --env and only the directories given with
+--dir.
 
 Exit status: the guest's own exit status; 134 (128 + SIGABRT, as `wasmtime
 run`) if the guest trapped, after printing the trap and its wasm backtrace;
@@ -47,6 +54,34 @@ and to overwrite a file that is not a wrec trace.";
 #[derive(Parser, Debug)]
 #[command(name = "wrec", version, after_help = AFTER_HELP)]
 struct Cli {
+    #[command(flatten)]
+    opts: Opts,
+
+    /// The WASI program to run: a command module (.wasm, or .wat text) or
+    /// a command component (WASI 0.2)
+    #[arg(value_name = "WASM")]
+    wasm: PathBuf,
+
+    /// Arguments for the guest
+    #[arg(
+        value_name = "ARGS",
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    args: Vec<OsString>,
+}
+
+/// wrec's options alone: what the arguments after the module must all be
+/// for wrec to take them as its own.
+#[derive(Parser, Debug)]
+#[command(name = "wrec", disable_help_flag = true, disable_version_flag = true)]
+struct OptionsOnly {
+    #[command(flatten)]
+    _opts: Opts,
+}
+
+#[derive(Args, Debug)]
+struct Opts {
     /// Where to write the trace [default: <WASM file stem>.wrec in the current directory]
     #[arg(short, long, value_name = "PATH")]
     output: Option<PathBuf>,
@@ -149,18 +184,6 @@ struct Cli {
     /// testing the full-disk path)
     #[arg(long, hide = true, value_name = "BYTES")]
     trace_growth_step: Option<u64>,
-
-    /// The WASI command module to run (.wasm, or .wat text)
-    #[arg(value_name = "WASM")]
-    wasm: PathBuf,
-
-    /// Arguments for the guest
-    #[arg(
-        value_name = "ARGS",
-        trailing_var_arg = true,
-        allow_hyphen_values = true
-    )]
-    args: Vec<String>,
 }
 
 #[derive(Clone, Copy, Debug, ValueEnum)]
@@ -183,12 +206,29 @@ const COSTLY_INTERVAL: Duration = Duration::from_micros(50);
 const CALIBRATE_BELOW: Duration = Duration::from_millis(1);
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let mut opts = RunOptions::new(&cli.wasm);
+    let (cli, taken) = parse_command_line();
+    let wasm = cli.wasm;
+    let args = match cli
+        .args
+        .into_iter()
+        .map(OsString::into_string)
+        .collect::<Result<Vec<String>, _>>()
+    {
+        Ok(args) => args,
+        Err(bad) => {
+            say(format_args!(
+                "wrec: error: the argument {} for the program is not valid UTF-8 (WASI arguments are strings)",
+                bad.to_string_lossy()
+            ));
+            return ExitCode::from(2);
+        }
+    };
+    let cli = cli.opts;
+    let mut opts = RunOptions::new(&wasm);
     if let Some(o) = &cli.output {
         opts.output = o.clone();
     }
-    opts.args = cli.args;
+    opts.args = args;
     opts.env = cli.env;
     opts.dirs = cli.dirs;
     opts.unknown_imports = if cli.trap_unknown_imports {
@@ -225,19 +265,27 @@ fn main() -> ExitCode {
         opts.recording.writer.growth_step = step.max(4096);
     }
 
-    // `wrec app.wasm ARGS -o t.wrec` hands `-o t.wrec` to the guest, as
-    // `wasmtime run` would: say so, since the trace goes elsewhere.
-    if cli.output.is_none() {
+    let module = wasm.to_string_lossy();
+    if !taken.is_empty() {
+        // `wrec app.wasm -o t.wrec`: wrec's options, typed after the module.
+        let typed = join_quoted(&taken);
+        say(format_args!(
+            "wrec: note: took '{typed}' as wrec's options; write 'wrec {} -- {typed}' to pass them to the program",
+            shell_quote(&module)
+        ));
+    } else if cli.output.is_none() {
+        // `wrec app.wasm ARGS -o t.wrec` hands `-o t.wrec` to the guest with
+        // its other arguments, as `wasmtime run` would: say where the trace
+        // goes instead.
         if let Some(o) = opts
             .args
             .iter()
-            .position(|a| a == "-o" || a == "--output" || a.starts_with("--output="))
+            .find(|a| *a == "-o" || *a == "--output" || a.starts_with("--output="))
         {
             say(format_args!(
-                "wrec: note: `{}` comes after the module, so it goes to the guest; wrec's options go before the module (`wrec -o FILE {} ...`). Writing the trace to {}",
-                opts.args[o],
-                cli.wasm.display(),
-                opts.output.display()
+                "wrec: note: '{o}' after the module goes to the program with its other arguments; the trace goes to {} (wrec's options go before the module: 'wrec -o FILE {} ...')",
+                opts.output.display(),
+                shell_quote(&module)
             ));
         }
     }
@@ -322,6 +370,30 @@ fn main() -> ExitCode {
     // Like `wasmtime run`: the guest's status goes to the OS as is (the OS
     // keeps its low 8 bits).
     std::process::exit(outcome.exit_code)
+}
+
+/// Parses the command line: wrec's options, the module, and the guest's
+/// arguments exactly as typed (see `guest_args`); also returns the options
+/// typed after the module that were taken as wrec's own.
+fn parse_command_line() -> (Cli, Vec<OsString>) {
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    let cmd = Cli::command();
+    let Some(split) = guest_args::split(&argv, &cmd, &OptionsOnly::command()) else {
+        // No module: clap says what is missing (or prints the help).
+        return (Cli::parse_from(argv), Vec::new());
+    };
+    let matches = cmd.get_matches_from(split.wrec);
+    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    cli.args = split.guest;
+    (cli, split.taken)
+}
+
+/// Arguments as a shell would need them typed.
+fn join_quoted(args: &[OsString]) -> String {
+    args.iter()
+        .map(|a| shell_quote(&a.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Prints a line on stderr; a closed stderr is not worth a panic.

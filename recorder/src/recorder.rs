@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha256};
 use wrec_format::{
-    clock_ns, AddressMapEntry, End, FunctionEntry, Header, ModuleRecord, Record, RunInfo,
-    ThreadStart, TraceWriter, WriteError,
+    clock_ns, AddressMapEntry, End, FunctionEntry, Header, InnerModule, ModuleRecord, Record,
+    RunInfo, ThreadStart, TraceWriter, WriteError,
 };
 
 use crate::code_maps::CodeMaps;
@@ -68,6 +68,57 @@ impl Shared {
     }
 }
 
+/// What keeps registered code mapped: the compiled module or component.
+// Held only so the code stays mapped.
+#[allow(dead_code)]
+enum Kept {
+    Module(wasmtime::Module),
+    Component(wasmtime::component::Component),
+}
+
+/// The code registered with the samplers, and the module ids given out.
+#[derive(Default)]
+struct Registered {
+    /// Each piece of code (its address), what keeps it mapped, and the ids
+    /// of its module records.
+    code: Vec<(u64, Kept, Vec<u64>)>,
+    next_id: u64,
+}
+
+impl Registered {
+    /// The ids of the records of code already registered.
+    fn find(&self, text: &[u8]) -> Option<&[u64]> {
+        let addr = text.as_ptr() as u64;
+        self.code
+            .iter()
+            .find(|(a, _, _)| *a == addr)
+            .map(|(_, _, ids)| ids.as_slice())
+    }
+
+    /// Room for one more code range in the samplers' table.
+    fn check_room(&self) -> Result<(), Error> {
+        if self.code.len() >= MAX_MODULES {
+            return Err(Error::TooManyModules);
+        }
+        Ok(())
+    }
+
+    fn push(&mut self, text: &[u8], kept: Kept, ids: Vec<u64>) {
+        self.next_id += ids.len() as u64;
+        self.code.push((text.as_ptr() as u64, kept, ids));
+    }
+}
+
+/// `path` made absolute for a module record.
+fn absolute(path: &Path) -> String {
+    let abs = std::fs::canonicalize(path).unwrap_or_else(|_| {
+        std::env::current_dir()
+            .map(|d| d.join(path))
+            .unwrap_or_else(|_| path.to_owned())
+    });
+    abs.to_string_lossy().into_owned()
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -82,7 +133,7 @@ pub struct Recorder {
     shared: Arc<Shared>,
     path: PathBuf,
     ending: Arc<Ending>,
-    modules: Mutex<Vec<wasmtime::Module>>,
+    code: Mutex<Registered>,
     next_thread: AtomicU32,
 }
 
@@ -145,7 +196,7 @@ impl Recorder {
             shared,
             path: path.to_owned(),
             ending,
-            modules: Mutex::new(Vec::new()),
+            code: Mutex::new(Registered::default()),
             next_thread: AtomicU32::new(0),
         })
     }
@@ -167,19 +218,13 @@ impl Recorder {
         path: &Path,
         bytes: &[u8],
     ) -> Result<u64, Error> {
-        let mut modules = lock(&self.modules);
+        let mut code = lock(&self.code);
         let text = module.text();
-        let text_addr = text.as_ptr() as u64;
-        if let Some(i) = modules
-            .iter()
-            .position(|m| m.text().as_ptr() as u64 == text_addr)
-        {
-            return Ok(i as u64);
+        if let Some(ids) = code.find(text) {
+            return Ok(ids[0]);
         }
-        if modules.len() >= MAX_MODULES {
-            return Err(Error::TooManyModules);
-        }
-        let id = modules.len() as u64;
+        code.check_room()?;
+        let id = code.next_id;
         let mut functions: Vec<FunctionEntry> = module
             .functions()
             .map(|f| FunctionEntry {
@@ -199,33 +244,116 @@ impl Recorder {
                 .collect()
             })
             .unwrap_or_default();
-        let abs = std::fs::canonicalize(path).unwrap_or_else(|_| {
-            std::env::current_dir()
-                .map(|d| d.join(path))
-                .unwrap_or_else(|_| path.to_owned())
-        });
-        let mut rec = ModuleRecord {
+        let rec = ModuleRecord {
             id,
-            path: abs.to_string_lossy().into_owned(),
+            path: absolute(path),
             sha256: Sha256::digest(bytes).into(),
-            text_addr,
+            text_addr: text.as_ptr() as u64,
             text_len: text.len() as u64,
             functions,
             address_map: Vec::new(),
             addresses: Vec::new(),
+            inner: None,
         };
-        // The record goes out before any sampler may point into the code;
-        // the address map stays here, and only the code offsets that
-        // samples use are written, as code addresses (SPEC.md §2.7).
+        self.write_module(rec, address_map)?;
+        self.register(&mut code, text, Kept::Module(module.clone()), vec![id])?;
+        Ok(id)
+    }
+
+    /// Like [`Recorder::add_module`] for a component: a module record for
+    /// each core module inside it that has code (SPEC.md §2.2), each
+    /// covering its functions in the component's code (and the trampolines
+    /// up to the next module's, so that together they cover all of it) and
+    /// saying where the module's bytes are in `bytes` (the component file),
+    /// so an analyzer names its frames from the module's own name section
+    /// and DWARF.
+    /// Returns the ids of the records.
+    pub fn add_component(
+        &self,
+        component: &wasmtime::component::Component,
+        path: &Path,
+        bytes: &[u8],
+    ) -> Result<Vec<u64>, Error> {
+        let mut code = lock(&self.code);
+        let text = component.text();
+        if let Some(ids) = code.find(text) {
+            return Ok(ids.to_vec());
+        }
+        code.check_room()?;
+        let sha256: [u8; 32] = Sha256::digest(bytes).into();
+        let path = absolute(path);
+        let inner_ranges = crate::component::core_module_ranges(bytes);
+        let map: Vec<(u64, Option<u64>)> = component
+            .address_map()
+            .map(|m| m.map(|(c, w)| (c as u64, w.map(u64::from))).collect())
+            .unwrap_or_default();
+        let mut ids = Vec::new();
+        let modules = crate::component::functions_by_module(component);
+        let bounds = crate::component::module_bounds(&modules, text.len() as u64);
+        for ((index, mut functions), (start, end)) in modules.into_iter().zip(bounds) {
+            for f in &mut functions {
+                f.offset -= start;
+            }
+            let (offset, len) = inner_ranges.get(index as usize).copied().unwrap_or((0, 0));
+            let address_map = crate::component::module_address_map(&map, start, end, offset, len);
+            let id = code.next_id + ids.len() as u64;
+            let rec = ModuleRecord {
+                id,
+                path: path.clone(),
+                sha256,
+                text_addr: text.as_ptr() as u64 + start,
+                text_len: end - start,
+                functions,
+                address_map: Vec::new(),
+                addresses: Vec::new(),
+                inner: Some(InnerModule { index, offset, len }),
+            };
+            self.write_module(rec, address_map)?;
+            ids.push(id);
+        }
+        self.register(
+            &mut code,
+            text,
+            Kept::Component(component.clone()),
+            ids.clone(),
+        )?;
+        Ok(ids)
+    }
+
+    /// Registers code with the samplers (its records written), keeping it
+    /// mapped.
+    fn register(
+        &self,
+        code: &mut Registered,
+        text: &[u8],
+        kept: Kept,
+        ids: Vec<u64>,
+    ) -> Result<(), Error> {
+        if !self
+            .shared
+            .ctx
+            .ranges
+            .push(text.as_ptr() as u64, text.len() as u64)
+        {
+            return Err(Error::TooManyModules);
+        }
+        code.push(text, kept, ids);
+        Ok(())
+    }
+
+    /// Writes a module record before any sampler may point into its code;
+    /// its address map stays here, and only the code offsets that samples
+    /// use are written, as code addresses (SPEC.md §2.7).
+    fn write_module(
+        &self,
+        mut rec: ModuleRecord,
+        address_map: Vec<AddressMapEntry>,
+    ) -> Result<(), Error> {
         let shared = &*self.shared;
         shared.writer().write_record(&Record::Module(rec.clone()))?;
         rec.address_map = address_map;
         lock(&shared.code).add_module(rec);
-        if !shared.ctx.ranges.push(text_addr, text.len() as u64) {
-            return Err(Error::TooManyModules);
-        }
-        modules.push(module.clone());
-        Ok(id)
+        Ok(())
     }
 
     /// A sampler for the calling thread, named `name` in the trace. Writes

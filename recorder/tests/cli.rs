@@ -343,55 +343,182 @@ fn module_record_describes_the_module() {
     assert!(looked_up > 0);
 }
 
-/// `wrec app.wasm ARGS -o t.wrec` (the order some write by habit) hands
-/// `-o t.wrec` to the guest, as `wasmtime run` would; wrec says where the
-/// trace went instead and how to put the option first.
-#[test]
-fn an_output_option_after_the_module_goes_to_the_guest_with_a_note() {
-    let d = tempfile::tempdir().unwrap();
+/// The guest's argv lines envargs prints.
+fn argv_lines(stdout: &str) -> Vec<String> {
+    stdout
+        .lines()
+        .filter(|l| l.starts_with("argv[") || l.starts_with("argc="))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// What envargs prints for `argv`.
+fn expected_argv(argv: &[&str]) -> Vec<String> {
+    std::iter::once(format!("argc={}", argv.len()))
+        .chain(
+            argv.iter()
+                .enumerate()
+                .map(|(i, a)| format!("argv[{i}]={a}")),
+        )
+        .collect()
+}
+
+/// `wrec [OPTS] envargs.wasm ARGS...` in a directory with `io/input.txt`,
+/// with `--dir io` and the greeting set (`WASM` in `args` stands for the
+/// module).
+fn envargs_run(d: &Path, args: &[&str]) -> std::process::Output {
+    std::fs::create_dir_all(d.join("io")).unwrap();
+    std::fs::write(d.join("io/input.txt"), "x").unwrap();
     let wasm = fixture("envargs.wasm");
-    std::fs::create_dir(d.path().join("io")).unwrap();
-    std::fs::write(d.path().join("io/input.txt"), "x").unwrap();
-    let out = wrec(
+    let mut a = vec!["--dir", "io", "--env", "WREC_FIXTURE_GREETING=hi"];
+    let at = args
+        .iter()
+        .position(|&x| x == "WASM")
+        .expect("WASM placeholder");
+    a.extend(&args[..at]);
+    a.push(wasm.to_str().unwrap());
+    a.extend(&args[at + 1..]);
+    wrec(d, &a)
+}
+
+/// Everything after the module is the guest's, exactly as typed, even
+/// options wrec has too (`yosys.wasm -q -p 'synth ...'`: `-q` is not wrec's
+/// `--quiet`).
+#[test]
+fn arguments_after_the_module_reach_the_guest_exactly_as_typed() {
+    let d = tempfile::tempdir().unwrap();
+    let out = envargs_run(
         d.path(),
         &[
-            "--dir",
-            "io",
-            "--env",
-            "WREC_FIXTURE_GREETING=hi",
-            wasm.to_str().unwrap(),
-            "io",
             "-o",
-            "mine.wrec",
+            "t.wrec",
+            "WASM",
+            "io",
+            "-q",
+            "-p",
+            "synth -top x",
+            "--interval",
+            "--help",
         ],
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let want = [
+        "envargs.wasm",
+        "io",
+        "-q",
+        "-p",
+        "synth -top x",
+        "--interval",
+        "--help",
+    ];
+    assert_eq!(argv_lines(&text(&out.stdout)), expected_argv(&want));
+    let err = text(&out.stderr);
+    // wrec stayed loud: -q was the program's.
+    assert_summary_line(&out, "t.wrec");
+    assert!(!err.contains("note:"), "{err}");
+    let l = Loaded::load(&d.path().join("t.wrec"), &fixture("envargs.wasm"));
+    assert_eq!(l.run_info.args, want);
+}
+
+/// `wrec app.wasm -o t.wrec` (the order some write by habit): when every
+/// argument after the module is one of wrec's options, they are wrec's,
+/// and wrec says so and how to give them to the program instead.
+#[test]
+fn only_wrec_options_after_the_module_are_wrecs_with_a_note() {
+    let d = tempfile::tempdir().unwrap();
+    let out = envargs_run(d.path(), &["WASM", "-o", "mine.wrec", "--interval", "2ms"]);
+    // envargs without its DIR argument exits 2.
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert_eq!(
+        argv_lines(&text(&out.stdout)),
+        expected_argv(&["envargs.wasm"])
+    );
+    assert!(d.path().join("mine.wrec").exists());
+    assert!(!d.path().join("envargs.wrec").exists());
+    let err = text(&out.stderr);
+    let notes: Vec<&str> = err.lines().filter(|l| l.contains("note:")).collect();
+    assert_eq!(notes.len(), 1, "{err}");
+    let w = fixture("envargs.wasm");
+    assert_eq!(
+        notes[0],
+        format!(
+            "wrec: note: took '-o mine.wrec --interval 2ms' as wrec's options; write 'wrec {} -- -o mine.wrec --interval 2ms' to pass them to the program",
+            w.display()
+        )
+    );
+    let l = Loaded::load(&d.path().join("mine.wrec"), &w);
+    assert_eq!(l.run_info.interval_ns, 2_000_000);
+    // The program's --help is never taken for wrec's.
+    let out = envargs_run(d.path(), &["-o", "t.wrec", "WASM", "--help"]);
+    assert_eq!(
+        argv_lines(&text(&out.stdout)),
+        expected_argv(&["envargs.wasm", "--help"])
+    );
+}
+
+/// `--` ends wrec's options, right after the module or before it.
+#[test]
+fn a_double_dash_ends_wrecs_options() {
+    let d = tempfile::tempdir().unwrap();
+    for (args, want) in [
+        (
+            &["WASM", "--", "-o", "x.wrec"][..],
+            &["envargs.wasm", "-o", "x.wrec"][..],
+        ),
+        (
+            &["-o", "t.wrec", "--", "WASM", "-o", "x.wrec"],
+            &["envargs.wasm", "-o", "x.wrec"],
+        ),
+        (
+            &["-o", "t.wrec", "WASM", "--", "--"],
+            &["envargs.wasm", "--"],
+        ),
+        (
+            &["-o", "t.wrec", "WASM", "io", "--", "-q"],
+            &["envargs.wasm", "io", "--", "-q"],
+        ),
+    ] {
+        let out = envargs_run(d.path(), args);
+        assert_eq!(
+            argv_lines(&text(&out.stdout)),
+            expected_argv(want),
+            "{args:?}"
+        );
+        assert!(!d.path().join("x.wrec").exists());
+        assert!(!text(&out.stderr).contains("took"), "{}", text(&out.stderr));
+    }
+    // Without -o, the trace has its default name.
+    assert!(d.path().join("envargs.wrec").exists());
+}
+
+/// `wrec app.wasm ARGS -o t.wrec` hands `-o t.wrec` to the guest with its
+/// other arguments, as `wasmtime run` would; wrec says where the trace went
+/// instead and how to put the option first.
+#[test]
+fn an_output_option_among_the_guests_arguments_goes_to_the_guest_with_a_note() {
+    let d = tempfile::tempdir().unwrap();
+    let out = envargs_run(d.path(), &["WASM", "io", "-o", "mine.wrec"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     // The guest got it...
-    assert!(text(&out.stdout).contains("-o"), "{}", text(&out.stdout));
+    assert_eq!(
+        argv_lines(&text(&out.stdout)),
+        expected_argv(&["envargs.wasm", "io", "-o", "mine.wrec"])
+    );
     // ...the trace went to the default place, and wrec said so.
     assert!(d.path().join("envargs.wrec").exists());
     assert!(!d.path().join("mine.wrec").exists());
     let err = text(&out.stderr);
     assert!(
-        err.contains("goes to the guest") && err.contains("envargs.wrec"),
+        err.contains("'-o' after the module goes to the program") && err.contains("envargs.wrec"),
         "{err}"
     );
     // With wrec's own -o first, no note.
-    let out = wrec(
-        d.path(),
-        &[
-            "-o",
-            "t.wrec",
-            "--dir",
-            "io",
-            "--env",
-            "WREC_FIXTURE_GREETING=hi",
-            wasm.to_str().unwrap(),
-            "io",
-            "-o",
-        ],
+    let out = envargs_run(d.path(), &["-o", "t.wrec", "WASM", "io", "-o"]);
+    assert!(
+        !text(&out.stderr).contains("note:"),
+        "{}",
+        text(&out.stderr)
     );
-    assert!(!text(&out.stderr).contains("goes to the guest"));
 }
 
 /// CPU-time timers fire on the scheduler tick: an interval below it gets a

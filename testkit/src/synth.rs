@@ -36,6 +36,7 @@ pub fn write_sample_trace(path: &Path) -> (Vec<u8>, usize) {
             })
             .collect(),
         addresses: vec![],
+        inner: None,
     }))
     .unwrap();
     let mut encs = [SampleEncoder::new(0), SampleEncoder::new(1)];

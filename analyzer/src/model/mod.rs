@@ -147,8 +147,12 @@ pub struct Lib {
     /// path, or the one the trace recorded), for `view` to read it again.
     /// Never written to an output: it names the host's directories.
     pub local_path: std::path::PathBuf,
-    /// SHA-256 of the module, lower-case hex.
+    /// SHA-256 of the module, lower-case hex (of the component file, for a
+    /// module inside one).
     pub sha256: String,
+    /// For a core module inside a component: which one and where its bytes
+    /// are in the component file at `local_path`.
+    pub inner: Option<wrec_format::InnerModule>,
 }
 
 /// How the run ended, from the trace's end record.

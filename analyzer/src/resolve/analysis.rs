@@ -36,8 +36,8 @@ pub(super) struct Analysis<'a> {
     pub(super) meta: Meta,
     pub(super) overrides: Overrides,
     /// Index in `r.modules` of the first module with each hash.
-    pub(super) by_hash: FxHashMap<[u8; 32], usize>,
-    /// The hashes of the modules whose recorded file was skipped.
+    pub(super) by_hash: FxHashMap<super::modules::ModuleKey, usize>,
+    /// The hashes of the files whose recorded path was skipped.
     skipped: FxHashSet<[u8; 32]>,
     /// Thread id → index in `states` and `r.profile.threads`.
     threads: HashMap<u32, usize>,
@@ -107,12 +107,13 @@ impl<'a> Analysis<'a> {
     /// A module: loaded, or shared with an earlier record of the same file.
     pub(super) fn on_module(&mut self, rec: ModuleRecord) -> Result<(), AnalyzeError> {
         // A module recorded more than once is read and indexed once, and
-        // one whose file cannot be the module is skipped once, with one
-        // warning.
+        // one whose file cannot be the module is skipped once (with all the
+        // modules a component file holds), with one warning.
         if self.skipped.contains(&rec.sha256) {
             return Ok(());
         }
-        let m = match self.by_hash.get(&rec.sha256) {
+        let key = super::modules::module_key(&rec);
+        let m = match self.by_hash.get(&key) {
             Some(&i) => self.r.modules[i].again(rec),
             None => {
                 let sha256 = rec.sha256;
@@ -127,7 +128,7 @@ impl<'a> Analysis<'a> {
                     self.skipped.insert(sha256);
                     return Ok(());
                 };
-                self.by_hash.insert(sha256, self.r.modules.len());
+                self.by_hash.insert(key, self.r.modules.len());
                 m
             }
         };

@@ -84,6 +84,10 @@ pub enum AnalyzeError {
         "{path}: --module does not match any module recorded in the trace (recorded: {recorded})"
     )]
     ModuleUnmatched { path: PathBuf, recorded: String },
+    #[error(
+        "{path}: the trace places its core module {index} where this file has no core module (is it the component that was profiled?)"
+    )]
+    InnerModule { path: PathBuf, index: u32 },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

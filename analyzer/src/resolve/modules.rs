@@ -11,7 +11,7 @@ use super::resolver::UNKNOWN;
 use super::{file_name, AnalyzeError, Options};
 use crate::files::{self, MAX_MODULE_BYTES};
 use crate::model::{Lib, Meta, Profile};
-use crate::symbols::WasmSymbols;
+use crate::symbols::{component, WasmSymbols};
 
 /// A loaded module: what the trace recorded and what the wasm file says.
 pub(super) struct Module {
@@ -168,18 +168,41 @@ fn finish_load(
 ) -> Result<Option<Module>, AnalyzeError> {
     // A text module (`.wat`): wrec hashed its text, and so did the check
     // above; the offsets are the compiled binary's.
-    let symbols = WasmSymbols::from_file_bytes(&path, bytes)?;
+    let bytes = crate::symbols::binary_module(&path, bytes)?;
+    // A core module inside a component: its own bytes, named after the
+    // component and its number there (SPEC.md §2.2).
+    let (sym_path, bytes, name) = match &rec.inner {
+        None => (path.clone(), bytes, file_name(&path.to_string_lossy())),
+        Some(inner) => {
+            let module =
+                component::inner_bytes(&bytes, inner).ok_or_else(|| AnalyzeError::InnerModule {
+                    path: path.clone(),
+                    index: inner.index,
+                })?;
+            let label = component::inner_label(&file_name(&path.to_string_lossy()), inner, &module);
+            let sym_path = PathBuf::from(format!("{} ({})", path.display(), label));
+            (sym_path, module, label)
+        }
+    };
+    // Wasm tooling's own modules inside a component (adapters, shims) carry
+    // no DWARF, and need none to be named: only the program's are worth a
+    // warning.
+    let tooling = rec
+        .inner
+        .is_some_and(|i| i.len == 0 || name.contains("(wit-component:"));
+    let symbols = WasmSymbols::from_bytes(&sym_path, bytes)?;
     let dwarf = opts.dwarf && symbols.has_dwarf();
-    if opts.dwarf && !symbols.has_dwarf() {
+    if opts.dwarf && !symbols.has_dwarf() && !tooling {
         meta.warnings.push(format!(
             "{}: has no DWARF debug info, so the profile has function names but no source lines (rebuild with -g)",
-            path.display()
+            sym_path.display()
         ));
     }
     profile.libs.push(Lib {
-        name: file_name(&path.to_string_lossy()),
+        name,
         local_path: path.clone(),
         sha256: hex(&rec.sha256),
+        inner: rec.inner,
     });
     Ok(Some(Module {
         rec,
@@ -201,6 +224,14 @@ fn read_module_file(path: &Path) -> std::io::Result<Vec<u8>> {
 fn is_not_a_module_file(e: &std::io::Error) -> bool {
     use std::io::ErrorKind::*;
     matches!(e.kind(), InvalidInput | IsADirectory | FileTooLarge)
+}
+
+/// What makes two module records the same module: the file's hash and, in
+/// a component, the inner module's number.
+pub(super) type ModuleKey = ([u8; 32], Option<u32>);
+
+pub(super) fn module_key(rec: &ModuleRecord) -> ModuleKey {
+    (rec.sha256, rec.inner.map(|i| i.index))
 }
 
 fn sha256(bytes: &[u8]) -> [u8; 32] {

@@ -10,7 +10,7 @@ use crate::model::{
     Category, Frame, FrameId, Func, FuncId, Interner, NativeSymbol, Profile, Stack, StackId,
 };
 use crate::ranges::FirstOwner;
-use crate::symbols::CallTarget;
+use crate::symbols::{component, CallTarget};
 
 /// Synthetic frame names.
 pub(super) const UNKNOWN: &str = "[unknown code]";
@@ -323,11 +323,20 @@ impl Resolver {
             Some((mi, w)) => {
                 let m = &self.modules[mi];
                 let name = match m.symbols.call_target(w) {
-                    Some(CallTarget::Direct(i)) if i < m.symbols.num_imported_funcs() => {
-                        m.symbols.function_name(i)
-                    }
+                    Some(CallTarget::Direct(i)) if i < m.symbols.num_imported_funcs() => m
+                        .symbols
+                        .import(i)
+                        .and_then(|(module, name)| component::interface_call_name(module, name))
+                        .unwrap_or_else(|| m.symbols.function_name(i)),
                     Some(CallTarget::Direct(_)) => "[host: runtime]".to_owned(),
-                    Some(CallTarget::Indirect) => "[host: indirect call]".to_owned(),
+                    // A component's shim forwards some WASI 0.2 calls
+                    // through its table, from functions named after them.
+                    Some(CallTarget::Indirect) => m
+                        .symbols
+                        .function_containing(w)
+                        .and_then(|f| m.symbols.defined_name(f))
+                        .and_then(component::shim_call_name)
+                        .unwrap_or_else(|| "[host: indirect call]".to_owned()),
                     Some(CallTarget::Other(op)) => format!("[libcall] {op}"),
                     None => HOST.to_owned(),
                 };

@@ -44,6 +44,7 @@ fn nearest_wasm_offset_matches_a_linear_scan() {
             functions: Vec::new(),
             address_map,
             addresses: Vec::new(),
+            inner: None,
         };
         let mapped = rec.mapped_entries();
         for _ in 0..20 {

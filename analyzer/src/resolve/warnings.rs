@@ -107,7 +107,7 @@ impl Analysis<'_> {
     /// What the modules' files said, once per file.
     fn warn_modules(&mut self) {
         for (i, m) in self.r.modules.iter().enumerate() {
-            if self.by_hash.get(&m.rec.sha256) != Some(&i) {
+            if self.by_hash.get(&super::modules::module_key(&m.rec)) != Some(&i) {
                 continue; // a module recorded again: its warnings are in already
             }
             for w in m.symbols.warnings() {

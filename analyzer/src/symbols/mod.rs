@@ -40,6 +40,7 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use wasmparser::{BinaryReader, OperatorsReader};
 
+pub mod component;
 mod demangle;
 mod dwarf;
 mod names;

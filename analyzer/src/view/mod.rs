@@ -31,7 +31,7 @@ use sha2::{Digest, Sha256};
 use crate::files::{self, MAX_PROFILE_BYTES};
 use crate::model::Profile;
 use crate::sources::{self, SourcePaths, MAX_FILE_BYTES};
-use crate::symbols::WasmSymbols;
+use crate::symbols::{component, WasmSymbols};
 use crate::{firefox, resolve};
 
 pub mod asm;
@@ -132,6 +132,7 @@ impl Served {
                     &firefox::lib_json(l),
                     std::slice::from_ref(&l.local_path),
                     &opts.modules,
+                    l.inner.as_ref(),
                 )
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -194,7 +195,7 @@ impl Served {
                 .into_iter()
                 .chain(beside)
                 .collect();
-            if let Some(l) = load_lib(lib, &tried, &opts.modules)? {
+            if let Some(l) = load_lib(lib, &tried, &opts.modules, None)? {
                 libs.push(l);
             }
         }
@@ -225,6 +226,7 @@ fn load_lib(
     lib: &serde_json::Value,
     paths: &[PathBuf],
     modules: &[PathBuf],
+    inner: Option<&wrec_format::InnerModule>,
 ) -> anyhow::Result<Option<ServedLib>> {
     let (Some(debug_name), Some(breakpad_id)) =
         (lib["debugName"].as_str(), lib["breakpadId"].as_str())
@@ -244,7 +246,19 @@ fn load_lib(
             .map(|b| format!("{b:02x}"))
             .collect();
         if digest.eq_ignore_ascii_case(sha) {
-            let symbols = WasmSymbols::from_file_bytes(&path, bytes)?;
+            // A core module inside a component: its own bytes. A component
+            // found from a profile file alone (no inner module known) has no
+            // assembly to serve.
+            let symbols = match inner {
+                Some(inner) => {
+                    let Some(module) = component::inner_bytes(&bytes, inner) else {
+                        return Ok(None);
+                    };
+                    WasmSymbols::from_bytes(&path, module)?
+                }
+                None if wasmparser::Parser::is_component(&bytes) => return Ok(None),
+                None => WasmSymbols::from_file_bytes(&path, bytes)?,
+            };
             return Ok(Some(ServedLib {
                 debug_name: debug_name.to_owned(),
                 breakpad_id: breakpad_id.to_owned(),

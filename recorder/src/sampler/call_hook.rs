@@ -8,6 +8,7 @@
 use std::ptr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 
+use super::fiber_stacks::FIBER_STACKS;
 use super::text_ranges::Code;
 use super::thread_state::ThreadState;
 use crate::arch::{current_fp, strip_pac};
@@ -133,19 +134,23 @@ impl ThreadState {
     fn find_boundary(&self) -> Option<(u64, u64)> {
         let mut fp = current_fp();
         let lo = fp;
-        let hi = self.stack_hi;
-        if lo < self.stack_lo || lo >= hi {
-            // Not on this sampler's thread.
-            return None;
-        }
+        // The thread's own stack, or the fiber stack an async store runs
+        // wasm on (held while it is read).
+        let fiber;
+        let hi = if lo >= self.stack_lo && lo < self.stack_hi {
+            self.stack_hi
+        } else {
+            fiber = FIBER_STACKS.containing(lo)?;
+            fiber.hi
+        };
         let code = &self.ctx.ranges;
         let mut prev = 0u64;
         for _ in 0..MAX_HOOK_FRAMES {
             if fp & 7 != 0 || fp <= prev || fp < lo || fp > hi.saturating_sub(16) {
                 return None;
             }
-            // SAFETY: fp is 8-aligned and inside the live part of our own
-            // stack (between our frame and the stack top).
+            // SAFETY: fp is 8-aligned and inside the live part of the stack
+            // we run on (between our frame and its top).
             let ra = strip_pac(unsafe { ptr::read(((fp + 8) as usize) as *const u64) });
             if code.contains(ra) {
                 return Some((fp, ra));

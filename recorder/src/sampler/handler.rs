@@ -11,8 +11,7 @@ use wrec_format::{clock_ns, flags, SampleRef, TimerClock};
 use super::context::SignalContext;
 use super::registry::registered;
 use super::thread_state::ThreadState;
-use super::walk::walk;
-use crate::arch::{regs_from, Direct};
+use crate::arch::regs_from;
 
 /// At intervals under this, the handler may skip the CPU clock for a sample,
 /// but it reads it at least this often (SPEC.md §3).
@@ -116,11 +115,10 @@ unsafe fn handle(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_
         }
         let time_ns = clock_ns(libc::CLOCK_MONOTONIC);
         let regs = regs_from(uc);
-        let inp = st.walk_input(regs);
         // SAFETY: only this handler touches the scratch space, and `busy`
         // keeps two runs apart.
         let scratch = &mut *st.scratch.get();
-        let (n, fl, via) = walk(&Direct, &ctx.ranges, &inp, &mut scratch.frames[..]);
+        let (n, fl, via) = st.walk(regs, &ctx.ranges, &mut scratch.frames[..]);
         let host = fl & flags::HOST != 0;
         // The thread CPU clock is a system call, most of a sample's cost at
         // short intervals: read it where the format or the rule needs it.

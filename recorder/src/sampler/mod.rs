@@ -10,6 +10,7 @@
 //! | [`context`] | [`SignalContext`]: the one thing the handler sees besides its thread's state |
 //! | [`handler`] | the `SIGPROF` handler and its CPU-clock rule |
 //! | [`walk`] | the frame-pointer walk (pure, tested with a fake stack) |
+//! | [`fiber_stacks`] | the fiber stacks of async stores: their stack creator and the table the handler reads |
 //! | [`boundary_scan`] | the stack scan for host samples whose frame-pointer chain is broken |
 //! | [`call_hook`] | the optional `Store::call_hook` that records host-call boundaries |
 //! | [`thread_state`] | a sampled thread's preallocated state |
@@ -56,6 +57,7 @@ mod boundary_scan;
 mod calibrate;
 mod call_hook;
 mod context;
+mod fiber_stacks;
 mod handler;
 mod registry;
 mod stats;
@@ -72,6 +74,7 @@ mod tests;
 
 pub use calibrate::{measure_signal_cost, sustainable_interval, SUSTAIN_FACTOR};
 pub(crate) use context::SignalContext;
+pub use fiber_stacks::{registered_fiber_stacks, FiberStackCreator, MAX_FIBER_STACKS};
 pub use stats::SamplerStats;
 pub use thread_sampler::{Sampling, ThreadSampler};
 pub(crate) use thread_state::ThreadState;

@@ -8,11 +8,15 @@ use std::sync::Arc;
 
 use wrec_format::{SampleEncoder, MAX_FRAMES};
 
+use wrec_format::flags;
+
 use super::call_hook::HookState;
 use super::context::SignalContext;
+use super::fiber_stacks::FIBER_STACKS;
 use super::stats::Stats;
-use super::walk::WalkInput;
-use crate::arch::Regs;
+use super::text_ranges::TextRanges;
+use super::walk::{walk, Via, WalkInput};
+use crate::arch::{Direct, Regs};
 
 /// Scratch space only the signal handler touches.
 pub(super) struct Scratch {
@@ -107,7 +111,82 @@ impl ThreadState {
         (ts.tv_sec as u64) * 1_000_000_000 + ts.tv_nsec as u64
     }
 
-    /// Where the walk of an interrupted stack starts. Called by the handler.
+    /// Walks the interrupted stack into `out`: see [`walk`] for the result.
+    /// The stack is the thread's own, or the registered fiber stack the
+    /// stack pointer is in (see [`super::fiber_stacks`]); a host sample that
+    /// finds no wasm on the thread's own stack looks for it on the fiber the
+    /// thread suspended. Called by the handler; async-signal-safe.
+    #[inline]
+    pub(super) fn walk(&self, regs: Regs, code: &TextRanges, out: &mut [u64]) -> (usize, u8, Via) {
+        let inp = self.walk_input(regs);
+        let fibers = &FIBER_STACKS;
+        if !fibers.any() {
+            return walk(&Direct, code, &inp, out);
+        }
+        let on_thread = inp.sp >= inp.stack_lo && inp.sp < inp.stack_hi;
+        if !on_thread {
+            if let Some(f) = fibers.containing(inp.sp) {
+                f.claim(self.tid);
+                let inp = WalkInput {
+                    stack_lo: f.lo,
+                    stack_hi: f.hi,
+                    anchor: 0,
+                    ..inp
+                };
+                return walk(&Direct, code, &inp, out);
+            }
+        }
+        let r = walk(&Direct, code, &inp, out);
+        if r.0 != 0 || r.1 & flags::HOST == 0 {
+            return r;
+        }
+        self.walk_suspended(&inp, code, out).unwrap_or(r)
+    }
+
+    /// The wasm stack of the fiber this thread suspended inside a host
+    /// call, if exactly one of the fibers it ran on last has one.
+    #[inline]
+    fn walk_suspended(
+        &self,
+        inp: &WalkInput,
+        code: &TextRanges,
+        out: &mut [u64],
+    ) -> Option<(usize, u8, Via)> {
+        let mut found = None;
+        let mut ambiguous = false;
+        FIBER_STACKS.for_each_owned(self.tid, |f| {
+            let Some((fp, sp)) = f.suspended(&Direct) else {
+                return true;
+            };
+            let fiber = WalkInput {
+                // Not module code: a host sample whose walk starts at the
+                // frame the stack switch saved.
+                pc: 0,
+                fp,
+                sp,
+                lr: 0,
+                stack_lo: f.lo,
+                stack_hi: f.hi,
+                anchor: 0,
+                ..*inp
+            };
+            if found.is_some() {
+                // A second one: whose wait this is cannot be told. (A walk
+                // that finds nothing writes nothing into `out`.)
+                ambiguous = walk(&Direct, code, &fiber, out).0 != 0;
+                return !ambiguous;
+            }
+            let r = walk(&Direct, code, &fiber, out);
+            if r.0 != 0 {
+                found = Some(r);
+            }
+            true
+        });
+        found.filter(|_| !ambiguous)
+    }
+
+    /// Where the walk of an interrupted stack starts, on the thread's own
+    /// stack.
     #[inline]
     pub(super) fn walk_input(&self, regs: Regs) -> WalkInput {
         let hook = self.hook.facts();

@@ -1,13 +1,27 @@
-//! Running a WASI preview1 command module under the recorder, the way
-//! `wasmtime run` runs it.
+//! Running a WASI program under the recorder, the way `wasmtime run` runs
+//! it: a command module (WASI preview 1) through its `_start` export (see
+//! `module.rs`), or a command component (WASI 0.2) through its
+//! `wasi:cli/run` export (see `component.rs`).
 //!
+//! - Like `wasmtime run`, the guest runs on a fiber (`call_async` inside a
+//!   Tokio runtime's `block_on` on this thread) with WASI's async host
+//!   functions: a WASI call that is ready at once (most are: clocks, writes
+//!   to a terminal, a file or a pipe) costs a poll of its future, not a trip
+//!   into the runtime.
 //! - The guest gets inherited stdin, stdout and stderr, its arguments
 //!   (`argv[0]` is the module's file name), only the environment variables
 //!   given with `--env`, and only the directories given with `--dir`.
-//! - Blocking WASI calls (file I/O) run on the guest's thread, as
-//!   `wasmtime run` does without a timeout (`allow_blocking_current_thread`):
-//!   the time they take shows up in the guest thread's samples, wall-clock and
-//!   CPU, instead of on a helper thread nobody samples.
+//! - Where the time of a WASI call that waits goes: file I/O blocks on the
+//!   guest's thread, as `wasmtime run` does without a timeout
+//!   (`allow_blocking_current_thread`), so its time is the guest thread's,
+//!   wall-clock and CPU (the kernel's work for it included), instead of a
+//!   helper thread's that nobody samples. A call that waits for a timer or
+//!   for readiness (`poll_oneoff`'s sleeps, a read from a pipe that is not
+//!   ready) switches the fiber out and the thread waits in the executor:
+//!   wall-clock samples taken meanwhile carry the wasm stack of the waiting
+//!   call (see `sampler::fiber_stacks`), and their CPU time is the thread's,
+//!   near zero while it sleeps. So a wall-clock profile shows where the
+//!   guest waited, and a CPU-weighted one where it computed.
 //! - Exit status: the guest's own (`proc_exit` or 0 when `_start` returns),
 //!   134 (128 + SIGABRT, like `wasmtime run` on Unix) for a trap, and 1 for a
 //!   host error while running; the trap or error is printed as `wasmtime
@@ -18,11 +32,13 @@
 
 use std::path::{Path, PathBuf};
 
-use wasmtime::{Config, Engine, Linker, Module, Store};
-use wasmtime_wasi::p1::{self, WasiP1Ctx};
+use wasmtime::{Config, Engine, Store};
 use wasmtime_wasi::{FsPerms, WasiCtxBuilder};
 
 use crate::{ExitInfo, ExitKind, Recorder, RecorderOptions, Summary};
+
+mod component;
+mod module;
 
 /// The exit code for a trap: 128 + SIGABRT, as `wasmtime run` uses on Unix.
 pub const TRAP_EXIT_CODE: i32 = 128 + libc::SIGABRT;
@@ -94,7 +110,8 @@ impl DirMapping {
 /// Everything [`run`] needs.
 #[derive(Debug, Clone)]
 pub struct RunOptions {
-    /// The WASI command module (binary or text format).
+    /// The WASI command: a core module (binary or text format) or a WASI 0.2
+    /// component exporting `wasi:cli/run`.
     pub wasm: PathBuf,
     /// The guest's arguments after `argv[0]`.
     pub args: Vec<String>,
@@ -189,16 +206,11 @@ pub struct RunOutcome {
     pub summary: Result<Summary, crate::Error>,
 }
 
-struct Host {
-    wasi: WasiP1Ctx,
-}
-
-/// Compiles and runs the module in `opts` while recording it.
+/// Compiles and runs the program in `opts` while recording it.
 pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     let wasm_name = opts.wasm.display().to_string();
     let bytes =
         std::fs::read(&opts.wasm).map_err(|e| RunError(format!("cannot read {wasm_name}: {e}")))?;
-
     let mut config = Config::new();
     crate::configure(&mut config);
     if opts.cache {
@@ -208,26 +220,106 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
     }
     let engine =
         Engine::new(&config).map_err(|e| RunError(format!("cannot set up Wasmtime: {e:#}")))?;
-    let module = Module::new(&engine, &bytes).map_err(|e| {
-        RunError(format!(
-            "{wasm_name}: not a valid WebAssembly module: {}",
-            one_line(&e)
-        ))
-    })?;
-    match module.get_export("_start") {
-        Some(wasmtime::ExternType::Func(f)) if f.params().len() == 0 && f.results().len() == 0 => {}
-        _ => {
-            return Err(RunError(format!(
-                "{wasm_name}: not a WASI command: it exports no `_start` function taking and returning nothing"
-            )))
-        }
+    if wasmparser::Parser::is_component(&bytes) {
+        component::run(opts, &engine, &bytes)
+    } else {
+        module::run(opts, &engine, &bytes)
     }
+}
 
-    let argv = opts.guest_argv();
+/// What a prepared program gives [`record`]: how to describe it in the
+/// trace, and how to run it (on this thread; the sampler is running).
+pub(super) struct Program<T, A, R>
+where
+    T: 'static,
+    A: FnOnce(&Recorder) -> Result<(), crate::Error>,
+    R: FnOnce(&mut Store<T>) -> wasmtime::Result<()>,
+{
+    /// The guest's `argv`, for the trace.
+    pub(super) argv: Vec<String>,
+    /// The store, its WASI context built.
+    pub(super) store: Store<T>,
+    /// Adds the program's module records.
+    pub(super) describe: A,
+    /// Instantiates and runs it.
+    pub(super) run: R,
+    /// The context `wasmtime run` gives a failure, e.g. "failed to run main
+    /// module `app.wasm`".
+    pub(super) context: String,
+}
+
+/// Records one run of a prepared program: the trace (created only now that
+/// everything the guest needs is there), its module records, the sampler
+/// around the run, and the end record with the guest's exit.
+pub(super) fn record<T, A, R>(
+    opts: &RunOptions,
+    p: Program<T, A, R>,
+) -> Result<RunOutcome, RunError>
+where
+    T: 'static,
+    A: FnOnce(&Recorder) -> Result<(), crate::Error>,
+    R: FnOnce(&mut Store<T>) -> wasmtime::Result<()>,
+{
+    let Program {
+        argv,
+        mut store,
+        describe,
+        run,
+        context,
+    } = p;
+    let recorder = Recorder::create(
+        &opts.output,
+        RecorderOptions {
+            args: argv,
+            ..opts.recording.clone()
+        },
+    )
+    .map_err(|e| RunError(e.to_string()))?;
+    // From here a stop signal finishes the trace and exits (128 + signal).
+    let quiet = opts.quiet;
+    let _stop = crate::signals::stop_on_signals(&recorder, move |code, summary| {
+        report_stop(code, summary, quiet)
+    })
+    .map_err(|e| RunError(format!("cannot catch stop signals: {e}")))?;
+    describe(&recorder).map_err(|e| RunError(e.to_string()))?;
+    let sampler = recorder
+        .thread_sampler("main")
+        .map_err(|e| RunError(e.to_string()))?;
+    if opts.call_hook {
+        sampler.install_call_hook(&mut store);
+    }
+    let sampling = sampler
+        .start()
+        .map_err(|e| RunError(format!("cannot start the sampler: {e}")))?;
+
+    let result = run(&mut store);
+
+    // Stops sampling and writes the thread's end record.
+    drop(sampling);
+
+    let (exit, error) = match result {
+        Ok(()) => (ExitInfo::exited(0), None),
+        Err(e) => classify(e, context, &opts.wasm),
+    };
+    let exit_code = exit.status as i32;
+    // The store (and WASI's open files) go before the trace is finished.
+    drop(store);
+    let summary = recorder.finish(exit);
+    Ok(RunOutcome {
+        exit_code,
+        error,
+        summary,
+    })
+}
+
+/// The guest's WASI context as `wasmtime run` builds it from the same
+/// options: inherited stdio, `argv`, the `--env` variables and the `--dir`
+/// directories, blocking file I/O on the guest's thread.
+pub(super) fn wasi_context(opts: &RunOptions, argv: &[String]) -> Result<WasiCtxBuilder, RunError> {
     let mut wasi = WasiCtxBuilder::new();
     wasi.inherit_stdio()
         .allow_blocking_current_thread(true)
-        .args(&argv);
+        .args(argv);
     for var in &opts.env {
         match &var.value {
             Some(v) => {
@@ -251,87 +343,17 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, RunError> {
                 ))
             })?;
     }
-    let mut store = Store::new(
-        &engine,
-        Host {
-            wasi: wasi.build_p1(),
-        },
-    );
-    let mut linker: Linker<Host> = Linker::new(&engine);
-    p1::add_to_linker_sync(&mut linker, |h: &mut Host| &mut h.wasi)
-        .map_err(|e| RunError(format!("cannot set up WASI: {}", one_line(&e))))?;
-    match opts.unknown_imports {
-        UnknownImports::Error => {}
-        UnknownImports::Trap => linker
-            .define_unknown_imports_as_traps(&module)
-            .map_err(|e| RunError(format!("{wasm_name}: {}", one_line(&e))))?,
-        UnknownImports::DefaultValues => linker
-            .define_unknown_imports_as_default_values(&mut store, &module)
-            .map_err(|e| RunError(format!("{wasm_name}: {}", one_line(&e))))?,
-    }
-    // Resolves every import now, so a missing one is reported before a
-    // trace exists.
-    let pre = linker
-        .instantiate_pre(&module)
-        .map_err(|e| RunError(format!("{wasm_name}: {}", one_line(&e))))?;
-
-    let recorder = Recorder::create(
-        &opts.output,
-        RecorderOptions {
-            args: argv,
-            ..opts.recording.clone()
-        },
-    )
-    .map_err(|e| RunError(e.to_string()))?;
-    // From here a stop signal finishes the trace and exits (128 + signal).
-    let quiet = opts.quiet;
-    let _stop = crate::signals::stop_on_signals(&recorder, move |code, summary| {
-        report_stop(code, summary, quiet)
-    })
-    .map_err(|e| RunError(format!("cannot catch stop signals: {e}")))?;
-    recorder
-        .add_module(&module, &opts.wasm, &bytes)
-        .map_err(|e| RunError(e.to_string()))?;
-    let sampler = recorder
-        .thread_sampler("main")
-        .map_err(|e| RunError(e.to_string()))?;
-    if opts.call_hook {
-        sampler.install_call_hook(&mut store);
-    }
-    let sampling = sampler
-        .start()
-        .map_err(|e| RunError(format!("cannot start the sampler: {e}")))?;
-
-    let result = pre
-        .instantiate(&mut store)
-        .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"))
-        .and_then(|start| start.call(&mut store, ()));
-
-    // Stops sampling and writes the thread's end record.
-    drop(sampling);
-
-    let (exit, error) = match result {
-        Ok(()) => (ExitInfo::exited(0), None),
-        Err(e) => classify(e, &wasm_name, &opts.wasm),
-    };
-    let exit_code = exit.status as i32;
-    // The store (and WASI's open files) go before the trace is finished.
-    drop(store);
-    let summary = recorder.finish(exit);
-    Ok(RunOutcome {
-        exit_code,
-        error,
-        summary,
-    })
+    Ok(wasi)
 }
 
-/// Turns a failed run into an exit record and the text `wasmtime run` prints.
-fn classify(e: wasmtime::Error, wasm_name: &str, wasm: &Path) -> (ExitInfo, Option<String>) {
+/// Turns a failed run into an exit record and the text `wasmtime run` prints
+/// (`context` on top of the error chain).
+fn classify(e: wasmtime::Error, context: String, wasm: &Path) -> (ExitInfo, Option<String>) {
     if let Some(exit) = e.downcast_ref::<wasmtime_wasi::I32Exit>() {
         return (ExitInfo::exited(i64::from(exit.0)), None);
     }
     let trapped = e.is::<wasmtime::Trap>();
-    let e = e.context(format!("failed to run main module `{wasm_name}`"));
+    let e = e.context(context);
     let text = format!("{e:?}");
     let (kind, status) = if trapped {
         (ExitKind::Trapped, TRAP_EXIT_CODE)
@@ -368,7 +390,7 @@ fn report_stop(code: i32, summary: Result<Summary, crate::Error>, quiet: bool) {
 }
 
 /// An error chain on one line (`a: b: c`).
-fn one_line(e: &wasmtime::Error) -> String {
+pub(super) fn one_line(e: &wasmtime::Error) -> String {
     format!("{e:#}").replace('\n', " ")
 }
 
