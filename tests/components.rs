@@ -187,12 +187,14 @@ fn composed_components_show_both_programs_and_their_modules() {
 }
 
 #[test]
-fn a_component_that_is_not_a_command_is_refused_in_one_line_without_a_trace() {
+fn a_proxy_component_is_refused_in_one_line_without_a_trace_pointing_at_wrec_serve() {
     let (_dir, trace, out) = record("http-handler.component.wasm", &[], &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert_eq!(err.trim_end().lines().count(), 1, "{err}");
     assert!(err.contains("http-handler.component.wasm"), "{err}");
+    assert!(err.contains("wasi:http/proxy"), "{err}");
+    assert!(err.contains("`wrec serve "), "{err}");
     assert!(!trace.exists());
 }
 

@@ -8,6 +8,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, ValueEnum};
+use wrec::run::serve::{ServeOptions, DEFAULT_ADDR};
 use wrec::run::{self, shell_quote, DirMapping, EnvVar, RunOptions, UnknownImports};
 use wrec::TimerClock;
 
@@ -20,6 +21,12 @@ Examples:
   wrec --interval 100us app.wasm         sample 10 000 times a second
   wrec --dir data::/data --env LANG=C app.wasm /data/in.csv
   wanalyze app.wrec --dwarf              look at the profile
+  wrec serve --addr 127.0.0.1:8080 proxy.wasm
+                                         serve a wasi:http/proxy component
+                                         (see `wrec serve --help`)
+
+`wrec serve` is a subcommand only as the first argument; a module file
+named `serve` runs as `wrec ./serve`.
 
 Everything after the module goes to the guest, exactly as typed and options
 included, as with `wasmtime run` (`wrec app.wasm --help` passes --help to
@@ -69,6 +76,46 @@ struct Cli {
         allow_hyphen_values = true
     )]
     args: Vec<OsString>,
+}
+
+const SERVE_AFTER_HELP: &str = "\
+Examples:
+  wrec serve proxy.wasm                      listen on 0.0.0.0:8080, write proxy.wrec
+  wrec serve --addr 127.0.0.1:0 proxy.wasm   a free port on the loopback only
+  wanalyze proxy.wrec --dwarf                one thread per worker
+
+As `wasmtime serve`: a Tokio runtime with one worker thread per CPU, a
+fresh instance of the component for every request, HTTP/1.1 with
+keep-alive. wrec prints `Serving HTTP on http://ADDR/` on stderr once it
+listens. Every worker thread that runs a request is sampled by its own
+timer and appears in the trace as `worker N`. Unlike `wasmtime serve`,
+outgoing HTTP requests (`wasi:http/outgoing-handler`) are denied
+(HTTP-request-denied), and the guest's output has no `stdout [N] ::`
+prefixes.
+
+Stopping: the first SIGINT, SIGTERM or SIGHUP (Ctrl-C) stops accepting
+connections, closes idle ones, lets the requests in progress finish, then
+finishes the trace and exits 0; a second one finishes the trace at once and
+exits with 128 + its number.
+
+The default address, 0.0.0.0:8080 as `wasmtime serve`'s, listens on every
+interface: give --addr 127.0.0.1:PORT to keep the server to this machine.";
+
+/// Serve a wasi:http/proxy component over HTTP, as `wasmtime serve` does, and
+/// record a sampling profile of every worker thread that runs it.
+#[derive(Parser, Debug)]
+#[command(name = "wrec serve", after_help = SERVE_AFTER_HELP)]
+struct ServeCli {
+    #[command(flatten)]
+    opts: Opts,
+
+    /// Socket address to listen on (port 0: a free port, printed at start)
+    #[arg(long, value_name = "SOCKADDR", default_value = DEFAULT_ADDR)]
+    addr: std::net::SocketAddr,
+
+    /// The wasi:http/proxy component to serve
+    #[arg(value_name = "WASM")]
+    wasm: PathBuf,
 }
 
 /// wrec's options alone: what the arguments after the module must all be
@@ -206,7 +253,13 @@ const COSTLY_INTERVAL: Duration = Duration::from_micros(50);
 const CALIBRATE_BELOW: Duration = Duration::from_millis(1);
 
 fn main() -> ExitCode {
-    let (cli, taken) = parse_command_line();
+    // `wrec serve ...` is the subcommand; a module file named `serve` runs
+    // as `wrec ./serve`.
+    let argv: Vec<OsString> = std::env::args_os().collect();
+    if argv.get(1).map(OsString::as_os_str) == Some(std::ffi::OsStr::new("serve")) {
+        return serve_main(&argv);
+    }
+    let (cli, taken) = parse_command_line(argv);
     let wasm = cli.wasm;
     let args = match cli
         .args
@@ -224,13 +277,98 @@ fn main() -> ExitCode {
         }
     };
     let cli = cli.opts;
-    let mut opts = RunOptions::new(&wasm);
+    let mut opts = match run_options(&cli, &wasm) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    opts.args = args;
+
+    let module = wasm.to_string_lossy();
+    if !taken.is_empty() {
+        // `wrec app.wasm -o t.wrec`: wrec's options, typed after the module.
+        let typed = join_quoted(&taken);
+        say(format_args!(
+            "wrec: note: took '{typed}' as wrec's options; write 'wrec {} -- {typed}' to pass them to the program",
+            shell_quote(&module)
+        ));
+    } else if cli.output.is_none() {
+        // `wrec app.wasm ARGS -o t.wrec` hands `-o t.wrec` to the guest with
+        // its other arguments, as `wasmtime run` would: say where the trace
+        // goes instead.
+        if let Some(o) = opts
+            .args
+            .iter()
+            .find(|a| *a == "-o" || *a == "--output" || a.starts_with("--output="))
+        {
+            say(format_args!(
+                "wrec: note: '{o}' after the module goes to the program with its other arguments; the trace goes to {} (wrec's options go before the module: 'wrec -o FILE {} ...')",
+                opts.output.display(),
+                shell_quote(&module)
+            ));
+        }
+    }
+    check_interval(&mut opts);
+
+    let outcome = match run::run(&opts) {
+        Ok(o) => o,
+        Err(e) => {
+            say(format_args!("wrec: error: {e}"));
+            return ExitCode::from(run::ERROR_EXIT_CODE as u8);
+        }
+    };
+    if let Some(err) = &outcome.error {
+        say(format_args!("{err}"));
+    }
+    report(&cli, &outcome.summary);
+    // Like `wasmtime run`: the guest's status goes to the OS as is (the OS
+    // keeps its low 8 bits).
+    std::process::exit(outcome.exit_code)
+}
+
+/// `wrec serve ...`.
+fn serve_main(argv: &[OsString]) -> ExitCode {
+    let cli = ServeCli::parse_from(argv[1..].iter().cloned());
+    if cli.opts.call_hook && !cli.opts.no_call_hook {
+        say(format_args!(
+            "wrec: error: --call-hook does not work with `wrec serve`: a request's store runs on whichever worker thread polls it"
+        ));
+        return ExitCode::from(2);
+    }
+    let mut run = match run_options(&cli.opts, &cli.wasm) {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    check_interval(&mut run);
+    let opts = ServeOptions {
+        run,
+        addr: cli.addr,
+    };
+    let outcome = match run::serve::serve(&opts) {
+        Ok(o) => o,
+        Err(e) => {
+            say(format_args!("wrec: error: {e}"));
+            return ExitCode::from(run::ERROR_EXIT_CODE as u8);
+        }
+    };
+    if let Some(err) = &outcome.error {
+        say(format_args!("{err}"));
+    }
+    if !cli.opts.quiet {
+        say(format_args!("wrec: served {} requests", outcome.requests));
+    }
+    report(&cli.opts, &outcome.summary);
+    std::process::exit(outcome.exit_code)
+}
+
+/// The run's options from wrec's options (everything but the guest's
+/// arguments); `Err` with the exit code after printing why they are wrong.
+fn run_options(cli: &Opts, wasm: &std::path::Path) -> Result<RunOptions, ExitCode> {
+    let mut opts = RunOptions::new(wasm);
     if let Some(o) = &cli.output {
         opts.output = o.clone();
     }
-    opts.args = args;
-    opts.env = cli.env;
-    opts.dirs = cli.dirs;
+    opts.env = cli.env.clone();
+    opts.dirs = cli.dirs.clone();
     opts.unknown_imports = if cli.trap_unknown_imports {
         UnknownImports::Trap
     } else if cli.default_values_unknown_imports {
@@ -257,38 +395,19 @@ fn main() -> ExitCode {
             Ok(l) => opts.recording.writer.ring = Some(l),
             Err(e) => {
                 say(format_args!("wrec: error: --max-size: {e}"));
-                return ExitCode::from(2);
+                return Err(ExitCode::from(2));
             }
         }
     }
     if let Some(step) = cli.trace_growth_step {
         opts.recording.writer.growth_step = step.max(4096);
     }
+    Ok(opts)
+}
 
-    let module = wasm.to_string_lossy();
-    if !taken.is_empty() {
-        // `wrec app.wasm -o t.wrec`: wrec's options, typed after the module.
-        let typed = join_quoted(&taken);
-        say(format_args!(
-            "wrec: note: took '{typed}' as wrec's options; write 'wrec {} -- {typed}' to pass them to the program",
-            shell_quote(&module)
-        ));
-    } else if cli.output.is_none() {
-        // `wrec app.wasm ARGS -o t.wrec` hands `-o t.wrec` to the guest with
-        // its other arguments, as `wasmtime run` would: say where the trace
-        // goes instead.
-        if let Some(o) = opts
-            .args
-            .iter()
-            .find(|a| *a == "-o" || *a == "--output" || a.starts_with("--output="))
-        {
-            say(format_args!(
-                "wrec: note: '{o}' after the module goes to the program with its other arguments; the trace goes to {} (wrec's options go before the module: 'wrec -o FILE {} ...')",
-                opts.output.display(),
-                shell_quote(&module)
-            ));
-        }
-    }
+/// Warns about intervals the clock cannot give or that cost too much, and
+/// raises one this machine cannot sustain.
+fn check_interval(opts: &mut RunOptions) {
     if opts.recording.clock == TimerClock::Cpu && opts.recording.interval < CPU_TICK {
         say(format_args!(
             "wrec: warning: with --clock cpu the kernel fires the timer on its scheduler tick (every 4 ms on most Linux kernels), so samples come at most once a tick, not every {}; the default --clock wall samples at the interval asked and still records each sample's CPU time",
@@ -327,18 +446,11 @@ fn main() -> ExitCode {
             wrec::format_interval(opts.recording.interval)
         ));
     }
+}
 
-    let outcome = match run::run(&opts) {
-        Ok(o) => o,
-        Err(e) => {
-            say(format_args!("wrec: error: {e}"));
-            return ExitCode::from(run::ERROR_EXIT_CODE as u8);
-        }
-    };
-    if let Some(err) = &outcome.error {
-        say(format_args!("{err}"));
-    }
-    match &outcome.summary {
+/// Prints the stats (with --stats) and the summary line (without --quiet).
+fn report(cli: &Opts, summary: &Result<wrec::Summary, wrec::Error>) {
+    match summary {
         Ok(s) => {
             if cli.stats {
                 let st = &s.stats;
@@ -367,16 +479,12 @@ fn main() -> ExitCode {
             "wrec: error: the trace could not be finished: {e}"
         )),
     }
-    // Like `wasmtime run`: the guest's status goes to the OS as is (the OS
-    // keeps its low 8 bits).
-    std::process::exit(outcome.exit_code)
 }
 
 /// Parses the command line: wrec's options, the module, and the guest's
 /// arguments exactly as typed (see `guest_args`); also returns the options
 /// typed after the module that were taken as wrec's own.
-fn parse_command_line() -> (Cli, Vec<OsString>) {
-    let argv: Vec<OsString> = std::env::args_os().collect();
+fn parse_command_line(argv: Vec<OsString>) -> (Cli, Vec<OsString>) {
     let cmd = Cli::command();
     let Some(split) = guest_args::split(&argv, &cmd, &OptionsOnly::command()) else {
         // No module: clap says what is missing (or prints the help).

@@ -399,6 +399,14 @@ impl Recorder {
             .unwrap_or_else(|| Err(self.already_finished()))
     }
 
+    /// [`Recorder::finish`] for a recorder that is shared (`wrec serve`'s,
+    /// when a worker thread did not stop in time).
+    pub(crate) fn finish_shared(&self, exit: ExitInfo) -> Result<Summary, Error> {
+        self.ending
+            .finish_then(exit, |r| r)
+            .unwrap_or_else(|| Err(self.already_finished()))
+    }
+
     /// The error for a recording another thread finished.
     fn already_finished(&self) -> Error {
         Error::Write(WriteError::Finished {

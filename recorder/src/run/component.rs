@@ -40,6 +40,14 @@ pub(super) fn run(
         ))
     })?;
 
+    // Before linking: a proxy's imports (wasi:http) are not a command's.
+    if is_proxy(engine, &component) {
+        return Err(RunError(format!(
+            "{wasm_name}: a wasi:http/proxy component, not a command (no `wasi:cli/run` export): serve it with `wrec serve {}`",
+            super::shell_quote(&wasm_name)
+        )));
+    }
+
     let argv = opts.guest_argv();
     let ctx = wasi_context(opts, &argv)?.build();
     let store = wasmtime::Store::new(
@@ -100,4 +108,19 @@ pub(super) fn run(
             context: format!("failed to run main module `{wasm_name}`"),
         },
     )
+}
+
+/// Whether `component` exports `wasi:http/incoming-handler` (any version)
+/// and no `wasi:cli/run`: a `wasi:http/proxy` component, for `wrec serve`.
+fn is_proxy(engine: &Engine, component: &Component) -> bool {
+    component
+        .component_type()
+        .exports(engine)
+        .fold((false, false), |(http, run), (name, _)| {
+            (
+                http || name.starts_with("wasi:http/incoming-handler@"),
+                run || name.starts_with("wasi:cli/run@"),
+            )
+        })
+        == (true, false)
 }

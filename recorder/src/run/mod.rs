@@ -39,6 +39,7 @@ use crate::{ExitInfo, ExitKind, Recorder, RecorderOptions, Summary};
 
 mod component;
 mod module;
+pub mod serve;
 
 /// The exit code for a trap: 128 + SIGABRT, as `wasmtime run` uses on Unix.
 pub const TRAP_EXIT_CODE: i32 = 128 + libc::SIGABRT;

@@ -1,0 +1,289 @@
+//! `wrec serve`: the `http-handler` fixture served under load from several
+//! client threads, stopped with SIGINT, its trace analyzed: one sampled
+//! thread per worker, `hash_work` hot with its line, no broken sample.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use wrec_format::flags;
+use wrec_testkit::cli::{bin, firefox_profile};
+use wrec_testkit::fixture;
+use wrec_testkit::trace::Loaded;
+
+const FIXTURE: &str = "http-handler.component.wasm";
+
+/// A running `wrec serve`, its stderr lines arriving on `lines`.
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    lines: mpsc::Receiver<String>,
+    /// Lines read so far.
+    seen: Vec<String>,
+}
+
+impl Server {
+    /// Starts `wrec serve --addr 127.0.0.1:0 -o t.wrec EXTRA FIXTURE` in
+    /// `dir` and waits until it listens.
+    fn start(dir: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(bin("wrec"))
+            .current_dir(dir)
+            .args([
+                "serve",
+                "--no-cache",
+                "--addr",
+                "127.0.0.1:0",
+                "-o",
+                "t.wrec",
+            ])
+            .args(extra)
+            .arg(fixture(FIXTURE))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn wrec serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let addr = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match lines.recv_timeout(left) {
+                Ok(line) => {
+                    let addr = line
+                        .strip_prefix("Serving HTTP on http://")
+                        .and_then(|a| a.strip_suffix('/'))
+                        .map(|a| a.parse::<SocketAddr>().expect("an address"));
+                    seen.push(line);
+                    if let Some(a) = addr {
+                        break a;
+                    }
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    panic!(
+                        "wrec serve did not start listening; stderr:\n{}",
+                        seen.join("\n")
+                    );
+                }
+            }
+        };
+        Server {
+            child,
+            addr,
+            lines,
+            seen,
+        }
+    }
+
+    /// Sends `sig` (`INT`, `TERM`) and waits for the exit (at most a
+    /// minute); the exit code and all of stderr.
+    fn stop(mut self, sig: &str) -> (Option<i32>, String) {
+        let st = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(st.success());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                let rest: Vec<String> = self.lines.try_iter().collect();
+                panic!(
+                    "wrec serve did not exit after SIG{sig}; stderr:\n{}\n{}",
+                    self.seen.join("\n"),
+                    rest.join("\n")
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        // The reader thread ends at EOF.
+        while let Ok(l) = self.lines.recv_timeout(Duration::from_secs(10)) {
+            self.seen.push(l);
+        }
+        (status.code(), self.seen.join("\n"))
+    }
+}
+
+/// A response: status code and body.
+struct Answer {
+    status: u32,
+    body: String,
+}
+
+/// One HTTP/1.1 request on a connection of its own (`Connection: close`).
+fn get(addr: SocketAddr, path: &str) -> Answer {
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read the response");
+    let raw = String::from_utf8_lossy(&raw).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("a response head");
+    let status = head
+        .split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("status line: {head}"));
+    let chunked = head
+        .lines()
+        .any(|l| l.eq_ignore_ascii_case("transfer-encoding: chunked"));
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_owned()
+    };
+    Answer { status, body }
+}
+
+/// A chunked body's content.
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    loop {
+        let (size, rest) = s.split_once("\r\n").expect("chunk size");
+        let n = usize::from_str_radix(size.trim(), 16).expect("chunk size");
+        if n == 0 {
+            return out;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+}
+
+/// `http-handler: method=GET path=PATH units=N hash=HEX16`: the hash.
+fn check_body(a: &Answer, path: &str, units: u32) -> String {
+    assert_eq!(a.status, 200, "{path}: {}", a.body);
+    let prefix = format!("http-handler: method=GET path={path} units={units} hash=");
+    let hash = a
+        .body
+        .trim_end()
+        .strip_prefix(&prefix)
+        .unwrap_or_else(|| panic!("{path}: body {:?}", a.body));
+    assert!(
+        hash.len() == 16 && hash.chars().all(|c| c.is_ascii_hexdigit()),
+        "{path}: hash {hash:?}"
+    );
+    hash.to_owned()
+}
+
+const CLIENTS: usize = 4;
+const PER_CLIENT: usize = 50;
+
+/// Sends `CLIENTS` × `PER_CLIENT` requests (`n=5`), checking each answer;
+/// a path answered twice has the same hash.
+fn load(addr: SocketAddr) -> usize {
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|c| {
+            std::thread::spawn(move || {
+                let mut hashes = std::collections::HashMap::new();
+                for i in 0..PER_CLIENT {
+                    // Two paths a client, so each hash is seen again.
+                    let path = format!("/c{c}/p{}?n=5", i % 2);
+                    let hash = check_body(&get(addr, &path), &path, 5);
+                    let first = hashes.entry(path.clone()).or_insert_with(|| hash.clone());
+                    assert_eq!(*first, hash, "{path}: the hash changed");
+                }
+                PER_CLIENT
+            })
+        })
+        .collect();
+    clients.into_iter().map(|c| c.join().unwrap()).sum()
+}
+
+#[test]
+fn serve_profiles_every_worker_under_load_and_stops_on_sigint() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    // A connection that never sends a request: a stop must not wait for it.
+    let idle = TcpStream::connect(server.addr).unwrap();
+    let sent = load(server.addr);
+    assert_eq!(sent, CLIENTS * PER_CLIENT);
+    let (code, err) = server.stop("INT");
+    drop(idle);
+    assert_eq!(code, Some(0), "stderr:\n{err}");
+    assert!(
+        err.contains("wrec: SIGINT received: finishing the requests in progress"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("wrec: served {sent} requests")),
+        "{err}"
+    );
+    let summary: Vec<&str> = err
+        .lines()
+        .filter(|l| l.starts_with("wrec: trace "))
+        .collect();
+    assert_eq!(summary.len(), 1, "{err}");
+    assert!(summary[0].contains("wanalyze t.wrec --dwarf"), "{err}");
+    assert!(!err.contains("error"), "{err}");
+
+    let trace = dir.path().join("t.wrec");
+    let loaded = Loaded::load(&trace, &fixture(FIXTURE));
+    assert_eq!(loaded.end.status, 0);
+    assert!(
+        loaded.starts.iter().all(|s| s.name.starts_with("worker ")),
+        "{:?}",
+        loaded.starts.iter().map(|s| &s.name).collect::<Vec<_>>()
+    );
+    // Every worker ended with the server.
+    assert_eq!(loaded.starts.len(), loaded.ends.len());
+    let broken = loaded
+        .samples
+        .iter()
+        .filter(|s| s.has(flags::BROKEN))
+        .count();
+    assert_eq!(broken, 0, "of {} samples", loaded.samples.len());
+
+    let p = firefox_profile(&trace, dir.path(), &["--dwarf"]);
+    let mut busy_threads = 0;
+    let mut leaves: std::collections::HashMap<String, usize> = Default::default();
+    let mut hash_lines = std::collections::HashMap::new();
+    for t in 0..p.threads().len() {
+        let samples = p.samples(t);
+        if samples
+            .iter()
+            .any(|s| s.iter().any(|f| f.func == "hash_work"))
+        {
+            busy_threads += 1;
+        }
+        for s in &samples {
+            let Some(leaf) = s.first() else { continue };
+            *leaves.entry(leaf.func.clone()).or_default() += 1;
+            if leaf.func == "hash_work" {
+                *hash_lines
+                    .entry((leaf.file.clone().unwrap_or_default(), leaf.line))
+                    .or_insert(0usize) += 1;
+            }
+        }
+    }
+    assert!(
+        busy_threads >= 2,
+        "{busy_threads} of {} threads ran hash_work",
+        p.threads().len()
+    );
+    let hottest = leaves.iter().max_by_key(|(_, n)| **n).unwrap();
+    assert_eq!(hottest.0, "hash_work", "{leaves:?}");
+    let ((file, line), _) = hash_lines.iter().max_by_key(|(_, n)| **n).unwrap();
+    assert!(file.ends_with("http-handler.c"), "{file}");
+    assert!(matches!(line, Some(58 | 59)), "{hash_lines:?}");
+}
