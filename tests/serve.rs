@@ -1,6 +1,8 @@
 //! `wrec serve`: the `http-handler` fixture served under load from several
 //! client threads, stopped with SIGINT, its trace analyzed: one sampled
-//! thread per worker, `hash_work` hot with its line, no broken sample.
+//! thread per worker, `hash_work` hot with its line, no broken sample, one
+//! request record and one Firefox marker per request, and every sample of
+//! `hash_work` inside a request of its thread.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -281,9 +283,79 @@ fn serve_profiles_every_worker_under_load_and_stops_on_sigint() {
         "{busy_threads} of {} threads ran hash_work",
         p.threads().len()
     );
+    check_requests(&loaded, &p, sent);
+    let text = wrec_testkit::cli::analyze_stdout(&trace, &["--format", "text", "--quiet"]);
+    assert!(
+        text.contains(&format!("requests      {sent}; slowest: request ")),
+        "{text}"
+    );
     let hottest = leaves.iter().max_by_key(|(_, n)| **n).unwrap();
     assert_eq!(hottest.0, "hash_work", "{leaves:?}");
     let ((file, line), _) = hash_lines.iter().max_by_key(|(_, n)| **n).unwrap();
     assert!(file.ends_with("http-handler.c"), "{file}");
     assert!(matches!(line, Some(58 | 59)), "{hash_lines:?}");
+}
+
+/// One request record per request sent, each once, with its method and
+/// path; one `Request` marker per request in the Firefox profile, on the
+/// thread of its record; every `hash_work` sample inside one of its
+/// thread's markers.
+fn check_requests(loaded: &Loaded, p: &wrec_testkit::firefox::FxProfile, sent: usize) {
+    let mut indices: Vec<u64> = loaded.requests.iter().map(|r| r.index).collect();
+    indices.sort_unstable();
+    assert_eq!(indices, (0..sent as u64).collect::<Vec<_>>());
+    let mut paths: Vec<String> = loaded.requests.iter().map(|r| r.path.clone()).collect();
+    paths.sort();
+    let mut want: Vec<String> = (0..CLIENTS)
+        .flat_map(|c| (0..PER_CLIENT).map(move |i| format!("/c{c}/p{}?n=5", i % 2)))
+        .collect();
+    want.sort();
+    assert_eq!(paths, want);
+    assert!(loaded.requests.iter().all(|r| r.method == "GET"));
+    assert!(loaded.requests.iter().all(|r| r.end_ns > r.start_ns));
+
+    let strings = p.json["shared"]["stringArray"].as_array().unwrap();
+    let mut markers = 0;
+    for (t, th) in p.threads().iter().enumerate() {
+        let m = &th["markers"];
+        let n = m["length"].as_u64().unwrap() as usize;
+        let mut spans = Vec::new();
+        for k in 0..n {
+            let data = &m["data"][k];
+            if data["type"] != "Request" {
+                continue;
+            }
+            markers += 1;
+            let name = strings[m["name"][k].as_u64().unwrap() as usize]
+                .as_str()
+                .unwrap();
+            let path = data["path"].as_str().unwrap();
+            assert_eq!(name, format!("GET {path}"));
+            assert_eq!(data["method"], "GET");
+            assert!(data["request"].as_u64().unwrap() < sent as u64);
+            assert_eq!(m["phase"][k], 1);
+            let (a, b) = (
+                m["startTime"][k].as_f64().unwrap(),
+                m["endTime"][k].as_f64().unwrap(),
+            );
+            assert!(a < b, "{a} {b}");
+            spans.push((a, b));
+        }
+        // Every hash_work sample of this thread lies in one of its requests.
+        let deltas = th["samples"]["timeDeltas"].as_array().unwrap();
+        let samples = p.samples(t);
+        let mut time = 0.0;
+        for (k, s) in samples.iter().enumerate() {
+            time += deltas[k].as_f64().unwrap();
+            if s.first().is_some_and(|f| f.func == "hash_work") {
+                assert!(
+                    spans
+                        .iter()
+                        .any(|&(a, b)| a - 1e-6 <= time && time <= b + 1e-6),
+                    "thread {t}: a hash_work sample at {time} ms is in no request: {spans:?}"
+                );
+            }
+        }
+    }
+    assert_eq!(markers, sent);
 }

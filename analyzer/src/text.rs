@@ -70,6 +70,10 @@ pub struct Summary {
     /// Source lines with at least one leaf sample, by samples (then file,
     /// line); empty without line info.
     pub lines: Vec<LineStat>,
+    /// Requests a server handled (`wrec serve`), over all threads.
+    pub requests: u64,
+    /// The slowest of them: its index, `METHOD PATH` and duration in ns.
+    pub slowest_request: Option<(u64, String, u64)>,
 }
 
 impl Summary {
@@ -143,6 +147,21 @@ pub fn try_summarize(profile: &Profile) -> Result<Summary, String> {
         has_lines: m.has_lines,
         funcs: st.funcs,
         lines: st.lines,
+        requests: p.threads.iter().map(|t| t.requests.len() as u64).sum(),
+        slowest_request: p
+            .threads
+            .iter()
+            .flat_map(|t| &t.requests)
+            .map(|r| (r.end_ns.saturating_sub(r.start_ns), r))
+            // The slowest; the first of equals.
+            .fold(
+                None::<(u64, &crate::model::Request)>,
+                |best, (d, r)| match best {
+                    Some((bd, _)) if bd >= d => best,
+                    _ => Some((d, r)),
+                },
+            )
+            .map(|(d, r)| (r.index, r.name.clone(), d)),
     })
 }
 
@@ -197,6 +216,16 @@ fn render_into(o: &mut String, s: &Summary, opts: &TextOptions) -> std::fmt::Res
     };
     facts.push(("interval", format!("{}{clock}", fmt_ns(s.interval_ns))));
     facts.push(("lost samples", s.lost.to_string()));
+    if let Some((index, name, ns)) = &s.slowest_request {
+        facts.push((
+            "requests",
+            clean(&format!(
+                "{}; slowest: request {index}, {name}, {}",
+                s.requests,
+                fmt_ns(*ns)
+            )),
+        ));
+    }
     let end = match &s.end {
         None => "unknown: no end record (the recorder was killed?)".to_string(),
         Some(e) if e.message.is_empty() => {

@@ -170,6 +170,7 @@ fn fixture() -> Profile {
             end_ns: Some(12_000_000),
             samples: main_samples.into(),
             lost: 2,
+            requests: Vec::new(),
         },
         Thread {
             name: "worker".into(),
@@ -178,6 +179,7 @@ fn fixture() -> Profile {
             end_ns: Some(6_000_000),
             samples: worker_samples.into(),
             lost: 0,
+            requests: Vec::new(),
         },
     ];
     p

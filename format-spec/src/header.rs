@@ -7,8 +7,8 @@ pub const VERSION_MAJOR: u16 = 3;
 /// The oldest major version this crate still reads (2.x: SPEC.md §7).
 pub const OLDEST_MAJOR: u16 = 2;
 /// 3.1 added the ring layout (SPEC.md §5), 3.2 the component module
-/// record (SPEC.md §6).
-pub const VERSION_MINOR: u16 = 2;
+/// record fields (SPEC.md §2.2), 3.3 the request record (SPEC.md §2.8).
+pub const VERSION_MINOR: u16 = 3;
 pub const BYTE_ORDER_MARK: u32 = 0x0A0B_0C0D;
 pub const HEADER_SIZE: usize = 64;
 /// Offset of the committed-length word.

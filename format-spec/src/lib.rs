@@ -36,9 +36,9 @@ pub use header::{
 pub use reader::RingSpan;
 pub use reader::{Decoder, Event, RawRecord, RecordIter, Sample, SampleScanner, Trace};
 pub use records::{
-    flags, kind, AddressMapEntry, CodeAddresses, End, ExitKind, FunctionEntry, InnerModule,
-    LossReason, ModuleRecord, RawSample, Record, RunInfo, SamplesLost, ThreadEnd, ThreadStart,
-    TimerClock, SHORT_SAMPLE_MAX,
+    cut, flags, kind, AddressMapEntry, CodeAddresses, End, ExitKind, FunctionEntry, InnerModule,
+    LossReason, ModuleRecord, RawSample, Record, Request, RunInfo, SamplesLost, ThreadEnd,
+    ThreadStart, TimerClock, MAX_REQUEST_METHOD, MAX_REQUEST_PATH, SHORT_SAMPLE_MAX,
 };
 pub use ring::{RingLayout, LAYOUT_RING, RING_HEADER_SIZE, SEGMENT_HEADER_SIZE};
 pub use spread::{spread_cpu, MAX_NO_CPU_RUN};

@@ -13,6 +13,8 @@ pub mod kind {
     pub const SAMPLES_LOST: u8 = 6;
     pub const END: u8 = 7;
     pub const CODE_ADDRESSES: u8 = 8;
+    /// Format 3.3: a request a server handled (`wrec serve`).
+    pub const REQUEST: u8 = 9;
     /// A kind byte with this bit set is a short sample: its payload length
     /// is the other seven bits, and no length field follows (SPEC.md §1.2).
     pub const SHORT_SAMPLE: u8 = 0x80;
@@ -213,6 +215,61 @@ pub struct CodeAddresses {
     pub entries: Vec<AddressMapEntry>,
 }
 
+/// The longest request path a request record holds, in bytes (SPEC.md §2.8).
+pub const MAX_REQUEST_PATH: usize = 256;
+/// The longest request method a request record holds, in bytes.
+pub const MAX_REQUEST_METHOD: usize = 32;
+
+/// Kind 9 (format 3.3): a request a server handled, from when it arrived
+/// until the guest's handler returned, on the thread that ran it last.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub thread: u32,
+    /// Monotonic ns.
+    pub start_ns: u64,
+    /// Monotonic ns, at least `start_ns`.
+    pub end_ns: u64,
+    /// The request's index, from 0 in the order requests arrived.
+    pub index: u64,
+    /// At most [`MAX_REQUEST_METHOD`] bytes.
+    pub method: String,
+    /// Path and query, at most [`MAX_REQUEST_PATH`] bytes.
+    pub path: String,
+}
+
+impl Request {
+    /// A request record, its method and path cut to their bounds.
+    pub fn new(
+        thread: u32,
+        start_ns: u64,
+        end_ns: u64,
+        index: u64,
+        method: &str,
+        path: &str,
+    ) -> Request {
+        Request {
+            thread,
+            start_ns,
+            end_ns: end_ns.max(start_ns),
+            index,
+            method: cut(method, MAX_REQUEST_METHOD).to_owned(),
+            path: cut(path, MAX_REQUEST_PATH).to_owned(),
+        }
+    }
+}
+
+/// `s` cut to at most `max` bytes, at a character boundary.
+pub fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Kind 3.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ThreadStart {
@@ -299,6 +356,7 @@ pub enum Record {
     SamplesLost(SamplesLost),
     End(End),
     CodeAddresses(CodeAddresses),
+    Request(Request),
 }
 
 impl Record {
@@ -311,6 +369,7 @@ impl Record {
             Record::SamplesLost(_) => kind::SAMPLES_LOST,
             Record::End(_) => kind::END,
             Record::CodeAddresses(_) => kind::CODE_ADDRESSES,
+            Record::Request(_) => kind::REQUEST,
         }
     }
 
@@ -393,6 +452,14 @@ impl Record {
             Record::CodeAddresses(a) => {
                 push(out, a.module);
                 push_map(out, &a.entries);
+            }
+            Record::Request(r) => {
+                push(out, u64::from(r.thread));
+                push(out, r.start_ns);
+                push(out, r.end_ns.saturating_sub(r.start_ns));
+                push(out, r.index);
+                push_str(out, &r.method);
+                push_str(out, &r.path);
             }
         }
     }
@@ -513,6 +580,21 @@ impl Record {
                 module: p.varint()?,
                 entries: p.map()?,
             }),
+            kind::REQUEST => {
+                let thread = p.u32()?;
+                let start_ns = p.varint()?;
+                let end_ns = start_ns
+                    .checked_add(p.varint()?)
+                    .ok_or_else(|| p.damage(Damage::BadValue("request duration")))?;
+                Record::Request(Request {
+                    thread,
+                    start_ns,
+                    end_ns,
+                    index: p.varint()?,
+                    method: p.string()?,
+                    path: p.string()?,
+                })
+            }
             _ => return Ok(None),
         };
         Ok(Some(rec))

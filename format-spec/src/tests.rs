@@ -316,6 +316,10 @@ fn every_record_round_trips() {
             samples_written: 10,
             samples_lost: 2,
         }),
+        Record::Request(crate::Request::new(
+            3, 1_000_000, 8_500_000, 41, "GET", "/a/b?n=5",
+        )),
+        Record::Request(crate::Request::new(0, u64::MAX - 1, u64::MAX, 0, "", "")),
     ];
     for r in &recs {
         let framed = frame(r);
@@ -891,4 +895,33 @@ fn an_inner_module_round_trips_and_a_plain_one_writes_no_inner_fields() {
     assert_eq!(i.slice(&file).map(|s| s.len()), Some(50));
     assert_eq!(InnerModule { len: 0, ..i }.slice(&file), None);
     assert_eq!(InnerModule { len: 101, ..i }.slice(&file), None);
+}
+
+#[test]
+fn a_request_record_is_laid_out_as_the_spec_says_and_cut_to_its_bounds() {
+    let r = crate::Request::new(2, 1000, 3500, 7, "GET", "/x?y=1");
+    let mut payload = Vec::new();
+    Record::Request(r.clone()).encode_payload(&mut payload);
+    // thread, start, duration (2500 = c4 13), index, method, path.
+    let mut want = vec![0x02, 0xe8, 0x07, 0xc4, 0x13, 0x07, 3];
+    want.extend_from_slice(b"GET");
+    want.push(6);
+    want.extend_from_slice(b"/x?y=1");
+    assert_eq!(payload, want);
+    assert_eq!(frame(&Record::Request(r))[0], crate::kind::REQUEST);
+
+    // Bounds: 256 bytes of path, 32 of method, cut at a character boundary;
+    // an end before the start is the start.
+    let long = format!("/{}", "é".repeat(200));
+    let r = crate::Request::new(0, 10, 5, 0, &"M".repeat(40), &long);
+    assert_eq!(r.method.len(), crate::MAX_REQUEST_METHOD);
+    assert_eq!(r.path.len(), 255);
+    assert!(long.starts_with(&r.path));
+    assert_eq!(r.end_ns, 10);
+    // A duration that overflows is damage.
+    let mut bad = vec![0x00];
+    crate::varint::push(&mut bad, u64::MAX);
+    crate::varint::push(&mut bad, 1);
+    bad.extend_from_slice(&[0, 0, 0]);
+    assert!(Record::decode(crate::kind::REQUEST, &bad, 0).is_err());
 }

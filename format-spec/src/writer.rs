@@ -708,7 +708,10 @@ impl TraceWriter {
         let framed = frame(rec);
         let len = framed.len() as u64;
         if let Some(ring) = &self.ring {
-            if matches!(rec, Record::SamplesLost(_) | Record::ThreadEnd(_)) {
+            if matches!(
+                rec,
+                Record::SamplesLost(_) | Record::ThreadEnd(_) | Record::Request(_)
+            ) {
                 return self.write_ring(ring, &framed);
             }
             // The linear part keeps its last 4 KiB for the end record.

@@ -385,6 +385,25 @@ impl Recorder {
         Ok(sampler)
     }
 
+    /// Writes a request record (SPEC.md §2.8): a request a server handled
+    /// on `thread` (a [`ThreadSampler::thread_id`]) from `start_ns` to
+    /// `end_ns` (monotonic), its index, method and path (cut to
+    /// [`wrec_format::MAX_REQUEST_PATH`] bytes). From a normal thread, not
+    /// a signal handler.
+    pub fn record_request(
+        &self,
+        thread: u32,
+        start_ns: u64,
+        end_ns: u64,
+        index: u64,
+        method: &str,
+        path: &str,
+    ) -> Result<(), Error> {
+        let rec = wrec_format::Request::new(thread, start_ns, end_ns, index, method, path);
+        self.shared.writer().write_record(&Record::Request(rec))?;
+        Ok(())
+    }
+
     /// Samples written so far.
     pub fn samples_written(&self) -> u64 {
         self.shared.writer().samples_written()

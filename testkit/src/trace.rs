@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use wrec_format::{
-    flags, End, Event, ModuleRecord, Record, RunInfo, SamplesLost, ThreadEnd, ThreadStart, Trace,
+    flags, End, Event, ModuleRecord, Record, Request, RunInfo, SamplesLost, ThreadEnd, ThreadStart,
+    Trace,
 };
 
 /// A sample with its stack copied out of the decoder.
@@ -35,6 +36,8 @@ pub struct Loaded {
     pub lost: Vec<SamplesLost>,
     pub end: End,
     pub samples: Vec<OwnedSample>,
+    /// Request records (`wrec serve`).
+    pub requests: Vec<Request>,
     /// Function index → name, from the first module's name section.
     pub names: HashMap<u32, String>,
 }
@@ -56,6 +59,7 @@ impl Loaded {
         let mut lost = Vec::new();
         let mut end = None;
         let mut samples = Vec::new();
+        let mut requests = Vec::new();
         while let Some(ev) = d.next() {
             let ev = ev.unwrap_or_else(|e| panic!("{}: {e}", trace.display()));
             assert!(end.is_none(), "records after the end record");
@@ -74,6 +78,14 @@ impl Loaded {
                 Event::Record(Record::End(e)) => end = Some(e),
                 // The decoder attaches them to their module records.
                 Event::Record(Record::CodeAddresses(_)) => {}
+                Event::Record(Record::Request(r)) => {
+                    assert!(
+                        starts.iter().any(|t| t.thread == r.thread)
+                            && !ends.iter().any(|t| t.thread == r.thread),
+                        "request outside its thread's start/end"
+                    );
+                    requests.push(r)
+                }
                 Event::Sample(s) => {
                     assert!(!modules.is_empty(), "sample before any module record");
                     assert!(
@@ -111,6 +123,7 @@ impl Loaded {
             lost,
             end,
             samples,
+            requests,
             names: function_names(&std::fs::read(wasm).unwrap()),
         }
     }

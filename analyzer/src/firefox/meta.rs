@@ -107,7 +107,7 @@ impl Serialize for Meta<'_> {
         map.serialize_entry("stackwalk", &1)?;
         map.serialize_entry("usesOnlyOneStackType", &true)?;
         map.serialize_entry("sourceCodeIsNotOnSearchfox", &true)?;
-        map.serialize_entry("markerSchema", &[(); 0])?;
+        map.serialize_entry("markerSchema", &marker_schema())?;
         if !m.args.is_empty() {
             map.serialize_entry("arguments", &m.args.join(" "))?;
         }
@@ -162,4 +162,26 @@ fn extra_json(p: &Profile) -> serde_json::Value {
         sections.push(json!({ "label": "Warnings", "entries": w }));
     }
     serde_json::Value::Array(sections)
+}
+
+/// The `data.type` of a request marker (`wrec serve`, SPEC.md §2.8).
+pub(super) const REQUEST_MARKER: &str = "Request";
+
+/// How the profiler shows request markers: in the marker chart and
+/// table, and in the timeline's overview, with their index, method and
+/// path.
+fn marker_schema() -> serde_json::Value {
+    json!([{
+        "name": REQUEST_MARKER,
+        "display": ["marker-chart", "marker-table", "timeline-overview"],
+        "chartLabel": "{marker.data.method} {marker.data.path}",
+        "tooltipLabel": "request {marker.data.request}: {marker.data.method} {marker.data.path}",
+        "tableLabel": "request {marker.data.request}: {marker.data.method} {marker.data.path}",
+        "description": "A request the server handled, from its arrival until the guest's handler returned",
+        "fields": [
+            { "key": "request", "label": "Request", "format": "integer" },
+            { "key": "method", "label": "Method", "format": "string" },
+            { "key": "path", "label": "Path", "format": "string" },
+        ],
+    }])
 }

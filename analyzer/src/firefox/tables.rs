@@ -34,6 +34,8 @@ pub(super) struct SharedTables<'a> {
     pub(super) func_name: Vec<u32>,
     pub(super) resource_name: Vec<u32>,
     pub(super) native_symbol_name: Vec<u32>,
+    /// Per thread, per request marker: its name's string index.
+    pub(super) request_name: Vec<Vec<u32>>,
     /// The run-end marker's name (on the main thread); its string index is
     /// `strings.len()`.
     pub(super) marker_name: String,
@@ -122,6 +124,11 @@ impl<'a> SharedTables<'a> {
             .iter()
             .map(|&n| strings.intern(&p.native_symbols[n as usize].name))
             .collect();
+        let request_name = p
+            .threads
+            .iter()
+            .map(|t| t.requests.iter().map(|r| strings.intern(&r.name)).collect())
+            .collect();
 
         SharedTables {
             stacks,
@@ -139,6 +146,7 @@ impl<'a> SharedTables<'a> {
             func_name,
             resource_name,
             native_symbol_name,
+            request_name,
             marker_name: format!("Run ended: {}", run_end_text(p)),
         }
     }

@@ -4,9 +4,10 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::meta::run_end_ns;
+use super::meta::REQUEST_MARKER;
 use super::tables::{SharedTables, ThreadSamples};
 use super::{category_index, ns_to_ms, Repeat, Seq};
-use crate::model::{Category, Profile, Thread};
+use crate::model::{Category, Profile, Request, Thread};
 
 pub(super) struct Threads<'a, 'b>(pub(super) &'a Profile, pub(super) &'b SharedTables<'a>);
 
@@ -22,6 +23,7 @@ impl Serialize for Threads<'_, '_> {
             seq.serialize_element(&ThreadJson {
                 p,
                 t,
+                index: i,
                 main: i == 0,
                 st,
                 samples: &samples,
@@ -35,6 +37,8 @@ impl Serialize for Threads<'_, '_> {
 struct ThreadJson<'a, 'b> {
     p: &'a Profile,
     t: &'a Thread,
+    /// The thread's index in the profile.
+    index: usize,
     main: bool,
     st: &'b SharedTables<'a>,
     samples: &'b ThreadSamples<'a>,
@@ -46,6 +50,7 @@ impl Serialize for ThreadJson<'_, '_> {
         let ThreadJson {
             p,
             t,
+            index,
             main,
             st,
             samples,
@@ -58,7 +63,15 @@ impl Serialize for ThreadJson<'_, '_> {
         };
         let mut map = s.serialize_map(None)?;
         let marker = main.then_some(st.strings.len() as u32);
-        map.serialize_entry("markers", &Markers(marker, ns_to_ms(end_ns)))?;
+        map.serialize_entry(
+            "markers",
+            &Markers {
+                run_end: marker,
+                end_ms: ns_to_ms(end_ns),
+                requests: &t.requests,
+                request_names: &st.request_name[index],
+            },
+        )?;
         map.serialize_entry("name", &name)?;
         map.serialize_entry("isMainThread", &main)?;
         map.serialize_entry("pausedRanges", &[(); 0])?;
@@ -76,24 +89,67 @@ impl Serialize for ThreadJson<'_, '_> {
     }
 }
 
-/// The run-end marker's name in the string array (on the main thread
-/// only), and its time.
-struct Markers(Option<u32>, f64);
+/// A thread's markers: the run-end marker (its name's string index, on
+/// the main thread only) at the run's end, then one interval marker per
+/// request the thread ran (`Request` in the marker schema, SPEC.md §2.8).
+struct Markers<'a> {
+    run_end: Option<u32>,
+    end_ms: f64,
+    requests: &'a [Request],
+    request_names: &'a [u32],
+}
 
-impl Serialize for Markers {
+impl Serialize for Markers<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let Markers(name, time) = *self;
-        let n = usize::from(name.is_some());
-        let name = name.unwrap_or(0);
+        let Markers {
+            run_end,
+            end_ms,
+            requests,
+            request_names,
+        } = *self;
+        let ends = usize::from(run_end.is_some());
+        let n = ends + requests.len();
         let mut map = s.serialize_map(None)?;
         map.serialize_entry("length", &n)?;
         map.serialize_entry("category", &Repeat(category_index(Category::Other), n))?;
-        map.serialize_entry("data", &Repeat((), n))?;
-        map.serialize_entry("endTime", &Repeat((), n))?;
-        map.serialize_entry("name", &Repeat(name, n))?;
-        // 0 = instant.
-        map.serialize_entry("phase", &Repeat(0u32, n))?;
-        map.serialize_entry("startTime", &Repeat(time, n))?;
+        map.serialize_entry(
+            "data",
+            &Seq(|| {
+                (0..ends).map(|_| None).chain(requests.iter().map(|r| {
+                    Some(serde_json::json!({
+                        "type": REQUEST_MARKER,
+                        "request": r.index,
+                        "method": r.method,
+                        "path": r.path,
+                    }))
+                }))
+            }),
+        )?;
+        map.serialize_entry(
+            "endTime",
+            &Seq(|| {
+                (0..ends)
+                    .map(|_| None)
+                    .chain(requests.iter().map(|r| Some(ns_to_ms(r.end_ns))))
+            }),
+        )?;
+        map.serialize_entry(
+            "name",
+            &Seq(|| run_end.into_iter().chain(request_names.iter().copied())),
+        )?;
+        // 0 = instant, 1 = interval.
+        map.serialize_entry(
+            "phase",
+            &Seq(|| (0..ends).map(|_| 0u32).chain(requests.iter().map(|_| 1))),
+        )?;
+        map.serialize_entry(
+            "startTime",
+            &Seq(|| {
+                (0..ends)
+                    .map(move |_| end_ms)
+                    .chain(requests.iter().map(|r| ns_to_ms(r.start_ns)))
+            }),
+        )?;
         map.end()
     }
 }

@@ -135,6 +135,25 @@ pub struct Thread {
     pub samples: Samples,
     /// Samples the recorder lost on this thread.
     pub lost: u64,
+    /// Requests this thread ran (`wrec serve`, SPEC.md §2.8), in the order
+    /// they ended.
+    pub requests: Vec<Request>,
+}
+
+/// A request a server handled on a thread: its samples are those of the
+/// thread between `start_ns` and `end_ns`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Request {
+    /// From 0, in the order the server received them.
+    pub index: u64,
+    /// Nanoseconds since [`Profile::start_ns`].
+    pub start_ns: u64,
+    pub end_ns: u64,
+    pub method: String,
+    /// Path and query, at most 256 bytes.
+    pub path: String,
+    /// `METHOD PATH`, what the profile calls it.
+    pub name: String,
 }
 
 /// A wasm module.

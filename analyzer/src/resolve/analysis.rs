@@ -154,6 +154,27 @@ impl<'a> Analysis<'a> {
         t.start_ns = ts.time_ns.saturating_sub(zero);
     }
 
+    /// A request record: on its thread, if the thread started.
+    pub(super) fn on_request(&mut self, r: wrec_format::Request) {
+        let Some(&idx) = self.threads.get(&r.thread) else {
+            return;
+        };
+        let zero = self.start_ns.unwrap_or(r.start_ns);
+        // A hostile trace's strings are cut as a writer would have.
+        let method = wrec_format::cut(&r.method, wrec_format::MAX_REQUEST_METHOD);
+        let path = wrec_format::cut(&r.path, wrec_format::MAX_REQUEST_PATH);
+        self.r.profile.threads[idx]
+            .requests
+            .push(crate::model::Request {
+                index: r.index,
+                start_ns: r.start_ns.saturating_sub(zero),
+                end_ns: r.end_ns.saturating_sub(zero),
+                method: method.to_owned(),
+                path: path.to_owned(),
+                name: format!("{method} {path}"),
+            });
+    }
+
     /// A sample: its stack, and its CPU time (now, or held back until the
     /// thread's next CPU reading).
     #[inline]

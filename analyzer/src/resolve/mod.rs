@@ -169,6 +169,12 @@ pub fn analyze(
             Event::Record(Record::End(e)) => a.on_end(e),
             // Already attached to their module records by the decoder.
             Event::Record(Record::CodeAddresses(_)) => {}
+            Event::Record(Record::Request(r)) => {
+                // With --last, a request that ended before the window.
+                if cutoff.is_none_or(|c| r.end_ns >= c) {
+                    a.on_request(r);
+                }
+            }
             Event::Unknown { .. } => {}
         }
     }

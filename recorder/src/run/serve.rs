@@ -233,18 +233,45 @@ impl Server {
     }
 }
 
-/// A request's guest task: every poll runs on a sampled thread.
+/// What a request record says about a request, besides its thread and
+/// end.
+struct RequestInfo {
+    index: u64,
+    start_ns: u64,
+    method: String,
+    path: String,
+}
+
+/// A request's guest task: every poll runs on a sampled thread, and when
+/// the guest's handler has returned (its store dropped), the request's
+/// record is written, on the thread that ran it last.
 struct OnSampledThread<F> {
     inner: Pin<Box<F>>,
     server: Arc<Server>,
+    request: RequestInfo,
+    last_thread: Option<u32>,
 }
 
 impl<F: Future> Future for OnSampledThread<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        self.server.ensure_sampled();
-        self.inner.as_mut().poll(cx)
+        let thread = self.server.ensure_sampled();
+        self.last_thread = thread;
+        let Poll::Ready(out) = self.inner.as_mut().poll(cx) else {
+            return Poll::Pending;
+        };
+        let end_ns = wrec_format::clock_ns(libc::CLOCK_MONOTONIC);
+        if let Some(thread) = self.last_thread {
+            let r = &self.request;
+            // A full trace drops it, as it drops samples.
+            let _ = self
+                .server
+                .recorder
+                .record_request(thread, r.start_ns, end_ns, r.index, &r.method, &r.path);
+        }
+        self.server.task_done();
+        Poll::Ready(out)
     }
 }
 
@@ -256,7 +283,18 @@ async fn handle(
     server: Arc<Server>,
     req: hyper::Request<hyper::body::Incoming>,
 ) -> wasmtime::Result<Response> {
-    let _index = server.next_request.fetch_add(1, Ordering::Relaxed);
+    let request = RequestInfo {
+        index: server.next_request.fetch_add(1, Ordering::Relaxed),
+        start_ns: wrec_format::clock_ns(libc::CLOCK_MONOTONIC),
+        method: wrec_format::cut(req.method().as_str(), wrec_format::MAX_REQUEST_METHOD).to_owned(),
+        path: wrec_format::cut(
+            req.uri()
+                .path_and_query()
+                .map_or(req.uri().path(), |p| p.as_str()),
+            wrec_format::MAX_REQUEST_PATH,
+        )
+        .to_owned(),
+    };
     let mut store = server.new_store().map_err(|e| wasmtime::Error::msg(e.0))?;
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let req = store
@@ -266,9 +304,10 @@ async fn handle(
     let out = store.data_mut().http().new_response_outparam(sender)?;
     let pre = server.pre.clone();
     *server.in_flight.lock().unwrap_or_else(|e| e.into_inner()) += 1;
-    let done = server.clone();
     let task = tokio::task::spawn(OnSampledThread {
         server: server.clone(),
+        request,
+        last_thread: None,
         inner: Box::pin(async move {
             let result = async {
                 let proxy = pre.instantiate_async(&mut store).await?;
@@ -278,10 +317,9 @@ async fn handle(
                     .await
             }
             .await;
-            // The store (and the guest's files) go before the task counts
-            // as done.
+            // The store (and the guest's files) go before the request
+            // ends.
             drop(store);
-            done.task_done();
             result
         }),
     });
