@@ -359,3 +359,74 @@ fn check_requests(loaded: &Loaded, p: &wrec_testkit::firefox::FxProfile, sent: u
     }
     assert_eq!(markers, sent);
 }
+
+#[test]
+fn a_second_sigint_ends_the_trace_at_once_while_a_request_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(dir.path(), &[]);
+    let addr = server.addr;
+    // About 1.5 s of hash_work (n is capped at 1000).
+    let slow = std::thread::spawn(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        write!(
+            s,
+            "GET /slow?n=1000 HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut raw = Vec::new();
+        let _ = s.read_to_end(&mut raw);
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let pid = server.child.id().to_string();
+    let kill = || {
+        assert!(Command::new("kill")
+            .args(["-INT", &pid])
+            .status()
+            .unwrap()
+            .success())
+    };
+    kill();
+    std::thread::sleep(Duration::from_millis(200));
+    let (code, err) = server.stop("INT");
+    let _ = slow.join();
+    assert_eq!(code, Some(130), "stderr:\n{err}");
+    assert!(err.contains("send it again to stop at once"), "{err}");
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("wrec: trace "))
+            .count(),
+        1,
+        "{err}"
+    );
+    let loaded = Loaded::load(&dir.path().join("t.wrec"), &fixture(FIXTURE));
+    assert_eq!(loaded.end.exit_kind, wrec_format::ExitKind::Signaled);
+    assert_eq!(loaded.end.status, 130);
+    // The request never ended: no record of it.
+    assert!(loaded.requests.is_empty());
+    assert!(loaded.samples.iter().any(|s| !s.stack.is_empty()));
+}
+
+#[test]
+fn serve_refuses_a_core_module_and_a_busy_address_in_one_line_without_a_trace() {
+    let dir = tempfile::tempdir().unwrap();
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let busy_addr = busy.local_addr().unwrap().to_string();
+    for (wasm, addr, says) in [
+        ("fib-O2.wasm", "127.0.0.1:0", "core module"),
+        (FIXTURE, busy_addr.as_str(), "cannot listen on"),
+    ] {
+        let out = Command::new(bin("wrec"))
+            .current_dir(dir.path())
+            .args(["serve", "--no-cache", "--addr", addr, "-o", "t.wrec"])
+            .arg(fixture(wasm))
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{wasm}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+        assert!(err.contains(says), "{err}");
+        assert!(!dir.path().join("t.wrec").exists(), "{wasm}");
+    }
+    drop(busy);
+}
