@@ -90,8 +90,13 @@ keep-alive. wrec prints `Serving HTTP on http://ADDR/` on stderr once it
 listens. Every worker thread that runs a request is sampled by its own
 timer and appears in the trace as `worker N`. Unlike `wasmtime serve`,
 outgoing HTTP requests (`wasi:http/outgoing-handler`) are denied
-(HTTP-request-denied), and the guest's output has no `stdout [N] ::`
-prefixes.
+(HTTP-request-denied), the guest's output has no `stdout [N] ::`
+prefixes, and --call-hook is refused (a request may move between workers).
+
+Every request is recorded with its index, method and path (query included,
+up to 256 bytes: mind secrets in query strings when sharing a profile) and
+the span a worker ran it; wanalyze shows each as a marker on its worker's
+thread, and its text report the slowest.
 
 Stopping: the first SIGINT, SIGTERM or SIGHUP (Ctrl-C) stops accepting
 connections, closes idle ones, lets the requests in progress finish, then
@@ -104,7 +109,7 @@ interface: give --addr 127.0.0.1:PORT to keep the server to this machine.";
 /// Serve a wasi:http/proxy component over HTTP, as `wasmtime serve` does, and
 /// record a sampling profile of every worker thread that runs it.
 #[derive(Parser, Debug)]
-#[command(name = "wrec serve", after_help = SERVE_AFTER_HELP)]
+#[command(name = "wrec serve", bin_name = "wrec serve", after_help = SERVE_AFTER_HELP)]
 struct ServeCli {
     #[command(flatten)]
     opts: Opts,
