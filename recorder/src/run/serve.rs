@@ -30,6 +30,10 @@
 //!   [`crate::FiberStackCreator`] (set up by [`crate::configure`]), so
 //!   samples on them are whole. The component's core modules are recorded
 //!   once, before the first request.
+//! - **Requests**: when a request's handler returns, the worker that ran
+//!   it last writes its request record (SPEC.md §2.8: its index, method,
+//!   path and span; see [`OnSampledThread`]), which the analyzer makes a
+//!   marker on that thread, so every sample is attributed to its request.
 //! - **Stopping**: the first SIGINT, SIGTERM or SIGHUP stops accepting
 //!   connections, closes idle keep-alive connections, lets the requests in
 //!   progress finish, ends the samplers and the trace (an `Exited 0` end
@@ -237,18 +241,23 @@ impl Server {
 /// end.
 struct RequestInfo {
     index: u64,
-    start_ns: u64,
     method: String,
     path: String,
 }
 
 /// A request's guest task: every poll runs on a sampled thread, and when
 /// the guest's handler has returned (its store dropped), the request's
-/// record is written, on the thread that ran it last.
+/// record is written, on the thread that ran it last, from the task's
+/// first poll (when a worker began making its instance: the time it
+/// waited for a worker before is not the guest's) to its end. A request
+/// that runs without waiting is thus one span of one thread's time, which
+/// no other request's overlaps; one that waits in a host call lets the
+/// worker run others meanwhile, inside its span.
 struct OnSampledThread<F> {
     inner: Pin<Box<F>>,
     server: Arc<Server>,
     request: RequestInfo,
+    start_ns: Option<u64>,
     last_thread: Option<u32>,
 }
 
@@ -258,17 +267,21 @@ impl<F: Future> Future for OnSampledThread<F> {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         let thread = self.server.ensure_sampled();
         self.last_thread = thread;
+        if self.start_ns.is_none() {
+            self.start_ns = Some(wrec_format::clock_ns(libc::CLOCK_MONOTONIC));
+        }
         let Poll::Ready(out) = self.inner.as_mut().poll(cx) else {
             return Poll::Pending;
         };
         let end_ns = wrec_format::clock_ns(libc::CLOCK_MONOTONIC);
         if let Some(thread) = self.last_thread {
             let r = &self.request;
+            let start_ns = self.start_ns.unwrap_or(end_ns);
             // A full trace drops it, as it drops samples.
             let _ = self
                 .server
                 .recorder
-                .record_request(thread, r.start_ns, end_ns, r.index, &r.method, &r.path);
+                .record_request(thread, start_ns, end_ns, r.index, &r.method, &r.path);
         }
         self.server.task_done();
         Poll::Ready(out)
@@ -285,7 +298,6 @@ async fn handle(
 ) -> wasmtime::Result<Response> {
     let request = RequestInfo {
         index: server.next_request.fetch_add(1, Ordering::Relaxed),
-        start_ns: wrec_format::clock_ns(libc::CLOCK_MONOTONIC),
         method: wrec_format::cut(req.method().as_str(), wrec_format::MAX_REQUEST_METHOD).to_owned(),
         path: wrec_format::cut(
             req.uri()
@@ -307,6 +319,7 @@ async fn handle(
     let task = tokio::task::spawn(OnSampledThread {
         server: server.clone(),
         request,
+        start_ns: None,
         last_thread: None,
         inner: Box::pin(async move {
             let result = async {
