@@ -77,8 +77,10 @@
 //! - `arch.rs`: registers, frame setup and pointer authentication per
 //!   architecture; `interval.rs`, `output.rs`: the interval syntax and the
 //!   output file policy; `run/`: the WASI runner the binary uses (core
-//!   modules and components); `component.rs`: a component's core modules
-//!   as module records.
+//!   modules and components, and `run/serve.rs`, `wrec serve`: a
+//!   `wasi:http/proxy` server whose workers each have a sampler, and whose
+//!   requests are request records, [`Recorder::record_request`]);
+//!   `component.rs`: a component's core modules as module records.
 
 mod arch;
 mod code_maps;

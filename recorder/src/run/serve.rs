@@ -32,7 +32,7 @@
 //!   once, before the first request.
 //! - **Requests**: when a request's handler returns, the worker that ran
 //!   it last writes its request record (SPEC.md §2.8: its index, method,
-//!   path and span; see [`OnSampledThread`]), which the analyzer makes a
+//!   path and span; see `OnSampledThread`), which the analyzer makes a
 //!   marker on that thread, so every sample is attributed to its request.
 //! - **Stopping**: the first SIGINT, SIGTERM or SIGHUP stops accepting
 //!   connections, closes idle keep-alive connections, lets the requests in
