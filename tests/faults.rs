@@ -182,6 +182,77 @@ fn a_killed_recorder_keeps_every_committed_sample() {
     );
 }
 
+/// `abort()` while recording, which is how a panic ends `wrec` built with
+/// the `dist` profile (`panic = "abort"`, Cargo.toml): SIGABRT with its
+/// default action, no destructor, no end record. Delivered from outside at
+/// four moments (what `abort()` raises is the same signal): each trace that
+/// got its header reads cleanly up to its last committed record, and
+/// `wanalyze` writes a profile of all its samples and says the end record is
+/// missing, as after SIGKILL above.
+#[test]
+fn an_aborted_recorder_keeps_every_committed_sample() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tempfile::tempdir().unwrap();
+    let wasm = fixture("sortmap.wasm");
+    let mut with_samples = 0;
+    for (i, ms) in [150u64, 400, 700, 1000].into_iter().enumerate() {
+        let trace = dir.path().join(format!("a{i}.wrec"));
+        // `ulimit -c 0`: no core file; `exec`: the signal goes to wrec.
+        let mut child = Command::new("sh")
+            .args(["-c", "ulimit -c 0; exec \"$@\"", "sh"])
+            .arg(bin("wrec"))
+            .args(["--interval", "200us", "-o"])
+            .arg(&trace)
+            .arg(&wasm)
+            .arg("3600")
+            .current_dir(dir.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(ms));
+        let pid = child.id().to_string();
+        let sent = Command::new("kill").args(["-ABRT", &pid]).status().unwrap();
+        assert!(sent.success());
+        let status = child.wait().unwrap();
+        assert_eq!(
+            status.signal(),
+            Some(6),
+            "abort at {ms} ms: {status:?} (the guest finished first?)"
+        );
+
+        let len = std::fs::metadata(&trace).map(|m| m.len()).unwrap_or(0);
+        if len < 64 {
+            continue; // before the header: nothing to keep
+        }
+        let c = read(&trace);
+        assert_eq!(c.error, None, "abort at {ms} ms: damage in {c:?}");
+        assert!(!c.has_end, "abort at {ms} ms: an end record");
+        let unread = complete_records_past_commit(&trace);
+        assert!(
+            unread <= 2,
+            "abort at {ms} ms: {unread} records past commit"
+        );
+        if c.samples == 0 {
+            continue;
+        }
+        with_samples += 1;
+        let out = wanalyze(&[trace.as_os_str(), "--format".as_ref(), "folded".as_ref()]);
+        let err = stderr(&out);
+        assert!(out.status.success(), "abort at {ms} ms: {err}");
+        assert!(err.contains("without its end record"), "{err}");
+        let total: u64 = stdout(&out)
+            .lines()
+            .map(|l| l.rsplit_once(' ').unwrap().1.parse::<u64>().unwrap())
+            .sum();
+        assert_eq!(total, c.samples, "abort at {ms} ms");
+    }
+    assert!(
+        with_samples >= 2,
+        "only {with_samples} of 4 aborts left samples"
+    );
+}
+
 /// Whether this process may make a private mount namespace (unprivileged
 /// user namespaces, or root).
 fn can_mount_tmpfs() -> bool {
