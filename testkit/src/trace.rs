@@ -166,6 +166,21 @@ impl Loaded {
         self.func_at(*s.stack.first()?, false).map(|f| self.name(f))
     }
 
+    /// The samples taken while the guest ran: from the first sample with a
+    /// wasm frame to the last, in file order (one thread). Those before and
+    /// after are the host setting up (instantiating, starting WASI's
+    /// runtime) and tearing down: how many there are depends on the
+    /// machine's load, not on the recorder, so attribution checks leave
+    /// them out. Samples without wasm frames in between stay in.
+    pub fn guest_samples(&self) -> &[OwnedSample] {
+        let has_wasm = |s: &OwnedSample| !self.frames(s).is_empty();
+        let Some(first) = self.samples.iter().position(has_wasm) else {
+            return &[];
+        };
+        let last = self.samples.iter().rposition(has_wasm).unwrap_or(first);
+        &self.samples[first..=last]
+    }
+
     /// Wall-clock duration of the (single) thread, from its start to its end record.
     pub fn thread_duration_ns(&self) -> u64 {
         assert_eq!(self.starts.len(), 1);
