@@ -413,9 +413,7 @@ impl Recorder {
     /// records, end records for threads whose samplers are still alive, and
     /// the end record, and truncates the file to its data.
     pub fn finish(self, exit: ExitInfo) -> Result<Summary, Error> {
-        self.ending
-            .finish_then(exit, |r| r)
-            .unwrap_or_else(|| Err(self.already_finished()))
+        self.finish_shared(exit)
     }
 
     /// [`Recorder::finish`] for a recorder that is shared (`wrec serve`'s,
