@@ -1,15 +1,17 @@
 //! The wrec trace format: see `SPEC.md` beside this crate for every byte.
 //!
-//! - [`TraceWriter`] (`writer.rs`) appends records into a memory-mapped
-//!   file; its [`TraceWriter::append_sample`] is async-signal-safe, with a
-//!   per-thread [`SampleEncoder`] (`encoder.rs`).
-//! - [`Trace`] (`reader.rs`) maps a trace and iterates its records without
-//!   copying; [`Decoder`] expands delta-encoded samples and lets go of the
-//!   pages it has read (`release.rs`). Every malformation is a
+//! - [`TraceWriter`] (`writer/`, its ring layout side in `writer/ring.rs`)
+//!   appends records into a memory-mapped file; its
+//!   [`TraceWriter::append_sample`] is async-signal-safe, with a per-thread
+//!   [`SampleEncoder`] (`encoder.rs`).
+//! - [`Trace`] (`reader/`) maps a trace and iterates its records without
+//!   copying; [`Decoder`] expands delta-encoded samples
+//!   (`reader/decode.rs`) and lets go of the pages it has read
+//!   (`release.rs`). Every malformation is a
 //!   [`ReadError`] (`error.rs`) carrying its byte offset.
 //! - Both sides share `coding.rs` (record framing, frame codes, the recent
-//!   addresses table, limits), `records.rs` (the record types and their
-//!   payloads), `header.rs` and `varint.rs`; the reader never imports the
+//!   addresses table, limits), `records/` (the record types, and in
+//!   `records/codec.rs` their payloads), `header.rs` and `varint.rs`; the reader never imports the
 //!   writer. `spread.rs` is the CPU-sharing rule every reader applies.
 
 mod coding;
