@@ -73,29 +73,7 @@ fn a_component_is_hottest_in_fib_with_lines_and_its_modules_named() {
 fn an_inlined_helper_in_a_component_is_a_frame_of_its_own() {
     let (_dir, p) = profile("inline.component.wasm", &[], &["50000"]);
     let samples = p.samples(0);
-    let (mix_first, mix_last) = function_lines("fixtures/src/inline.c", "mix");
-    let (hb_first, hb_last) = function_lines("fixtures/src/inline.c", "hash_block");
-    let inlined: Vec<&Vec<FxFrame>> = samples
-        .iter()
-        .filter(|s| s.first().is_some_and(|f| f.func == "mix"))
-        .collect();
-    assert!(
-        inlined.len() * 2 > samples.len(),
-        "mix is the leaf of {} of {} samples",
-        inlined.len(),
-        samples.len()
-    );
-    for s in &inlined {
-        let (mix, caller) = (&s[0], &s[1]);
-        assert_eq!(caller.func, "hash_block");
-        assert_eq!(mix.inline_depth, caller.inline_depth + 1);
-        assert_eq!(mix.address, caller.address);
-        if let Some(l) = mix.line.filter(|&l| l != 0) {
-            assert!((mix_first..=mix_last).contains(&l), "mix line {l}");
-        }
-        let cl = caller.line.expect("the call site has a line");
-        assert!((hb_first..=hb_last).contains(&cl), "call line {cl}");
-    }
+    assert_mix_inlined_in_hash_block(&samples);
 }
 
 #[test]

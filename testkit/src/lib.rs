@@ -27,7 +27,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 
 pub use cli::*;
-pub use firefox::{FxFrame, FxProfile};
+pub use firefox::{assert_mix_inlined_in_hash_block, FxFrame, FxProfile};
 pub use trace::{function_names, rewrite_trace, Loaded, OwnedSample};
 pub use wasm::{custom_section, function_lines, leb, line_of};
 
