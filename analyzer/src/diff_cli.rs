@@ -115,17 +115,7 @@ pub fn main(args: DiffArgs) -> ExitCode {
     match run(args) {
         Ok(failed) if failed => ExitCode::from(GATE_FAILED),
         Ok(_) => ExitCode::SUCCESS,
-        Err(e) => {
-            let mut msg = e.to_string();
-            for cause in e.chain().skip(1) {
-                let c = cause.to_string();
-                if !msg.contains(&c) {
-                    msg = format!("{msg}: {c}");
-                }
-            }
-            eprintln!("wanalyze: error: {msg}");
-            ExitCode::FAILURE
-        }
+        Err(e) => crate::report_error(&e),
     }
 }
 

@@ -138,6 +138,20 @@ enum Format {
     Pprof,
 }
 
+/// Prints `e` on one line, `wanalyze: error: ...`: the chain, minus causes
+/// the message above them already quotes.
+fn report_error(e: &anyhow::Error) -> ExitCode {
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg = format!("{msg}: {c}");
+        }
+    }
+    eprintln!("wanalyze: error: {msg}");
+    ExitCode::FAILURE
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Command::Diff(args)) = cli.command {
@@ -145,18 +159,7 @@ fn main() -> ExitCode {
     }
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            // The chain, minus causes the message above them already quotes.
-            let mut msg = e.to_string();
-            for cause in e.chain().skip(1) {
-                let c = cause.to_string();
-                if !msg.contains(&c) {
-                    msg = format!("{msg}: {c}");
-                }
-            }
-            eprintln!("wanalyze: error: {msg}");
-            ExitCode::FAILURE
-        }
+        Err(e) => report_error(&e),
     }
 }
 
