@@ -68,7 +68,7 @@ impl Threads {
     pub(crate) fn end_all(&self, writer: &TraceWriter) {
         let live = std::mem::take(&mut *lock(&self.live));
         for mut e in live {
-            let cpu = e.state.thread_cpu_ns();
+            let cpu = e.state.recorded_cpu_now();
             self.end_thread(writer, &mut e, cpu);
         }
     }

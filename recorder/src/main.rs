@@ -462,7 +462,7 @@ fn report(cli: &Opts, summary: &Result<wrec::Summary, wrec::Error>) {
                 say(format_args!(
                     "wrec: stats: {} samples: {} host ({} via the hook, {} via the stack scan), \
                      {} broken, {} prologue, {} truncated, {} without CPU time; \
-                     handler {:.2} us/sample, max {:.1} us, {} over 50 us",
+                     handler {:.2} us/sample, max {:.1} us, {} over 50 us{}",
                     st.handled,
                     st.host,
                     st.via_hook,
@@ -474,6 +474,11 @@ fn report(cli: &Opts, summary: &Result<wrec::Summary, wrec::Error>) {
                     st.handler_ns as f64 / st.handled.max(1) as f64 / 1e3,
                     st.handler_max_ns as f64 / 1e3,
                     st.handler_slow,
+                    if st.idle > 0 {
+                        format!("; {} timer signals while idle, not sampled", st.idle)
+                    } else {
+                        String::new()
+                    },
                 ));
             }
             if !cli.quiet {

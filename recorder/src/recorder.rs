@@ -366,7 +366,7 @@ impl Recorder {
         let shared = self.shared.clone();
         // Runs on this thread when its sampler is dropped.
         let on_end = Box::new(move |state: &ThreadState| {
-            let cpu_ns = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
+            let cpu_ns = state.recorded_cpu(clock_ns(libc::CLOCK_THREAD_CPUTIME_ID));
             shared.threads.end(shared.writer(), state.thread, cpu_ns);
         });
         let sampler =

@@ -28,7 +28,10 @@
 //!   worker thus has its own timer, and the trace one thread per worker
 //!   that served requests; the fibers' stacks come from
 //!   [`crate::FiberStackCreator`] (set up by [`crate::configure`]), so
-//!   samples on them are whole. The component's core modules are recorded
+//!   samples on them are whole. Between its polls of requests' tasks a
+//!   worker is idle ([`crate::ThreadSampler::set_idle`]): it takes no
+//!   samples and its CPU time there is not recorded, so the trace holds
+//!   the requests' time, not the waiting or hyper's connection work. The component's core modules are recorded
 //!   once, before the first request.
 //! - **Requests**: when a request's handler returns, the worker that ran
 //!   it last writes its request record (SPEC.md §2.8: its index, method,
@@ -169,10 +172,21 @@ thread_local! {
     static SAMPLER: RefCell<WorkerSampler> = const { RefCell::new(WorkerSampler::None) };
 }
 
+/// The calling worker has finished polling guest code: it is idle (not
+/// sampled, its CPU time not counted) until its next [`Server::begin_poll`].
+fn end_poll() {
+    SAMPLER.with(|s| {
+        if let WorkerSampler::Running(sampling) = &*s.borrow() {
+            sampling.set_idle(true);
+        }
+    });
+}
+
 impl Server {
     /// Makes sure the calling thread (a worker about to poll guest code)
-    /// is sampled; returns its thread id in the trace.
-    fn ensure_sampled(&self) -> Option<u32> {
+    /// is sampled, and busy until [`end_poll`]; returns its thread id in
+    /// the trace.
+    fn begin_poll(&self) -> Option<u32> {
         SAMPLER.with(|s| {
             let mut s = s.borrow_mut();
             if let WorkerSampler::None = *s {
@@ -193,7 +207,10 @@ impl Server {
                 };
             }
             match &*s {
-                WorkerSampler::Running(sampling) => Some(sampling.thread_id()),
+                WorkerSampler::Running(sampling) => {
+                    sampling.set_idle(false);
+                    Some(sampling.thread_id())
+                }
                 _ => None,
             }
         })
@@ -265,12 +282,16 @@ impl<F: Future> Future for OnSampledThread<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let thread = self.server.ensure_sampled();
-        self.last_thread = thread;
+        // The span starts before the worker is busy and ends after it is
+        // idle again, so every sample of the poll lies inside it.
         if self.start_ns.is_none() {
             self.start_ns = Some(wrec_format::clock_ns(libc::CLOCK_MONOTONIC));
         }
-        let Poll::Ready(out) = self.inner.as_mut().poll(cx) else {
+        let thread = self.server.begin_poll();
+        self.last_thread = thread;
+        let poll = self.inner.as_mut().poll(cx);
+        end_poll();
+        let Poll::Ready(out) = poll else {
             return Poll::Pending;
         };
         let end_ns = wrec_format::clock_ns(libc::CLOCK_MONOTONIC);

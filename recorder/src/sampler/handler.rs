@@ -104,6 +104,10 @@ unsafe fn handle(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_
     if !st.active.load(Ordering::Acquire) {
         return;
     }
+    if st.idle.load(Ordering::Relaxed) {
+        st.stats.idle.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
     if st.busy.swap(true, Ordering::Acquire) {
         return;
     }
@@ -125,7 +129,12 @@ unsafe fn handle(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_
         // The encoder knows the previous sample written (in whole µs).
         let enc = &scratch.encoder;
         let (prev_us, prev_flags) = enc.previous();
+        let resumed = st.resumed.load(Ordering::Relaxed);
+        if resumed {
+            st.resumed.store(false, Ordering::Relaxed);
+        }
         let read_cpu = ctx.cpu_every_sample
+            || resumed
             || enc.needs_cpu()
             || !may_skip_cpu(
                 ctx.interval_ns(),
@@ -137,7 +146,7 @@ unsafe fn handle(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_
                 enc.cpu_read_time().saturating_mul(1000),
             );
         let (cpu_ns, cpu_flag) = if read_cpu {
-            (clock_ns(libc::CLOCK_THREAD_CPUTIME_ID), 0)
+            (st.recorded_cpu(clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)), 0)
         } else {
             (0, flags::NO_CPU)
         };

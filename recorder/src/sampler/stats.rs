@@ -78,6 +78,9 @@ sampler_stats! {
     handler_slow: sum,
     /// Samples the handler wrote.
     handled: sum,
+    /// Timer signals that took no sample because the thread was idle
+    /// ([`ThreadSampler::set_idle`](crate::ThreadSampler::set_idle)).
+    idle: sum,
 }
 
 impl Stats {

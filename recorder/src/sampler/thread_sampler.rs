@@ -146,6 +146,23 @@ impl ThreadSampler {
         Ok(Sampling { sampler: self })
     }
 
+    /// Marks this thread idle (`true`) or busy again (`false`); it starts
+    /// busy. For a thread that runs guest code only part of the time, such
+    /// as a server's worker between the requests it polls: while idle, the
+    /// timer's signals take no sample (they still arrive; the handler
+    /// returns at once and counts them in [`SamplerStats::idle`]), and the
+    /// CPU time the thread spends idle is left out of every CPU time it
+    /// records afterwards, so the first sample after an idle stretch is
+    /// not charged with it. The profile then shows the thread's busy time
+    /// only, and its CPU total is the CPU time spent busy. Costs two
+    /// reads of the thread's CPU clock per idle stretch. Call it on this
+    /// thread (it is not `Send`).
+    ///
+    /// [`SamplerStats::idle`]: crate::SamplerStats::idle
+    pub fn set_idle(&self, idle: bool) {
+        self.state.set_idle(idle);
+    }
+
     pub(crate) fn state(&self) -> &Arc<ThreadState> {
         &self.state
     }
