@@ -6,9 +6,10 @@
 //! preparing the ring's next segment (`TraceWriter::grow` does either):
 //! the one step that overwrites old samples happens here, in normal
 //! context, and the signal handler only ever moves into a segment this
-//! thread has zeroed and stamped. When nothing happens, a round costs a
-//! wake-up (the timed wait) and a few atomic loads: no other system call,
-//! no page touched.
+//! thread has zeroed and stamped. It also parks the timers of threads that
+//! have been idle a while (`sampler/idle.rs`). When nothing happens, a
+//! round costs a wake-up (the timed wait) and a few atomic loads: no other
+//! system call, no page touched.
 
 use std::io;
 use std::sync::{Arc, Condvar, Mutex};
@@ -27,6 +28,11 @@ use crate::recorder::Shared;
 /// The cost: a SIGKILLed recording may lack the lines (not the names) of
 /// code first sampled in its last ~50 ms.
 const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(50);
+
+/// How many intervals a thread must have been idle before its timer is
+/// parked: a short gap between two busy stretches is not worth two timer
+/// system calls.
+const PARK_AFTER_INTERVALS: u32 = 2;
 
 /// The running background thread.
 pub(crate) struct Housekeeper {
@@ -80,6 +86,11 @@ fn run(shared: &Shared, stop: &(Mutex<bool>, Condvar)) {
             shared.note_full(&e);
         }
         writer.prefault();
+        // An idle thread's timer (wrec serve's workers between requests)
+        // is stopped until the thread is busy again.
+        shared
+            .threads
+            .park_idle(Duration::from_nanos(writer.interval_ns()) * PARK_AFTER_INTERVALS);
         if !writer.is_full() {
             shared.threads.report_losses(writer);
             shared.update_code_maps();

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use wrec_format::{clock_ns, LossReason, Record, SamplesLost, ThreadEnd, TraceWriter};
 
@@ -48,6 +49,15 @@ impl Threads {
     pub(crate) fn report_losses(&self, writer: &TraceWriter) {
         for e in lock(&self.live).iter_mut() {
             report_losses(writer, e);
+        }
+    }
+
+    /// Parks the timers of the live threads that have been idle for
+    /// `after` or more (see `sampler/idle.rs`); a few atomic loads a thread when none is.
+    pub(crate) fn park_idle(&self, after: Duration) {
+        let now = clock_ns(libc::CLOCK_MONOTONIC);
+        for e in lock(&self.live).iter() {
+            e.state.park_if_idle(now, after);
         }
     }
 

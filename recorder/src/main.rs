@@ -474,8 +474,11 @@ fn report(cli: &Opts, summary: &Result<wrec::Summary, wrec::Error>) {
                     st.handler_ns as f64 / st.handled.max(1) as f64 / 1e3,
                     st.handler_max_ns as f64 / 1e3,
                     st.handler_slow,
-                    if st.idle > 0 {
-                        format!("; {} timer signals while idle, not sampled", st.idle)
+                    if st.idle + st.parks > 0 {
+                        format!(
+                            "; while idle: {} timer signals not sampled, the timer stopped {} times",
+                            st.idle, st.parks
+                        )
                     } else {
                         String::new()
                     },

@@ -104,7 +104,7 @@ unsafe fn handle(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_
     if !st.active.load(Ordering::Acquire) {
         return;
     }
-    if st.idle.load(Ordering::Relaxed) {
+    if st.idle.on.load(Ordering::Relaxed) {
         st.stats.idle.fetch_add(1, Ordering::Relaxed);
         return;
     }
@@ -129,9 +129,9 @@ unsafe fn handle(sig: libc::c_int, info: *mut libc::siginfo_t, uc: *mut libc::c_
         // The encoder knows the previous sample written (in whole µs).
         let enc = &scratch.encoder;
         let (prev_us, prev_flags) = enc.previous();
-        let resumed = st.resumed.load(Ordering::Relaxed);
+        let resumed = st.idle.resumed.load(Ordering::Relaxed);
         if resumed {
-            st.resumed.store(false, Ordering::Relaxed);
+            st.idle.resumed.store(false, Ordering::Relaxed);
         }
         let read_cpu = ctx.cpu_every_sample
             || resumed

@@ -14,6 +14,7 @@
 //! | [`boundary_scan`] | the stack scan for host samples whose frame-pointer chain is broken |
 //! | [`call_hook`] | the optional `Store::call_hook` that records host-call boundaries |
 //! | [`thread_state`] | a sampled thread's preallocated state |
+//! | [`idle`] | a thread's idle stretches: no samples, no CPU time, its timer parked |
 //! | [`registry`] | the live thread states, so the handler rejects stale signal values |
 //! | [`timer`] | the per-thread POSIX timer |
 //! | [`calibrate`] | what a timer signal costs here, and the interval that leaves the guest its CPU |
@@ -59,6 +60,7 @@ mod call_hook;
 mod context;
 mod fiber_stacks;
 mod handler;
+mod idle;
 mod registry;
 mod stats;
 mod text_ranges;

@@ -81,6 +81,9 @@ sampler_stats! {
     /// Timer signals that took no sample because the thread was idle
     /// ([`ThreadSampler::set_idle`](crate::ThreadSampler::set_idle)).
     idle: sum,
+    /// Idle stretches long enough that the background thread stopped the
+    /// thread's timer until it was busy again.
+    parks: sum,
 }
 
 impl Stats {

@@ -39,8 +39,6 @@ pub(crate) type OnEnd = Box<dyn FnOnce(&ThreadState)>;
 pub struct ThreadSampler {
     state: Arc<ThreadState>,
     slot: usize,
-    /// `None` only while the sampler is dropped.
-    timer: Option<Timer>,
     on_end: Option<OnEnd>,
     running: bool,
     _not_send: PhantomData<*const ()>,
@@ -85,10 +83,10 @@ impl ThreadSampler {
                 return Err(e);
             }
         };
+        *state.timer_lock() = Some(timer);
         Ok(ThreadSampler {
             state,
             slot,
-            timer: Some(timer),
             on_end: Some(on_end),
             running: false,
             _not_send: PhantomData,
@@ -138,7 +136,7 @@ impl ThreadSampler {
         unblock_sigprof();
         self.state.active.store(true, Ordering::Release);
         let interval = self.state.ctx.interval();
-        if let Err(e) = self.timer().set(interval) {
+        if let Err(e) = self.set_timer(interval) {
             self.state.active.store(false, Ordering::Release);
             return Err(e);
         }
@@ -149,14 +147,20 @@ impl ThreadSampler {
     /// Marks this thread idle (`true`) or busy again (`false`); it starts
     /// busy. For a thread that runs guest code only part of the time, such
     /// as a server's worker between the requests it polls: while idle, the
-    /// timer's signals take no sample (they still arrive; the handler
-    /// returns at once and counts them in [`SamplerStats::idle`]), and the
-    /// CPU time the thread spends idle is left out of every CPU time it
-    /// records afterwards, so the first sample after an idle stretch is
-    /// not charged with it. The profile then shows the thread's busy time
-    /// only, and its CPU total is the CPU time spent busy. Costs two
-    /// reads of the thread's CPU clock per idle stretch. Call it on this
-    /// thread (it is not `Send`).
+    /// timer's signals take no sample (the handler returns at once and
+    /// counts them in [`SamplerStats::idle`]), and the CPU time the thread
+    /// spends idle is left out of every CPU time it records afterwards, so
+    /// the first sample after an idle stretch is not charged with it. The
+    /// profile then shows the thread's busy time only, and its CPU total is
+    /// the CPU time spent busy. A stretch longer than two intervals has the
+    /// thread's timer stopped by the recorder's background thread (every
+    /// 50 ms; [`SamplerStats::parks`]), and the thread going busy re-arms
+    /// it, its first signal at a random point of the first interval. Costs
+    /// two reads of the thread's CPU clock per idle stretch, and a timer
+    /// system call on the way out of a stopped one. Call it on this thread
+    /// (it is not `Send`).
+    ///
+    /// [`SamplerStats::parks`]: crate::SamplerStats::parks
     ///
     /// [`SamplerStats::idle`]: crate::SamplerStats::idle
     pub fn set_idle(&self, idle: bool) {
@@ -167,10 +171,15 @@ impl ThreadSampler {
         &self.state
     }
 
-    fn timer(&self) -> &Timer {
-        self.timer
+    /// Arms the timer to fire every `interval` (zero: disarms), whether or
+    /// not the background thread had parked it.
+    fn set_timer(&self, interval: Duration) -> io::Result<()> {
+        let timer = self.state.timer_lock();
+        self.state.clear_parked();
+        timer
             .as_ref()
             .expect("the timer lives as long as the sampler")
+            .set(interval)
     }
 
     /// Disarms the timer. A signal already pending is delivered before this
@@ -183,7 +192,7 @@ impl ThreadSampler {
         self.state.active.store(false, Ordering::Release);
         // A timer that cannot be disarmed fires into a state that ignores it
         // until it is deleted.
-        let _ = self.timer().set(Duration::ZERO);
+        let _ = self.set_timer(Duration::ZERO);
     }
 }
 
@@ -195,7 +204,7 @@ impl Drop for ThreadSampler {
         // Deleting the timer returns to this thread, so a signal it had
         // pending is delivered (and ignored, `active` being false) before we
         // go on.
-        drop(self.timer.take());
+        drop(self.state.timer_lock().take());
         // Any SIGPROF still pending here is blocked on this thread; a
         // pending one would carry a pointer we are about to unregister,
         // which the handler rejects.

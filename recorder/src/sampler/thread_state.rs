@@ -3,18 +3,20 @@
 
 use std::cell::UnsafeCell;
 use std::io;
-use std::sync::atomic::{compiler_fence, AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, Mutex};
 
-use wrec_format::{clock_ns, SampleEncoder, MAX_FRAMES};
+use wrec_format::{SampleEncoder, MAX_FRAMES};
 
 use wrec_format::flags;
 
 use super::call_hook::HookState;
 use super::context::SignalContext;
 use super::fiber_stacks::FIBER_STACKS;
+use super::idle::Idle;
 use super::stats::Stats;
 use super::text_ranges::TextRanges;
+use super::timer::Timer;
 use super::walk::{walk, Via, WalkInput};
 use crate::arch::{Direct, Regs};
 
@@ -40,17 +42,13 @@ pub(crate) struct ThreadState {
     anchor: u64,
     /// Checked first by the handler: samples are taken only while set.
     pub(super) active: AtomicBool,
-    /// What [`ThreadSampler::set_idle`](super::ThreadSampler::set_idle)
-    /// said last: the handler takes no sample while it is set.
-    pub(super) idle: AtomicBool,
-    /// Set when the thread stops being idle: the handler's next sample
-    /// reads the CPU clock (no `NO_CPU` run spans an idle stretch).
-    pub(super) resumed: AtomicBool,
-    /// The thread's CPU time spent idle in stretches that have ended, in ns:
-    /// left out of every CPU time the thread records (SPEC.md §3).
-    idle_cpu_ns: AtomicU64,
-    /// The thread's CPU clock when the current idle stretch began.
-    idle_since_ns: AtomicU64,
+    /// The thread's idle stretches (see [`Idle`]).
+    pub(super) idle: Idle,
+    /// The thread's timer, from its sampler's creation until it is
+    /// deleted: the sampler arms and disarms it, and the background thread
+    /// parks it while the thread is idle (see [`Idle`]), under this lock
+    /// (never taken by the handler).
+    pub(super) timer: Mutex<Option<Timer>>,
     /// Set while the handler runs (guards the scratch space).
     pub(super) busy: AtomicBool,
     /// What the call hook, if installed, tells the handler.
@@ -91,10 +89,8 @@ impl ThreadState {
             stack_hi,
             anchor,
             active: AtomicBool::new(false),
-            idle: AtomicBool::new(false),
-            resumed: AtomicBool::new(false),
-            idle_cpu_ns: AtomicU64::new(0),
-            idle_since_ns: AtomicU64::new(0),
+            idle: Idle::default(),
+            timer: Mutex::new(None),
             busy: AtomicBool::new(false),
             hook: HookState::new(),
             dropped: AtomicU64::new(0),
@@ -110,53 +106,8 @@ impl ThreadState {
         })
     }
 
-    /// Marks the thread idle or not (see
-    /// [`ThreadSampler::set_idle`](super::ThreadSampler::set_idle)). On the
-    /// thread itself: the handler cannot run in between two of its steps
-    /// and see them half done, and the orders below keep the CPU times the
-    /// thread records from ever going backwards.
-    pub(super) fn set_idle(&self, idle: bool) {
-        if self.idle.load(Ordering::Relaxed) == idle {
-            return;
-        }
-        if idle {
-            // First no more samples, then the clock: a sample between the
-            // two would count CPU time the stretch leaves out again.
-            self.idle.store(true, Ordering::SeqCst);
-            compiler_fence(Ordering::SeqCst);
-            let now = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
-            self.idle_since_ns.store(now, Ordering::Relaxed);
-        } else {
-            let now = clock_ns(libc::CLOCK_THREAD_CPUTIME_ID);
-            let since = self.idle_since_ns.load(Ordering::Relaxed);
-            self.idle_cpu_ns
-                .fetch_add(now.saturating_sub(since), Ordering::Relaxed);
-            self.resumed.store(true, Ordering::Relaxed);
-            compiler_fence(Ordering::SeqCst);
-            self.idle.store(false, Ordering::SeqCst);
-        }
-    }
-
-    /// The CPU time to record for a reading `raw` of the thread's CPU clock:
-    /// `raw` less the time the thread spent idle. Async-signal-safe.
-    #[inline]
-    pub(crate) fn recorded_cpu(&self, raw: u64) -> u64 {
-        let mut idle = self.idle_cpu_ns.load(Ordering::Relaxed);
-        if self.idle.load(Ordering::Relaxed) {
-            idle += raw.saturating_sub(self.idle_since_ns.load(Ordering::Relaxed));
-        }
-        raw.saturating_sub(idle)
-    }
-
-    /// The CPU time to record for the thread now (see
-    /// [`recorded_cpu`](Self::recorded_cpu)), read from any thread (0 if
-    /// it is gone).
-    pub(crate) fn recorded_cpu_now(&self) -> u64 {
-        self.recorded_cpu(self.thread_cpu_ns())
-    }
-
     /// The thread's CPU time in ns, read from any thread (0 if it is gone).
-    fn thread_cpu_ns(&self) -> u64 {
+    pub(super) fn thread_cpu_ns(&self) -> u64 {
         // The kernel's per-thread CPU clock id, as glibc's
         // pthread_getcpuclockid builds it: ~tid << 3 | CPUCLOCK_PERTHREAD | CPUCLOCK_SCHED.
         let clock = ((!self.tid) << 3) | 4 | 2;

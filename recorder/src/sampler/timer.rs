@@ -13,6 +13,10 @@ pub(super) struct Timer {
     id: libc::timer_t,
 }
 
+// SAFETY: a timer id is the process's, usable from any thread (the
+// background thread parks idle threads' timers).
+unsafe impl Send for Timer {}
+
 impl Timer {
     /// A disarmed timer on `clock` that signals thread `tid` with `value`.
     pub(super) fn create(
@@ -41,10 +45,15 @@ impl Timer {
     /// Fires every `interval` from one `interval` from now (`Duration::ZERO`:
     /// disarms).
     pub(super) fn set(&self, interval: Duration) -> io::Result<()> {
-        let ts = timespec(interval);
+        self.set_first(interval, interval)
+    }
+
+    /// Fires `first` from now, then every `interval` (`first` zero:
+    /// disarms).
+    pub(super) fn set_first(&self, first: Duration, interval: Duration) -> io::Result<()> {
         let spec = libc::itimerspec {
-            it_interval: ts,
-            it_value: ts,
+            it_interval: timespec(interval),
+            it_value: timespec(first),
         };
         // SAFETY: the timer is ours and alive.
         if unsafe { libc::timer_settime(self.id, 0, &spec, ptr::null_mut()) } != 0 {
