@@ -12,7 +12,12 @@ left out; the ratio is per round, against the same round's `wasmtime
 serve`. Also printed: requests a second (the Python clients limit this on
 a small machine; the CPU ratio does not depend on it).
 
+With `--idle SECONDS`, each configuration instead serves a few requests
+(so every worker has run one) and then waits: printed is the server's CPU
+time per second of that wait.
+
     python3 bench/serve_load.py --wasmtime PATH/wasmtime --wrec target/dist/wrec
+    python3 bench/serve_load.py --wasmtime PATH/wasmtime --wrec target/dist/wrec --idle 10
 """
 
 import argparse
@@ -103,6 +108,18 @@ def run_one(cmd, args):
     return cpu, wall
 
 
+def run_idle(cmd, args):
+    p, port = start(cmd)
+    try:
+        load(port, args.clients, 10 * args.clients, args.path)
+        cpu0 = task_cpu_ns(p.pid)
+        time.sleep(args.idle)
+        return (task_cpu_ns(p.pid) - cpu0) / args.idle
+    finally:
+        p.send_signal(signal.SIGINT)
+        p.wait(timeout=60)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--wasmtime", required=True, help="the wasmtime CLI")
@@ -113,6 +130,7 @@ def main():
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--requests", type=int, default=400, help="requests a run")
     ap.add_argument("--rounds", type=int, default=7)
+    ap.add_argument("--idle", type=float, help="measure an idle server for this many seconds instead")
     args = ap.parse_args()
 
     tmp = tempfile.mkdtemp(prefix="serve-load-")
@@ -123,6 +141,12 @@ def main():
             (f"wrec serve --interval {iv}",
              [args.wrec, "serve", "--quiet", "--force", "--interval", iv, "--addr", "127.0.0.1:0", "-o", trace, args.component])
         )
+    if args.idle:
+        print(f"{args.component}, idle for {args.idle} s after {10 * args.clients} requests")
+        for name, cmd in configs:
+            print(f"{name:<28} {run_idle(cmd, args) / 1e6:8.2f} ms of CPU a second")
+        return
+
     cpu = {name: [] for name, _ in configs}
     rps = {name: [] for name, _ in configs}
     for r in range(args.rounds):
