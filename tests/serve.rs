@@ -453,3 +453,63 @@ fn serve_refuses_a_core_module_and_a_busy_address_in_one_line_without_a_trace() 
     }
     drop(busy);
 }
+
+/// `wrec serve --max-size`: a service's flight recorder. Under load the
+/// ring wraps several times, the file stays within its bound, and what it
+/// holds (the newest stretch) analyzes with names, the requests of that
+/// stretch and the span it covers.
+#[test]
+fn serve_as_a_flight_recorder_stays_within_its_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    // A 256 KiB linear part and 11 segments of 4 KiB (the hidden test
+    // flag): ~14,000 samples at 100us wrap the segments several times.
+    let max = 300u64 << 10;
+    let server = Server::start(
+        dir.path(),
+        &[
+            "--interval",
+            "100us",
+            "--max-size",
+            "300KiB",
+            "--trace-segment-size",
+            "4KiB",
+        ],
+    );
+    let sent = load(server.addr);
+    let (code, err) = server.stop("INT");
+    assert_eq!(code, Some(0), "stderr:\n{err}");
+    let trace = dir.path().join("t.wrec");
+    let size = std::fs::metadata(&trace).unwrap().len();
+    assert!(size <= max, "{size} bytes, over --max-size {max}");
+
+    let out =
+        wrec_testkit::cli::wanalyze(&[trace.as_os_str(), "--format".as_ref(), "text".as_ref()]);
+    let (text, notes) = (
+        wrec_testkit::cli::stdout(&out),
+        wrec_testkit::cli::stderr(&out),
+    );
+    assert!(out.status.success(), "{notes}");
+    assert!(notes.contains("older samples were overwritten"), "{notes}");
+    assert!(text.contains("requests      "), "{text}");
+    let p = firefox_profile(&trace, dir.path(), &["--dwarf"]);
+    let mut leaves: std::collections::HashMap<String, usize> = Default::default();
+    let mut markers = 0;
+    for t in 0..p.threads().len() {
+        for s in p.samples(t) {
+            if let Some(leaf) = s.first() {
+                *leaves.entry(leaf.func.clone()).or_default() += 1;
+            }
+        }
+        let m = &p.threads()[t]["markers"];
+        markers += (0..m["length"].as_u64().unwrap() as usize)
+            .filter(|&k| m["data"][k]["type"] == "Request")
+            .count();
+    }
+    let hottest = leaves.iter().max_by_key(|(_, n)| **n).unwrap();
+    assert_eq!(hottest.0, "hash_work", "{leaves:?}");
+    // Only the newest requests are left, and some are.
+    assert!(
+        markers > 0 && markers < sent,
+        "{markers} of {sent} requests"
+    );
+}
