@@ -162,7 +162,39 @@ pub fn main(a: &CliArgs) -> Result<()> {
     let _ = std::fs::remove_dir_all(&work);
     let (cmds, cpu) = result?;
     report(a, &programs, &cmds, &cpu);
+    println!("\n{}", binaries_measured(&wrec, &a.wasmtime));
     Ok(())
+}
+
+/// Which binaries the table measured: wrec's path and the Cargo profile
+/// its directory names (a plain `--release` build unwinds, which costs
+/// hostloop 2–4%: BENCHMARKS.md), and the wasmtime CLI's version.
+fn binaries_measured(wrec: &Path, wasmtime: &Path) -> String {
+    let profile = wrec
+        .parent()
+        .and_then(Path::file_name)
+        .and_then(|d| d.to_str())
+        .unwrap_or("?");
+    let note = match profile {
+        "dist" => "the dist profile (release with panic = \"abort\", as the README installs it)",
+        "release" => {
+            "a --release build (unwinding: measure the dist profile for the README's build)"
+        }
+        "debug" => "a debug build (not what to measure)",
+        _ => "a build of unknown profile",
+    };
+    let version = Command::new(wasmtime)
+        .arg("--version")
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "version unknown".to_owned());
+    format!(
+        "Measured: `{}`, {note}; `{}` ({version}).",
+        wrec.display(),
+        wasmtime.display()
+    )
 }
 
 /// `cpu[program][command]`: the counted rounds' CPU times; command 0 is
