@@ -53,7 +53,8 @@ impl Threads {
     }
 
     /// Parks the timers of the live threads that have been idle for
-    /// `after` or more (see `sampler/idle.rs`); a few atomic loads a thread when none is.
+    /// `after` or more (see `sampler/idle.rs`); a few atomic loads a
+    /// thread when none is.
     pub(crate) fn park_idle(&self, after: Duration) {
         let now = clock_ns(libc::CLOCK_MONOTONIC);
         for e in lock(&self.live).iter() {

@@ -31,8 +31,10 @@
 //!   samples on them are whole. Between its polls of requests' tasks a
 //!   worker is idle ([`crate::ThreadSampler::set_idle`]): it takes no
 //!   samples and its CPU time there is not recorded, so the trace holds
-//!   the requests' time, not the waiting or hyper's connection work. The component's core modules are recorded
-//!   once, before the first request.
+//!   the requests' time, not the waiting or hyper's connection work; a
+//!   worker idle a while has its timer stopped until its next poll. The
+//!   component's core modules are recorded once, before the first
+//!   request.
 //! - **Requests**: when a request's handler returns, the worker that ran
 //!   it last writes its request record (SPEC.md §2.8: its index, method,
 //!   path and span; see `OnSampledThread`), which the analyzer makes a
