@@ -542,3 +542,46 @@ fn false_positive_rate_over_many_pairs() {
         num / den.max(1e-300)
     );
 }
+
+/// The README's CI recipe ("A CI gate"), run as written by `sh` in a
+/// fresh directory beside the fixtures, with this build's `wrec` and
+/// `wanalyze` first on the `PATH`: it writes the pull request's markdown
+/// and fails (exit 3) naming `transform`, as the README says.
+#[test]
+fn the_readme_ci_recipe_runs_as_written() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("### A CI gate")
+        .nth(1)
+        .expect("README: no \"A CI gate\" section");
+    let script = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|s| s.split("```").next())
+        .expect("README: no sh block in \"A CI gate\"");
+    assert!(script.contains("wanalyze diff"), "{script}");
+
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(root().join("fixtures"), dir.path().join("fixtures")).unwrap();
+    let bin_dir = bin("wrec").parent().unwrap().to_owned();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run(std::process::Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .current_dir(dir.path())
+        .env("PATH", path));
+    let (log, err) = (stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{log}\n{err}");
+    assert!(
+        log.lines()
+            .any(|l| l.trim_start().starts_with("FAIL transform: self share")),
+        "{log}"
+    );
+    assert!(log.contains("regress.c:"), "{log}");
+    let md = std::fs::read_to_string(dir.path().join("diff.md")).unwrap();
+    assert!(md.contains("transform"), "{md}");
+}
