@@ -374,3 +374,50 @@ fn no_output_format_reveals_a_host_address() {
         }
     }
 }
+
+/// The README's quick start, run as written but for the build: its first
+/// two commands (a module and a component), with `target/release/` read
+/// as this build's directory and the `cargo build --release` step left
+/// out, in a fresh directory beside the fixtures. Each records and prints
+/// a text report whose hottest function is `fib`, with its source file.
+#[test]
+fn the_readme_quick_start_records_and_analyzes() {
+    let readme = std::fs::read_to_string(root().join("README.md")).unwrap();
+    let section = readme
+        .split("## Quick start")
+        .nth(1)
+        .and_then(|s| s.split("\n## ").next())
+        .expect("README: no Quick start");
+    let blocks: Vec<&str> = section
+        .split("```sh\n")
+        .skip(1)
+        .filter_map(|s| s.split("```").next())
+        .collect();
+    assert!(blocks.len() >= 2, "{section}");
+    let bin_dir = bin("wrec").parent().unwrap().display().to_string();
+    for block in &blocks[..2] {
+        let cmd = block
+            .trim()
+            .trim_start_matches("cargo build --release && ")
+            .replace("target/release/", &format!("{bin_dir}/"));
+        assert!(
+            cmd.contains("wrec ") && cmd.contains("wanalyze "),
+            "{block}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(root().join("fixtures"), dir.path().join("fixtures")).unwrap();
+        let out = run(Command::new("sh")
+            .arg("-c")
+            .arg(&cmd)
+            .current_dir(dir.path()));
+        let report = stdout(&out);
+        assert!(out.status.success(), "{cmd}\n{report}\n{}", stderr(&out));
+        let top = report
+            .lines()
+            .skip_while(|l| !l.starts_with("Top ") || !l.contains("by self time"))
+            .nth(2)
+            .unwrap_or_default();
+        assert!(top.trim_end().ends_with(" fib"), "{cmd}\n{report}");
+        assert!(report.contains("fib.c"), "{cmd}\n{report}");
+    }
+}
