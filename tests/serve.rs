@@ -296,6 +296,45 @@ fn serve_profiles_every_worker_under_load_and_stops_on_sigint() {
     let ((file, line), _) = hash_lines.iter().max_by_key(|(_, n)| **n).unwrap();
     assert!(file.ends_with("http-handler.c"), "{file}");
     assert!(matches!(line, Some(58 | 59)), "{hash_lines:?}");
+    check_pprof_requests(&trace, dir.path());
+}
+
+/// The pprof profile labels every sample with its request (`request`:
+/// method and path): `pprof -tags` lists all 8 paths the clients asked
+/// for, and one path's profile alone has `hash_work` on top.
+fn check_pprof_requests(trace: &Path, dir: &Path) {
+    if !wrec_testkit::cli::have_go() {
+        return;
+    }
+    let pb = dir.join("t.pb.gz");
+    let out = wrec_testkit::cli::wanalyze(&[
+        trace.as_os_str(),
+        "--quiet".as_ref(),
+        "--format".as_ref(),
+        "pprof".as_ref(),
+        "--out".as_ref(),
+        pb.as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", wrec_testkit::cli::stderr(&out));
+    let tags = wrec_testkit::cli::go_pprof(&["-tags", "-sample_index=samples"], &pb).unwrap();
+    assert!(tags.contains(" request:"), "{tags}");
+    for c in 0..CLIENTS {
+        for i in 0..2 {
+            let name = format!("GET /c{c}/p{i}?n=5");
+            assert!(tags.contains(&name), "no {name} in\n{tags}");
+        }
+    }
+    let top = wrec_testkit::cli::go_pprof(
+        &["-top", "-sample_index=samples", "-tagfocus=request=/c1/p0"],
+        &pb,
+    )
+    .unwrap();
+    let first = top
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("flat"))
+        .nth(1)
+        .unwrap_or_default();
+    assert!(first.trim_end().ends_with("hash_work"), "{top}");
 }
 
 /// One request record per request sent, each once, with its method and

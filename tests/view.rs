@@ -5,7 +5,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
 use serde_json::{json, Value};
@@ -375,24 +374,9 @@ fn view_serves_the_profile_sources_and_wasm_code_on_loopback() {
     assert_eq!(asm_of(&view.base(), &profile, "hash_block"), ins);
 }
 
-/// `go tool pprof ARGS`, or `None` (having said SKIPPED) without `go`.
-fn go_pprof(args: &[&str], profile: &Path) -> Option<String> {
-    let o = Command::new("go")
-        .current_dir(root())
-        .args(["tool", "pprof"])
-        .args(args)
-        .arg(profile)
-        .env("PPROF_TMPDIR", std::env::temp_dir())
-        .output()
-        .ok()?;
-    assert!(o.status.success(), "go tool pprof {args:?}: {}", stderr(&o));
-    Some(stdout(&o))
-}
-
 #[test]
 fn pprof_output_reads_in_go_tool_pprof() {
-    if Command::new("go").arg("version").output().is_err() {
-        println!("SKIPPED: no `go` (Debian golang-go) for go tool pprof");
+    if !have_go() {
         return;
     }
     let (dir, trace) = record_ok("fib-O2.wasm", &[], &["32"]);

@@ -5,8 +5,11 @@
 //!   time each sample carries) and `wall`/`nanoseconds` (the time since the
 //!   thread's previous sample, or its start); `cpu` is the default, the
 //!   period is the sampling interval. Samples with the same stack on the
-//!   same thread are one `Sample` with summed values, labelled with the
-//!   thread's name (`thread`).
+//!   same thread (and in the same request) are one `Sample` with summed
+//!   values, labelled with the thread's name (`thread`) and, for a `wrec
+//!   serve` trace, the request they were taken in (`request`: its method
+//!   and path, `GET /a?b=1`), so that `pprof -tagfocus request=…` shows one
+//!   endpoint's profile.
 //! - One `Location` per code position: a wasm file offset (`address`) and
 //!   its inline chain as `Line`s, innermost first and the physical
 //!   function last (pprof's order), in the `Mapping` of its module. Host
@@ -282,8 +285,9 @@ pub fn build(p: &Profile) -> PprofProfile {
         hit
     };
 
-    // Samples, summed per (thread, stack).
+    // Samples, summed per (thread, stack, request).
     let thread_key = strings.get("thread");
+    let request_key = strings.get("request");
     let mut sample = Vec::new();
     for t in &p.threads {
         let name = if t.name.is_empty() {
@@ -291,28 +295,37 @@ pub fn build(p: &Profile) -> PprofProfile {
         } else {
             t.name.clone()
         };
-        let label = vec![Label {
+        let thread_label = Label {
             key: thread_key,
             str: strings.get(&name),
-        }];
+        };
+        let requests = Requests::of(t);
         let mut sorted: Vec<_> = t.samples.iter().collect();
         sorted.sort_by_key(|s| s.time_ns);
-        let mut sums: HashMap<Option<StackId>, [u64; 3]> = HashMap::new();
+        let mut sums: HashMap<(Option<StackId>, Option<usize>), [u64; 3]> = HashMap::new();
         let mut order = Vec::new();
         let mut prev = t.start_ns;
         for s in sorted {
             let wall = s.time_ns.saturating_sub(prev);
             prev = prev.max(s.time_ns);
-            let e = sums.entry(s.stack).or_insert_with(|| {
-                order.push(s.stack);
+            let key = (s.stack, requests.containing(s.time_ns));
+            let e = sums.entry(key).or_insert_with(|| {
+                order.push(key);
                 [0; 3]
             });
             e[0] += 1;
             e[1] = e[1].saturating_add(s.cpu_delta_ns);
             e[2] = e[2].saturating_add(wall);
         }
-        for stack in order {
-            let v = sums[&stack];
+        for key @ (stack, request) in order {
+            let v = sums[&key];
+            let mut label = vec![thread_label.clone()];
+            if let Some(r) = request {
+                label.push(Label {
+                    key: request_key,
+                    str: strings.get(&t.requests[r].name),
+                });
+            }
             let mut location_id = Vec::new();
             let mut node = stack;
             while let Some(n) = node {
@@ -323,7 +336,7 @@ pub fn build(p: &Profile) -> PprofProfile {
             sample.push(PprofSample {
                 location_id,
                 value: vec![ns(v[0]), ns(v[1]), ns(v[2])],
-                label: label.clone(),
+                label,
             });
         }
     }
@@ -360,6 +373,41 @@ pub fn build(p: &Profile) -> PprofProfile {
     }
 }
 
+/// A thread's requests by start, to find the one a sample was taken in.
+struct Requests {
+    /// (start, end, index into the thread's requests), by start.
+    spans: Vec<(u64, u64, usize)>,
+}
+
+impl Requests {
+    /// How far back from the latest request started before a sample to
+    /// look for one still running: requests that wait let others run
+    /// inside their span, but not thousands.
+    const LOOK_BACK: usize = 64;
+
+    fn of(t: &crate::model::Thread) -> Requests {
+        let mut spans: Vec<_> = t
+            .requests
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.start_ns, r.end_ns, i))
+            .collect();
+        spans.sort_unstable();
+        Requests { spans }
+    }
+
+    /// The innermost request (the latest started) whose span holds `time`.
+    fn containing(&self, time: u64) -> Option<usize> {
+        let started = self.spans.partition_point(|&(start, _, _)| start <= time);
+        self.spans[..started]
+            .iter()
+            .rev()
+            .take(Self::LOOK_BACK)
+            .find(|&&(_, end, _)| end >= time)
+            .map(|&(_, _, i)| i)
+    }
+}
+
 /// Writes `p` as a gzipped pprof `profile.proto`.
 pub fn write(p: &Profile, out: &mut dyn Write) -> anyhow::Result<()> {
     p.check()
@@ -369,4 +417,46 @@ pub fn write(p: &Profile, out: &mut dyn Write) -> anyhow::Result<()> {
     gz.write_all(&bytes).context("writing pprof profile")?;
     gz.finish()?.flush().context("writing pprof profile")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Request, Thread};
+
+    fn request(index: u64, start_ns: u64, end_ns: u64) -> Request {
+        Request {
+            index,
+            start_ns,
+            end_ns,
+            ..Request::default()
+        }
+    }
+
+    #[test]
+    fn a_sample_belongs_to_the_innermost_request_holding_it() {
+        // 0: 10-100, waiting from 20 on, when 1 (30-40) and 2 (50-60) ran
+        // inside it; 3: 200-300. Recorded in the order they ended.
+        let t = Thread {
+            requests: vec![
+                request(1, 30, 40),
+                request(2, 50, 60),
+                request(0, 10, 100),
+                request(3, 200, 300),
+            ],
+            ..Thread::default()
+        };
+        let r = Requests::of(&t);
+        let at = |time| r.containing(time).map(|i| t.requests[i].index);
+        assert_eq!(at(5), None);
+        assert_eq!(at(10), Some(0));
+        assert_eq!(at(35), Some(1));
+        assert_eq!(at(40), Some(1));
+        assert_eq!(at(45), Some(0));
+        assert_eq!(at(55), Some(2));
+        assert_eq!(at(100), Some(0));
+        assert_eq!(at(150), None);
+        assert_eq!(at(250), Some(3));
+        assert_eq!(at(301), None);
+    }
 }

@@ -217,3 +217,27 @@ pub fn firefox_profile(trace: &Path, dir: &Path, extra: &[&str]) -> FxProfile {
     analyze_stdout(trace, &args);
     FxProfile::load(&out)
 }
+
+/// Whether the real `go` is here, for `go tool pprof`; without it, says
+/// `SKIPPED: ...` (Debian's `golang-go` brings it; `.ci/run` installs it).
+pub fn have_go() -> bool {
+    let ok = Command::new("go").arg("version").output().is_ok();
+    if !ok {
+        println!("SKIPPED: no `go` (Debian golang-go) for go tool pprof");
+    }
+    ok
+}
+
+/// `go tool pprof ARGS PROFILE`'s output, or `None` without `go`.
+pub fn go_pprof(args: &[&str], profile: &Path) -> Option<String> {
+    let o = Command::new("go")
+        .current_dir(crate::root())
+        .args(["tool", "pprof"])
+        .args(args)
+        .arg(profile)
+        .env("PPROF_TMPDIR", std::env::temp_dir())
+        .output()
+        .ok()?;
+    assert!(o.status.success(), "go tool pprof {args:?}: {}", stderr(&o));
+    Some(stdout(&o))
+}
