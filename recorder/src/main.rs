@@ -88,7 +88,10 @@ As `wasmtime serve`: a Tokio runtime with one worker thread per CPU, a
 fresh instance of the component for every request, HTTP/1.1 with
 keep-alive. wrec prints `Serving HTTP on http://ADDR/` on stderr once it
 listens. Every worker thread that runs a request is sampled by its own
-timer and appears in the trace as `worker N`. Unlike `wasmtime serve`,
+timer and appears in the trace as `worker N`, but only while it runs a
+request's guest code: between requests a worker is idle, takes no samples
+(its timer stops after two intervals) and its CPU time is not counted, so
+the profile and its CPU time are the requests'. Unlike `wasmtime serve`,
 outgoing HTTP requests (`wasi:http/outgoing-handler`) are denied
 (HTTP-request-denied), the guest's output has no `stdout [N] ::`
 prefixes, and --call-hook is refused (a request may move between workers).
@@ -96,7 +99,8 @@ prefixes, and --call-hook is refused (a request may move between workers).
 Every request is recorded with its index, method and path (query included,
 up to 256 bytes: mind secrets in query strings when sharing a profile) and
 the span a worker ran it; wanalyze shows each as a marker on its worker's
-thread, and its text report the slowest.
+thread, labels each pprof sample with its request (`-tagfocus
+request=PATH`), and its text report names the slowest.
 
 Stopping: the first SIGINT, SIGTERM or SIGHUP (Ctrl-C) stops accepting
 connections, closes idle ones, lets the requests in progress finish, then
