@@ -291,12 +291,36 @@ fn serve_profiles_every_worker_under_load_and_stops_on_sigint() {
         text.contains(&format!("requests      {sent}; slowest: request ")),
         "{text}"
     );
+    check_endpoint_table(&text, sent);
     let hottest = leaves.iter().max_by_key(|(_, n)| **n).unwrap();
     assert_eq!(hottest.0, "hash_work", "{leaves:?}");
     let ((file, line), _) = hash_lines.iter().max_by_key(|(_, n)| **n).unwrap();
     assert!(file.ends_with("http-handler.c"), "{file}");
     assert!(matches!(line, Some(58 | 59)), "{hash_lines:?}");
     check_pprof_requests(&trace, dir.path());
+}
+
+/// The text report's requests by endpoint: the 8 paths, each asked for
+/// by one client 25 times, with samples in each; together all requests.
+fn check_endpoint_table(text: &str, sent: usize) {
+    let table: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Requests by endpoint: 8 of 8"))
+        .skip(2)
+        .take_while(|l| !l.is_empty())
+        .collect();
+    assert_eq!(table.len(), 8, "{text}");
+    let mut total = 0;
+    for row in &table {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        let requests: usize = cells[0].parse().unwrap();
+        let samples: usize = cells[1].parse().unwrap();
+        assert_eq!(requests, PER_CLIENT / 2, "{row}");
+        assert!(samples > 0, "{row}");
+        assert!(row.contains("GET /c") && row.ends_with("?n=5"), "{row}");
+        total += requests;
+    }
+    assert_eq!(total, sent, "{text}");
 }
 
 /// The pprof profile labels every sample with its request (`request`:

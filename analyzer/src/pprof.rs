@@ -29,7 +29,7 @@ use std::io::Write;
 use anyhow::Context;
 use prost::Message;
 
-use crate::model::{Profile, StackId};
+use crate::model::{Profile, RequestSpans, StackId};
 
 #[derive(Clone, PartialEq, Message)]
 pub struct PprofProfile {
@@ -299,7 +299,7 @@ pub fn build(p: &Profile) -> PprofProfile {
             key: thread_key,
             str: strings.get(&name),
         };
-        let requests = Requests::of(t);
+        let requests = RequestSpans::of(t);
         let mut sorted: Vec<_> = t.samples.iter().collect();
         sorted.sort_by_key(|s| s.time_ns);
         let mut sums: HashMap<(Option<StackId>, Option<usize>), [u64; 3]> = HashMap::new();
@@ -373,41 +373,6 @@ pub fn build(p: &Profile) -> PprofProfile {
     }
 }
 
-/// A thread's requests by start, to find the one a sample was taken in.
-struct Requests {
-    /// (start, end, index into the thread's requests), by start.
-    spans: Vec<(u64, u64, usize)>,
-}
-
-impl Requests {
-    /// How far back from the latest request started before a sample to
-    /// look for one still running: requests that wait let others run
-    /// inside their span, but not thousands.
-    const LOOK_BACK: usize = 64;
-
-    fn of(t: &crate::model::Thread) -> Requests {
-        let mut spans: Vec<_> = t
-            .requests
-            .iter()
-            .enumerate()
-            .map(|(i, r)| (r.start_ns, r.end_ns, i))
-            .collect();
-        spans.sort_unstable();
-        Requests { spans }
-    }
-
-    /// The innermost request (the latest started) whose span holds `time`.
-    fn containing(&self, time: u64) -> Option<usize> {
-        let started = self.spans.partition_point(|&(start, _, _)| start <= time);
-        self.spans[..started]
-            .iter()
-            .rev()
-            .take(Self::LOOK_BACK)
-            .find(|&&(_, end, _)| end >= time)
-            .map(|&(_, _, i)| i)
-    }
-}
-
 /// Writes `p` as a gzipped pprof `profile.proto`.
 pub fn write(p: &Profile, out: &mut dyn Write) -> anyhow::Result<()> {
     p.check()
@@ -417,46 +382,4 @@ pub fn write(p: &Profile, out: &mut dyn Write) -> anyhow::Result<()> {
     gz.write_all(&bytes).context("writing pprof profile")?;
     gz.finish()?.flush().context("writing pprof profile")?;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{Request, Thread};
-
-    fn request(index: u64, start_ns: u64, end_ns: u64) -> Request {
-        Request {
-            index,
-            start_ns,
-            end_ns,
-            ..Request::default()
-        }
-    }
-
-    #[test]
-    fn a_sample_belongs_to_the_innermost_request_holding_it() {
-        // 0: 10-100, waiting from 20 on, when 1 (30-40) and 2 (50-60) ran
-        // inside it; 3: 200-300. Recorded in the order they ended.
-        let t = Thread {
-            requests: vec![
-                request(1, 30, 40),
-                request(2, 50, 60),
-                request(0, 10, 100),
-                request(3, 200, 300),
-            ],
-            ..Thread::default()
-        };
-        let r = Requests::of(&t);
-        let at = |time| r.containing(time).map(|i| t.requests[i].index);
-        assert_eq!(at(5), None);
-        assert_eq!(at(10), Some(0));
-        assert_eq!(at(35), Some(1));
-        assert_eq!(at(40), Some(1));
-        assert_eq!(at(45), Some(0));
-        assert_eq!(at(55), Some(2));
-        assert_eq!(at(100), Some(0));
-        assert_eq!(at(150), None);
-        assert_eq!(at(250), Some(3));
-        assert_eq!(at(301), None);
-    }
 }

@@ -16,7 +16,10 @@ use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use crate::model::redact::without_host_paths;
-use crate::model::{clock_name, exit_kind_name, Profile, RunEnd, Stats, StatsOptions, TimerClock};
+use crate::model::{
+    clock_name, endpoints, exit_kind_name, Endpoint, Profile, RunEnd, Stats, StatsOptions,
+    TimerClock,
+};
 pub use crate::model::{FuncStat, LineStat};
 
 /// Options for [`write()`].
@@ -74,6 +77,8 @@ pub struct Summary {
     pub requests: u64,
     /// The slowest of them: its index, `METHOD PATH` and duration in ns.
     pub slowest_request: Option<(u64, String, u64)>,
+    /// Their endpoints, by CPU time.
+    pub endpoints: Vec<Endpoint>,
 }
 
 impl Summary {
@@ -162,6 +167,7 @@ pub fn try_summarize(profile: &Profile) -> Result<Summary, String> {
                 },
             )
             .map(|(d, r)| (r.index, r.name.clone(), d)),
+        endpoints: endpoints(p),
     })
 }
 
@@ -270,6 +276,7 @@ fn render_into(o: &mut String, s: &Summary, opts: &TextOptions) -> std::fmt::Res
     writeln!(o)?;
     writeln!(o, "Top {} functions by total time", top_total.len())?;
     func_table(o, s, &top_total)?;
+    endpoint_table(o, s, opts.top)?;
 
     if opts.lines && s.has_lines {
         let lines: Vec<&LineStat> = s.lines.iter().take(opts.top).collect();
@@ -308,6 +315,49 @@ fn render_into(o: &mut String, s: &Summary, opts: &TextOptions) -> std::fmt::Res
                 clean(&l.func)
             )?;
         }
+    }
+    Ok(())
+}
+
+/// The requests by endpoint (`wrec serve`), the `top` with the most CPU
+/// time: how many, the samples and CPU time taken in them (in all and a
+/// request), and their median and longest durations.
+fn endpoint_table(o: &mut String, s: &Summary, top: usize) -> std::fmt::Result {
+    if s.endpoints.is_empty() {
+        return Ok(());
+    }
+    let shown = &s.endpoints[..s.endpoints.len().min(top)];
+    writeln!(o)?;
+    writeln!(
+        o,
+        "Requests by endpoint: {} of {}, by CPU time",
+        shown.len(),
+        s.endpoints.len()
+    )?;
+    let heads = ["Requests", "Samples", "CPU", "CPU/req", "Median", "Max"];
+    let rows: Vec<[String; 6]> = shown
+        .iter()
+        .map(|e| {
+            [
+                e.requests.to_string(),
+                e.samples.to_string(),
+                fmt_ns(e.cpu_ns),
+                fmt_ns(e.cpu_ns / e.requests.max(1)),
+                fmt_ns(e.median_ns),
+                fmt_ns(e.max_ns),
+            ]
+        })
+        .collect();
+    let w: Vec<usize> = (0..6).map(|i| col_width(&rows, i, heads[i])).collect();
+    for (i, h) in heads.iter().enumerate() {
+        write!(o, "  {h:>0$}", w[i])?;
+    }
+    writeln!(o, "  Endpoint")?;
+    for (row, e) in rows.iter().zip(shown) {
+        for (i, cell) in row.iter().enumerate() {
+            write!(o, "  {cell:>0$}", w[i])?;
+        }
+        writeln!(o, "  {}", clean(&e.name))?;
     }
     Ok(())
 }

@@ -28,6 +28,7 @@ mod check;
 mod interner;
 mod paths;
 pub mod redact;
+mod requests;
 mod samples;
 mod stacks;
 mod stats;
@@ -36,6 +37,7 @@ mod tests;
 
 pub use interner::Interner;
 pub(crate) use paths::FuncPaths;
+pub use requests::{endpoints, Endpoint, RequestSpans};
 pub use samples::{Sample, SampleIter, Samples};
 pub use stacks::Stacks;
 pub use stats::{FuncStat, LineStat, LineTotal, Stats, StatsOptions};
