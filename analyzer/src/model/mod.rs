@@ -1,7 +1,7 @@
 //! The symbolized profile every exporter reads.
 //!
 //! The resolver (`resolve/`) builds it from a trace and the wasm files;
-//! the exporters (`firefox/`, `folded.rs`, `text.rs`) only read it, after
+//! the exporters (`firefox/`, `folded.rs`, `text.rs`, `pprof.rs`) only read it, after
 //! [`Profile::check`]. Tables are deduplicated: each distinct function,
 //! frame and stack appears once, and samples point at stacks, so a million
 //! samples with deep stacks stay small.
@@ -17,6 +17,9 @@
 //!   and text outputs count samples on;
 //! - `stats.rs`: samples and CPU time per function and per line
 //!   ([`Stats`]), which the text report and the diff read.
+//! - `requests.rs`: which request of a `wrec serve` trace a sample was
+//!   taken in ([`RequestSpans`]) and the requests by endpoint
+//!   ([`endpoints`]), which the text report and pprof read;
 //! - `redact.rs`: host paths out of the text a profile shares (the run's
 //!   end message, warnings).
 //!
