@@ -277,7 +277,7 @@ impl WasmSymbols {
     /// Demangled (Rust legacy+v0 via rustc-demangle, C++ Itanium via
     /// cpp_demangle; C names unchanged) name from the name section; for
     /// imports "module::field" (e.g. "wasi_snapshot_preview1::fd_write");
-    /// else "wasm-function[N]".
+    /// else `"wasm-function[N]"`.
     pub fn function_name(&self, func_index: u32) -> String {
         if let Some((module, field)) = self.import(func_index) {
             return format!("{module}::{field}");
