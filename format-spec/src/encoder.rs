@@ -19,7 +19,7 @@ pub struct SampleRef<'a> {
     pub stack: &'a [u64],
 }
 
-/// Per-thread delta state and scratch space for [`TraceWriter::append_sample`].
+/// Per-thread delta state and scratch space for [`TraceWriter::append_sample`](crate::TraceWriter::append_sample).
 ///
 /// Preallocate one per sampled thread (it is about 20 KiB; box it) and use it
 /// from that thread's signal handler only.

@@ -30,7 +30,7 @@ pub struct Sample<'a> {
     pub offset: u64,
 }
 
-/// What a [`Decoder`] yields.
+/// What a [`Decoder`](crate::Decoder) yields.
 #[derive(Debug)]
 pub enum Event<'a> {
     Record(Record),
