@@ -213,7 +213,7 @@ pub struct RunResult {
 pub struct ChildArgs {
     #[arg(long, value_enum)]
     pub config: ConfigKind,
-    /// The wasm file (for argv[0], wrec's module record and the hash).
+    /// The wasm file (for `argv[0]`, wrec's module record and the hash).
     #[arg(long)]
     pub wasm: PathBuf,
     /// The module precompiled for this configuration's engine; compiled from
