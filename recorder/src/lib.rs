@@ -53,6 +53,16 @@
 //! wasm stack of the waiting call, as a blocking call's would
 //! (`tests/async_store.rs` runs the same fixtures both ways).
 //!
+//! A server whose worker threads run guest code only part of the time
+//! (each request in its own store, as `wrec serve` runs them) gives each
+//! worker a sampler once and marks it busy around every poll of a
+//! request's guest code ([`ThreadSampler::set_idle`]`(false)` before,
+//! `(true)` after): between polls the worker takes no samples, its CPU time
+//! is not counted, and once it has been idle two intervals its timer is
+//! stopped until the next poll. [`Recorder::record_request`] writes what
+//! each request was (index, method, path, span), for the request markers,
+//! labels and endpoint table of `wanalyze`'s outputs.
+//!
 //! Process-wide effects: the recorder installs a `SIGPROF` handler (kept for
 //! the life of the process; stray `SIGPROF`s that are not its timers' go to
 //! the previous handler, or are ignored instead of killing the process) and
