@@ -299,7 +299,7 @@ pub fn build(p: &Profile) -> PprofProfile {
             key: thread_key,
             str: strings.get(&name),
         };
-        let requests = RequestSpans::of(t);
+        let mut requests = RequestSpans::of(t);
         let mut sorted: Vec<_> = t.samples.iter().collect();
         sorted.sort_by_key(|s| s.time_ns);
         let mut sums: HashMap<(Option<StackId>, Option<usize>), [u64; 3]> = HashMap::new();

@@ -6,18 +6,23 @@ use std::collections::HashMap;
 
 use super::{Profile, Thread};
 
-/// A thread's requests by start, to find the one a sample was taken in.
+/// A thread's requests by start, to find the one each of its samples was
+/// taken in, the samples asked for in time order (a sweep: amortized O(1)
+/// a sample, however requests nest).
 pub struct RequestSpans {
-    /// (start, end, index into the thread's requests), by start.
+    /// (start, end, index into the thread's requests), by start, and of
+    /// equal starts the longest first (so the innermost is met last).
     spans: Vec<(u64, u64, usize)>,
+    /// The next span not yet started.
+    next: usize,
+    /// Spans started, the latest on top; those that ended below the top
+    /// are dropped when they reach it.
+    open: Vec<(u64, usize)>,
+    /// The last time asked.
+    last: u64,
 }
 
 impl RequestSpans {
-    /// How far back from the latest request started before a sample to
-    /// look for one still running: requests that wait let others run
-    /// inside their span, but not thousands.
-    const LOOK_BACK: usize = 64;
-
     pub fn of(t: &Thread) -> RequestSpans {
         let mut spans: Vec<_> = t
             .requests
@@ -25,21 +30,39 @@ impl RequestSpans {
             .enumerate()
             .map(|(i, r)| (r.start_ns, r.end_ns, i))
             .collect();
-        spans.sort_unstable();
-        RequestSpans { spans }
+        spans.sort_unstable_by_key(|&(start, end, i)| (start, std::cmp::Reverse(end), i));
+        RequestSpans {
+            spans,
+            next: 0,
+            open: Vec::new(),
+            last: 0,
+        }
     }
 
     /// The request (an index into the thread's requests) a sample taken at
-    /// `time` belongs to: the innermost (the latest started) whose span
-    /// holds it.
-    pub fn containing(&self, time: u64) -> Option<usize> {
-        let started = self.spans.partition_point(|&(start, _, _)| start <= time);
-        self.spans[..started]
-            .iter()
-            .rev()
-            .take(Self::LOOK_BACK)
-            .find(|&&(_, end, _)| end >= time)
-            .map(|&(_, _, i)| i)
+    /// `time` belongs to: the innermost (the latest started; of equal
+    /// starts, the shortest) whose span holds it. Times should come in
+    /// order; one that goes back starts the sweep again.
+    pub fn containing(&mut self, time: u64) -> Option<usize> {
+        if time < self.last {
+            self.next = 0;
+            self.open.clear();
+        }
+        self.last = time;
+        while let Some(&(start, end, i)) = self.spans.get(self.next) {
+            if start > time {
+                break;
+            }
+            self.open.push((end, i));
+            self.next += 1;
+        }
+        while let Some(&(end, i)) = self.open.last() {
+            if end >= time {
+                return Some(i);
+            }
+            self.open.pop();
+        }
+        None
     }
 }
 
@@ -73,12 +96,18 @@ pub fn endpoints(p: &Profile) -> Vec<Endpoint> {
                 .0
                 .push(r.end_ns.saturating_sub(r.start_ns));
         }
-        let spans = RequestSpans::of(t);
-        for s in t.samples.iter() {
-            if let Some(i) = spans.containing(s.time_ns) {
+        let mut spans = RequestSpans::of(t);
+        let mut samples: Vec<_> = t
+            .samples
+            .iter()
+            .map(|s| (s.time_ns, s.cpu_delta_ns))
+            .collect();
+        samples.sort_unstable_by_key(|&(time, _)| time);
+        for (time_ns, cpu_delta_ns) in samples {
+            if let Some(i) = spans.containing(time_ns) {
                 let e = by_name.get_mut(t.requests[i].name.as_str()).unwrap();
                 e.1 += 1;
-                e.2 = e.2.saturating_add(s.cpu_delta_ns);
+                e.2 = e.2.saturating_add(cpu_delta_ns);
             }
         }
     }
@@ -132,8 +161,8 @@ mod tests {
             ],
             ..Thread::default()
         };
-        let r = RequestSpans::of(&t);
-        let at = |time| r.containing(time).map(|i| t.requests[i].index);
+        let mut r = RequestSpans::of(&t);
+        let mut at = |time| r.containing(time).map(|i| t.requests[i].index);
         assert_eq!(at(5), None);
         assert_eq!(at(10), Some(0));
         assert_eq!(at(35), Some(1));
@@ -144,6 +173,28 @@ mod tests {
         assert_eq!(at(150), None);
         assert_eq!(at(250), Some(3));
         assert_eq!(at(301), None);
+        // Asked out of order, the sweep starts again.
+        assert_eq!(at(35), Some(1));
+    }
+
+    #[test]
+    fn nesting_has_no_depth_limit_and_equal_starts_go_to_the_shortest() {
+        // 0: 0-10_000 holds 200 short ones (1 + 10k .. 5 + 10k); 201: 0-5
+        // starts with 0 but is shorter.
+        let mut requests = vec![request(0, 0, 10_000)];
+        requests.extend((1..=200).map(|k| request(k, 10 * k, 10 * k + 5)));
+        requests.push(request(201, 0, 5));
+        let t = Thread {
+            requests,
+            ..Thread::default()
+        };
+        let mut r = RequestSpans::of(&t);
+        let mut at = |time| r.containing(time).map(|i| t.requests[i].index);
+        assert_eq!(at(0), Some(201));
+        assert_eq!(at(7), Some(0));
+        assert_eq!(at(1503), Some(150));
+        assert_eq!(at(1507), Some(0));
+        assert_eq!(at(9_999), Some(0));
     }
 
     fn named(name: &str, index: u64, start_ns: u64, end_ns: u64) -> Request {
