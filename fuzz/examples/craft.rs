@@ -51,6 +51,65 @@ fn lost(thread: u32, count: u64) -> Vec<u8> {
     frame(&Record::SamplesLost(SamplesLost { thread, count, reason: LossReason::LogFull }))
 }
 
+/// A request record (SPEC.md §2.8) as given: its duration is `dur`, the
+/// method and path uncut (a writer cuts them to 32 and 256 bytes).
+fn request(thread: u32, start: u64, dur: u64, index: u64, method: &str, path: &str) -> Vec<u8> {
+    let mut p = Vec::new();
+    for v in [u64::from(thread), start, dur, index] {
+        varint::push(&mut p, v);
+    }
+    for s in [method, path] {
+        varint::push(&mut p, s.len() as u64);
+        p.extend_from_slice(s.as_bytes());
+    }
+    frame_payload(kind::REQUEST, &p)
+}
+
+fn thread_start(thread: u32, time_ns: u64) -> Vec<u8> {
+    frame(&Record::ThreadStart(ThreadStart { thread, time_ns, cpu_ns: 0, os_tid: 0, name: String::new() }))
+}
+
+/// The requests of a `wrec serve` trace at their extremes (format 3.3).
+fn requests_trace(base: i64) -> Vec<u8> {
+    let key = flags::KEYFRAME;
+    let ms = 1_000_000u64;
+    let mut r = vec![
+        module(0, base as u64, 0x100),
+        // Before any thread: dropped, even though thread 5 is sampled later.
+        request(5, 0, 1, 0, "GET", "/before-thread"),
+        thread_start(0, ms),
+        // Started, never sampled.
+        thread_start(2, 0),
+        request(2, 0, u64::MAX, 1, "GET", "/idle"),
+        sample(0, key, 1000, 1, 0, &[base + 0x20]),
+        // Sampled without a thread start record.
+        sample(1, key, 1200, 1, 0, &[base + 0x30]),
+        request(1, ms, ms, 2, "GET", "/no-thread-start"),
+        // Before the trace's start (the first thread start), and the
+        // whole time range.
+        request(0, 0, 0, 3, "GET", "/at-0"),
+        request(0, 0, u64::MAX, 4, "GET", "/everything"),
+        // A path of 10 000 bytes whose 256-byte cut falls inside a 2-byte
+        // character; likewise a 41-byte method at its 32-byte cut.
+        request(0, ms, ms / 2, 5, &format!("G{}", "\u{e9}".repeat(20)), &format!("/{}", "\u{e9}".repeat(5000))),
+        // At the end of time: zero-length at u64::MAX, and ending there.
+        request(0, u64::MAX, 0, 6, "GET", "/max"),
+        request(0, u64::MAX - 1, 1, u64::MAX, "GET", "/max-1"),
+        sample(0, key, 1500, 2, 0, &[base + 0x20]),
+    ];
+    // 2000 zero-length requests at a sample's time, one name, one index,
+    // inside `/everything`: more than the analyzer looks back over.
+    for _ in 0..2000 {
+        r.push(request(0, 1500 * 1000, 0, 7, "POST", "/same"));
+    }
+    r.push(sample(0, key, 2000, 3, 0, &[base + 0x20]));
+    r.push(sample(5, key, 2000, 3, 0, &[base + 0x20]));
+    // Last: a duration that overflows u64 when added to the start (the
+    // reader refuses this record).
+    r.push(request(0, u64::MAX, 1, 8, "GET", "/overflow"));
+    trace(&r)
+}
+
 fn leb(out: &mut Vec<u8>, mut v: usize) {
     loop {
         let b = (v & 0x7f) as u8;
@@ -169,7 +228,7 @@ fn main() {
         ("module-at-top", trace(&[
             module(0, u64::MAX - 0x40, 0x40),
             module(1, 0, 0x100),
-            sample(0, key | flags::HOST, 1, 1, 0, &[-1, 0x11 - -1 + 0, 1, -0x12]),
+            sample(0, key | flags::HOST, 1, 1, 0, &[-1, 0x11 - -1, 1, -0x12]),
             sample(0, key | flags::TRUNCATED | flags::BROKEN, 2, 2, 0, &[]),
             sample(0, key | flags::HOST, 3, 3, 0, &[]),
         ])),
@@ -205,6 +264,11 @@ fn main() {
                 samples_written: 2, samples_lost: 0,
             })),
         ])),
+        // Request records (format 3.3) at their extremes: before their
+        // thread, on threads never sampled or never started, at time 0 and
+        // u64::MAX, spanning all time, uncut long method and path, 2000
+        // zero-length ones with one name, one whose end overflows.
+        ("requests", requests_trace(base)),
     ];
     put("symbols", "long-names", &long_names_wasm());
     put(

@@ -12,6 +12,11 @@
 //! - `analyze`: those traces in fixture mode (mode byte = the fixture's index
 //!   in `harness::FIXTURES`, with and without DWARF), and in own-wasm mode
 //!   with the small modules of `fuzz/wasm/` and `fib-stripped.wasm`.
+//! - both: `wrec serve` traces (`syn-serve-*`, format 3.3) whose request
+//!   records nest, overlap, share names, are zero-length or end before
+//!   they start, carry odd paths (non-ASCII, control characters, 256 bytes
+//!   and more), lie before or after the samples, or sit on a thread
+//!   without samples or one that never started.
 //!
 //! Run: `cargo run --release --example seeds` (from `fuzz/`). Extra traces
 //! to add can be given as arguments: `-- path/to/a.wrec=fib-O2.wasm`.
@@ -234,7 +239,7 @@ fn synth(wasm: &[u8], path: &str, o: &SynthOpts) -> Vec<u8> {
     let tw = TraceWriter::create(&tmp, Header::for_this_host(), wopts).unwrap();
     tw.write_run_info(&RunInfo {
         interval_ns: 1_000_000,
-        clock: if o.seed % 2 == 0 { TimerClock::Wall } else { TimerClock::Cpu },
+        clock: if o.seed.is_multiple_of(2) { TimerClock::Wall } else { TimerClock::Cpu },
         recorder: "wrec 0.1.0 (fuzz seed)".into(),
         args: vec![path.into(), "5".into()],
     })
@@ -316,6 +321,168 @@ fn synth(wasm: &[u8], path: &str, o: &SynthOpts) -> Vec<u8> {
             message: String::new(),
             samples_written: tw.samples_written(),
             samples_lost: 3,
+        }))
+        .unwrap();
+    }
+    tw.finish().unwrap();
+    let bytes = std::fs::read(&tmp).unwrap();
+    let _ = std::fs::remove_file(&tmp);
+    bytes
+}
+
+/// A request record of a `wrec serve` trace (SPEC.md §2.8), its times
+/// relative to the trace's first thread start (`t0`, may be negative).
+struct Req {
+    thread: u32,
+    start: i64,
+    end: i64,
+    index: u64,
+    method: String,
+    path: String,
+}
+
+fn req(thread: u32, start_ms: f64, end_ms: f64, index: u64, method: &str, path: &str) -> Req {
+    Req {
+        thread,
+        start: (start_ms * 1e6) as i64,
+        end: (end_ms * 1e6) as i64,
+        index,
+        method: method.to_owned(),
+        path: path.to_owned(),
+    }
+}
+
+/// The requests of the `serve` seeds: three sampled threads (0-2, one
+/// sample per ms, round robin), thread 3 started but never sampled.
+fn serve_requests() -> Vec<Req> {
+    let mut r = vec![
+        // Thread 0: a long request whose span holds shorter ones (nested
+        // two deep), two that overlap without nesting, and zero-length
+        // spans, one at a sample's very time (thread 0 is sampled at
+        // 1, 4, 7, ... ms).
+        req(0, 0.5, 60.5, 0, "GET", "/long"),
+        req(0, 3.2, 20.1, 1, "GET", "/a?x=1"),
+        req(0, 6.0, 9.9, 2, "GET", "/a?x=1"),
+        req(0, 24.5, 40.5, 3, "PUT", "/overlap/1"),
+        req(0, 33.5, 50.5, 4, "PUT", "/overlap/2"),
+        req(0, 46.0, 46.0, 5, "HEAD", "/zero-at-sample"),
+        req(0, 43.3, 43.3, 6, "HEAD", "/zero"),
+        // End before start: the writer stores no negative duration, so
+        // this is zero-length at its start.
+        req(0, 55.0, 52.0, 7, "GET", "/backwards"),
+        // The same name on another thread, and the same index twice.
+        req(1, 1.0, 30.0, 8, "GET", "/a?x=1"),
+        req(1, 31.0, 31.5, 8, "GET", "/a?x=1"),
+        // Odd methods and paths: empty, non-ASCII, control characters,
+        // 256 bytes exactly, longer (cut by the writer at a character).
+        req(1, 32.0, 35.0, 9, "", ""),
+        req(1, 36.0, 38.0, 10, "M-SEARCH", "/caf\u{e9}/\u{1f600}?q=\u{fffd}&\u{202e}rtl"),
+        req(1, 38.5, 39.5, 11, "GET", "/a\tb\nc\u{1b}[31m\u{0}d \"quoted\" <x>"),
+        req(2, 2.0, 20.0, 12, "POST", &format!("/{}", "p".repeat(255))),
+        req(2, 20.0, 45.0, 13, "POST", &format!("/{}", "\u{e9}".repeat(200))),
+        req(2, 45.0, 46.0, 14, &"X".repeat(40), "/long-method"),
+        // Before the trace's start, after the last sample, far beyond it.
+        req(2, -5.0, 1.5, 15, "GET", "/early"),
+        req(2, 58.0, 500.0, 16, "GET", "/late"),
+        req(0, 1e9, 1e9, 17, "GET", "/far"),
+        // A thread that started but has no samples, and one never started.
+        req(3, 10.0, 20.0, 18, "GET", "/idle-thread"),
+        req(9, 10.0, 20.0, 19, "GET", "/no-thread"),
+    ];
+    // Thread 1: a batch holding more short requests than the analyzer
+    // looks back over (64), with samples after them.
+    r.push(req(1, 40.0, 59.0, 20, "POST", "/batch"));
+    for k in 0..100 {
+        let at = 40.01 + k as f64 * 0.1;
+        r.push(req(1, at, at + 0.02, 21 + k, "GET", &format!("/batch/item/{}", k % 7)));
+    }
+    r
+}
+
+/// A `wrec serve` trace (format 3.3): samples on three threads with real
+/// stacks of `wasm`, and `requests`, each written once its end has passed
+/// (in the order they ended, as the server does).
+fn synth_serve(wasm: &[u8], path: &str, seed: u64, requests: &[Req], finish: bool) -> Vec<u8> {
+    let w = parse(wasm);
+    let mut rng = Rng(seed | 1);
+    let text_addr = 0x7f3a_0000_0000 + (seed << 20);
+    let l = layout(&w, path, harness::sha256(wasm), text_addr);
+    let tmp = std::env::temp_dir().join(format!("wrec-seed-{}-serve{seed}.wrec", std::process::id()));
+    let wopts = WriterOptions { growth_step: 1 << 20, tail_reserve: 4096, max_len: 64 << 20, ..WriterOptions::default() };
+    let tw = TraceWriter::create(&tmp, Header::for_this_host(), wopts).unwrap();
+    tw.write_run_info(&RunInfo {
+        interval_ns: 1_000_000,
+        clock: TimerClock::Wall,
+        recorder: "wrec 0.1.0 (fuzz seed)".into(),
+        args: vec!["serve".into(), path.into(), "--listen".into(), "127.0.0.1:0".into()],
+    })
+    .unwrap();
+    tw.write_record(&Record::Module(l.record.clone())).unwrap();
+    let t0 = 1_000_000_000u64;
+    let at = |rel: i64| t0.saturating_add_signed(rel);
+    for t in 0..4u32 {
+        tw.write_record(&Record::ThreadStart(ThreadStart {
+            thread: t,
+            time_ns: t0,
+            cpu_ns: 0,
+            os_tid: 5000 + u64::from(t),
+            name: format!("wrec-serve-{t}"),
+        }))
+        .unwrap();
+    }
+    let mut order: Vec<&Req> = requests.iter().collect();
+    order.sort_by_key(|r| r.end.max(r.start));
+    let mut order = order.into_iter().peekable();
+    let write_req = |r: &Req| {
+        // A struct literal, not `Request::new`: the method and path stay
+        // as long as given (the analyzer cuts them), and an end before the
+        // start reaches the encoder.
+        tw.write_record(&Record::Request(Request {
+            thread: r.thread,
+            start_ns: at(r.start),
+            end_ns: at(r.end),
+            index: r.index,
+            method: r.method.clone(),
+            path: r.path.clone(),
+        }))
+        .unwrap();
+    };
+    let mut encs: Vec<_> = (0..3).map(SampleEncoder::new).collect();
+    let mut cpu = [0u64; 3];
+    let samples = 60;
+    for i in 0..samples {
+        if i % 16 == 0 {
+            tw.grow().unwrap();
+        }
+        let time = t0 + (i as u64 + 1) * 1_000_000;
+        while let Some(r) = order.next_if(|r| at(r.end.max(r.start)) < time) {
+            write_req(r);
+        }
+        let t = i % 3;
+        cpu[t] += 200_000 + rng.below(600_000) as u64;
+        let (stack, sflags) = stack(&w, &l, &mut rng, 16);
+        tw.append_sample(&mut encs[t], &SampleRef { time_ns: time, cpu_ns: cpu[t], flags: sflags, stack: &stack })
+            .unwrap();
+    }
+    let end = t0 + (samples as u64 + 1) * 1_000_000;
+    if finish {
+        for t in 0..4u32 {
+            tw.write_record(&Record::ThreadEnd(ThreadEnd { thread: t, time_ns: end, cpu_ns: cpu.get(t as usize).copied().unwrap_or(0) }))
+                .unwrap();
+        }
+    }
+    // The rest, among them requests that end after their thread did.
+    for r in order {
+        write_req(r);
+    }
+    if finish {
+        tw.write_record(&Record::End(End {
+            time_ns: end + 10,
+            exit_kind: ExitKind::Exited,
+            status: 0,
+            message: String::new(),
+            samples_written: tw.samples_written(),
+            samples_lost: 0,
         }))
         .unwrap();
     }
@@ -471,6 +638,26 @@ fn main() {
         seed: 400, samples: 30, threads: 1, max_depth: 30, finish: true, ring: false,
     });
     put(&an, "own-fib-stripped.in", &harness::analyze_input_own(&stripped, true, &t));
+
+    // wrec serve traces (format 3.3): request records that nest, overlap,
+    // share names, have odd paths, lie outside the samples or on threads
+    // without samples.
+    let requests = serve_requests();
+    for (k, (fi, dwarf, finish)) in [(0, true, true), (1, false, true), (5, true, false)].into_iter().enumerate() {
+        let (name, wasm) = FIXTURES[fi];
+        let t = synth_serve(wasm, &format!("/fixtures/{name}"), 600 + k as u64, &requests, finish);
+        put(&tr, &format!("syn-serve-{k}.wrec"), &t);
+        put(&an, &format!("syn-serve-{k}.fixture"), &harness::analyze_input_fixture(fi, dwarf, &t));
+    }
+    // A few requests only, on the first thread: small enough for the
+    // fuzzer to rework.
+    let few: Vec<Req> = requests.into_iter().filter(|r| r.thread == 0 && r.index < 4).collect();
+    let t = synth_serve(FIXTURES[0].1, "/fixtures/fib-O2.wasm", 610, &few, true);
+    put(&tr, "syn-serve-few.wrec", &t);
+    put(&an, "syn-serve-few.fixture", &harness::analyze_input_fixture(0, true, &t));
+    let tiny = std::fs::read(root().join("fuzz/wasm/tiny-O2.wasm")).unwrap();
+    let t = synth_serve(&tiny, "/w/tiny-O2.wasm", 611, &few, true);
+    put(&an, "own-serve-tiny-O2.in", &harness::analyze_input_own(&tiny, false, &t));
 
     // Every seed must pass its own target.
     for (dir, f) in [(&tr, harness::trace_reader as fn(&[u8])), (&an, harness::analyze), (&sy, harness::symbols)] {

@@ -1,5 +1,6 @@
 //! Triage helper: prints what the analyzer makes of an `analyze` fuzz input
-//! (warnings, then folded stacks).
+//! (warnings, folded stacks, then the text report, which lists requests by
+//! endpoint).
 //! `cargo run --example show -- corpus/analyze/rec00-fib-O2.dwarf`
 
 use wrec_fuzz::harness::{run_analyzer, AnalyzeInput};
@@ -14,6 +15,8 @@ fn main() {
                 eprintln!("warning: {w}");
             }
             wanalyze::folded::write(&p, &mut std::io::stdout()).unwrap();
+            let opts = wanalyze::text::TextOptions::default();
+            wanalyze::text::write(&p, &opts, &mut std::io::stdout()).unwrap();
         }
         Err(()) => eprintln!("the analyzer returned an error"),
     }

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use sha2::{Digest, Sha256};
 use wanalyze::resolve::{self, AnalyzeError, Options};
 use wanalyze::symbols::WasmSymbols;
-use wanalyze::{firefox, folded, lookup, text};
+use wanalyze::{firefox, folded, lookup, pprof, text};
 use wrec_format::{kind, varint, Event, ModuleRecord, Record, Trace};
 
 /// Real modules the `analyze` target symbolizes against in its fixture mode
@@ -375,6 +375,7 @@ pub fn analyze_prepared(input: &AnalyzeInput<'_>) {
 
 /// Runs `resolve::analyze` on the input (through scratch files, as it reads
 /// from disk). `Err(())` for an error the analyzer may rightly return.
+#[allow(clippy::result_unit_err)]
 pub fn run_analyzer(input: &AnalyzeInput<'_>) -> Result<wanalyze::model::Profile, ()> {
     analyze_scratch(&Scratch::with(input), input.dwarf, false)
 }
@@ -429,7 +430,8 @@ fn folded_and_text(profile: &wanalyze::model::Profile) -> (Vec<u8>, Vec<u8>) {
     (folded, report)
 }
 
-/// Runs every exporter on a profile the analyzer produced; each must succeed.
+/// Runs every exporter on a profile the analyzer produced; each must succeed
+/// (the pprof one also with a profile whose ids and counts hold up).
 pub fn export_all(profile: &wanalyze::model::Profile) {
     let mut json = Vec::new();
     firefox::write(profile, &mut json).expect("firefox exporter refused the analyzer's profile");
@@ -439,6 +441,89 @@ pub fn export_all(profile: &wanalyze::model::Profile) {
     folded::write(profile, &mut io::sink()).expect("folded exporter failed");
     text::write(profile, &text::TextOptions::default(), &mut io::sink())
         .expect("text exporter failed");
+    let mut gz = Vec::new();
+    pprof::write(profile, &mut gz).expect("pprof exporter refused the analyzer's profile");
+    // A gzip member (RFC 1952): magic, deflate, and a trailer.
+    assert!(
+        gz.len() >= 18 && gz[..3] == [0x1f, 0x8b, 8],
+        "the pprof exporter wrote no gzip"
+    );
+    check_pprof(profile);
+}
+
+/// The pprof profile [`pprof::write`] encodes (its `build`), checked
+/// against the model: every id and string index it uses exists, each
+/// thread's samples are all counted once, and the samples labelled with a
+/// request are those the text report's endpoints count.
+fn check_pprof(profile: &wanalyze::model::Profile) {
+    let pp = pprof::build(profile);
+    let strings = &pp.string_table;
+    let string = |i: i64| -> &str {
+        let i = usize::try_from(i).expect("negative string index");
+        assert!(i < strings.len(), "string {i} past the table");
+        &strings[i]
+    };
+    assert_eq!(string(0), "", "pprof string 0 is not empty");
+    for (i, f) in pp.function.iter().enumerate() {
+        assert_eq!(f.id, i as u64 + 1);
+        let _ = (string(f.name), string(f.system_name), string(f.filename));
+    }
+    for (i, m) in pp.mapping.iter().enumerate() {
+        assert_eq!(m.id, i as u64 + 1);
+        assert!(m.memory_start < m.memory_limit);
+        let _ = (string(m.filename), string(m.build_id));
+    }
+    for (i, l) in pp.location.iter().enumerate() {
+        assert_eq!(l.id, i as u64 + 1);
+        assert!(l.mapping_id <= pp.mapping.len() as u64);
+        if l.mapping_id != 0 {
+            let m = &pp.mapping[l.mapping_id as usize - 1];
+            assert!(l.address < m.memory_limit, "location outside its mapping");
+        }
+        assert!(!l.line.is_empty(), "location without a line");
+        for line in &l.line {
+            assert!((1..=pp.function.len() as u64).contains(&line.function_id));
+        }
+    }
+    let request = pp.string_table.iter().position(|s| s == "request");
+    let mut counted = 0u64;
+    let mut in_requests = 0u64;
+    for s in &pp.sample {
+        assert_eq!(s.value.len(), pp.sample_type.len());
+        assert!(s.value.iter().all(|&v| v >= 0), "negative sample value");
+        assert!(s.value[0] > 0, "a pprof sample of no samples");
+        for &l in &s.location_id {
+            assert!((1..=pp.location.len() as u64).contains(&l));
+        }
+        for label in &s.label {
+            let _ = (string(label.key), string(label.str));
+            if Some(label.key as usize) == request {
+                in_requests += s.value[0] as u64;
+            }
+        }
+        counted += s.value[0] as u64;
+    }
+    let samples: u64 = profile.threads.iter().map(|t| t.samples.len() as u64).sum();
+    assert_eq!(
+        counted, samples,
+        "pprof samples do not add up to the profile's"
+    );
+
+    let endpoints = wanalyze::model::endpoints(profile);
+    let requests: u64 = profile
+        .threads
+        .iter()
+        .map(|t| t.requests.len() as u64)
+        .sum();
+    assert_eq!(endpoints.iter().map(|e| e.requests).sum::<u64>(), requests);
+    assert_eq!(
+        endpoints.iter().map(|e| e.samples).sum::<u64>(),
+        in_requests,
+        "the text report and pprof put different samples in requests"
+    );
+    for e in &endpoints {
+        assert!(e.requests > 0 && e.median_ns <= e.max_ns);
+    }
 }
 
 // ---------------------------------------------------------------------------
