@@ -433,15 +433,25 @@ impl TraceWriter {
     /// Async-signal-safe.
     fn publish(&self, at: u64, rec: &[u8]) {
         // SAFETY: [at, at + len) was reserved by us alone and is allocated.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                rec.as_ptr().add(1),
-                self.map.as_mut_ptr().add(at as usize + 1),
-                rec.len() - 1,
-            );
-        }
-        self.kind_byte(at).store(rec[0], SeqCst);
+        unsafe { self.place(at, rec) };
         self.advance_commit(at);
+    }
+
+    /// Copies a framed record to `at`, its kind byte last, so that a
+    /// reader sees either no record there or the whole of it (the linear
+    /// log's and the ring's publishing alike). Async-signal-safe.
+    ///
+    /// # Safety
+    /// `[at, at + rec.len())` is reserved by the caller alone, inside the
+    /// mapped, allocated file.
+    #[inline(always)]
+    pub(super) unsafe fn place(&self, at: u64, rec: &[u8]) {
+        std::ptr::copy_nonoverlapping(
+            rec.as_ptr().add(1),
+            self.map.as_mut_ptr().add(at as usize + 1),
+            rec.len() - 1,
+        );
+        self.kind_byte(at).store(rec[0], SeqCst);
     }
 
     /// Moves the committed length over every published record from `from`

@@ -51,14 +51,7 @@ impl TraceWriter {
         // SAFETY: [at, at + len) was reserved by us alone, in a prepared
         // segment of the mapped, allocated ring, which nobody prepares
         // again while we are counted in its in-flight writers.
-        unsafe {
-            std::ptr::copy_nonoverlapping(
-                rec.as_ptr().add(1),
-                self.map.as_mut_ptr().add(at as usize + 1),
-                rec.len() - 1,
-            );
-        }
-        self.kind_byte(at).store(rec[0], SeqCst);
+        unsafe { self.place(at, rec) };
         // The segment's committed length: the same ordered commit as the
         // linear log's (SPEC.md §3), within the segment.
         // SAFETY: 8-aligned (segments are whole pages), inside the mapping,

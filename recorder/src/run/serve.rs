@@ -321,14 +321,13 @@ async fn handle(
 ) -> wasmtime::Result<Response> {
     let request = RequestInfo {
         index: server.next_request.fetch_add(1, Ordering::Relaxed),
-        method: wrec_format::cut(req.method().as_str(), wrec_format::MAX_REQUEST_METHOD).to_owned(),
-        path: wrec_format::cut(
-            req.uri()
-                .path_and_query()
-                .map_or(req.uri().path(), |p| p.as_str()),
-            wrec_format::MAX_REQUEST_PATH,
-        )
-        .to_owned(),
+        // Cut to the record's bounds by `Recorder::record_request`.
+        method: req.method().as_str().to_owned(),
+        path: req
+            .uri()
+            .path_and_query()
+            .map_or(req.uri().path(), |p| p.as_str())
+            .to_owned(),
     };
     let mut store = server.new_store().map_err(|e| wasmtime::Error::msg(e.0))?;
     let (sender, receiver) = tokio::sync::oneshot::channel();
